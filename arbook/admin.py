@@ -1,0 +1,137 @@
+"""Django admin: merchants (with members), credentials (secrets write-only), and read-only
+invoices and sync runs. Thin: the logic is in forms and services."""
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from arbook.forms import GatewayCredentialForm
+from arbook.models import GatewayCredential, Invoice, InvoiceEvent, Merchant, SyncRun
+from arbook.services.credentials import credential_test_connection
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by syncs are evidence: admins look, nobody edits."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class CredentialInline(admin.TabularInline):
+    model = GatewayCredential
+    fields = ["provider", "label", "is_active", "needs_attention", "last_success_at"]
+    readonly_fields = fields
+    extra = 0
+    show_change_link = True
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Merchant)
+class MerchantAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "timezone", "member_count"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    filter_horizontal = ["members"]
+    inlines = [CredentialInline]
+
+    @admin.display(description="Members")
+    def member_count(self, obj):
+        return obj.members.count()
+
+
+@admin.register(GatewayCredential)
+class GatewayCredentialAdmin(admin.ModelAdmin):
+    form = GatewayCredentialForm
+    list_display = ["__str__", "provider", "is_active", "attention", "last_success_at", "keys_set"]
+    list_filter = ["provider", "is_active", "needs_attention", "merchant"]
+    search_fields = ["label", "merchant__name"]
+    list_select_related = ["merchant"]
+    readonly_fields = ["keys_set", "hook_url", "needs_attention", "last_sync_at", "last_success_at",
+                       "last_full_sync_at", "last_error"]
+    actions = ["test_connection"]
+
+    def get_fieldsets(self, request, obj=None):
+        secret_fields = [n for n in GatewayCredentialForm.base_fields if n.startswith("secret__")]
+        return [
+            (None, {"fields": ["merchant", "provider", "label", "base_url", "options", "is_active"]}),
+            ("Secrets (write-only)", {"fields": ["keys_set", *secret_fields, "remove_keys"],
+                                      "description": "Values are never shown. A blank field keeps the stored value."}),
+            ("Schedule", {"fields": ["sync_interval_minutes", "full_sync_interval_hours"]}),
+            ("State", {"fields": ["needs_attention", "last_sync_at", "last_success_at", "last_full_sync_at",
+                                  "last_error", "hook_url"]}),
+        ]
+
+    @admin.display(description="Keys set")
+    def keys_set(self, obj):
+        if not obj or not obj.secrets_encrypted:
+            return "none"
+        keys = obj.secret_keys_set
+        return ", ".join(keys) if keys else "unreadable with the configured ARBOOK_ENCRYPTION_KEYS"
+
+    @admin.display(description="Needs attention", boolean=True)
+    def attention(self, obj):
+        return obj.needs_attention
+
+    @admin.display(description="Notification URL")
+    def hook_url(self, obj):
+        if not obj or not obj.pk:
+            return "shown after saving"
+        return format_html("<code>/hooks/{}/{}/</code> (prefix with this site's address)", obj.provider, obj.hook_token)
+
+    @admin.action(description="Test connection")
+    def test_connection(self, request, queryset):
+        for credential in queryset.select_related("merchant"):
+            ok, message = credential_test_connection(credential=credential)
+            self.message_user(request, f"{credential}: {message}", messages.SUCCESS if ok else messages.ERROR)
+
+
+class EventInline(admin.TabularInline):
+    model = InvoiceEvent
+    fields = ["seen_at", "source", "sync_run", "status_before", "status_after", "outstanding_before",
+              "outstanding_after", "paid_at_before", "paid_at_after", "note"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(ReadOnlyAdmin):
+    list_display = ["number", "external_id", "merchant", "provider", "customer_name", "currency", "amount",
+                    "outstanding", "status", "due_at"]
+    list_filter = ["provider", "status", "currency", "merchant"]
+    search_fields = ["=number", "=external_id", "customer_name"]
+    list_select_related = ["merchant"]
+    show_full_result_count = False  # no COUNT(*) over a million rows on every page
+    exclude = ["raw"]
+    readonly_fields = ["raw_pretty"]
+    inlines = [EventInline]
+
+    @admin.display(description="Raw provider payload")
+    def raw_pretty(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.raw, indent=2, sort_keys=True, default=str))
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(ReadOnlyAdmin):
+    list_display = ["credential", "trigger", "full", "status", "started_at", "finished_at", "pages", "fetched",
+                    "created", "updated", "unchanged", "missing"]
+    list_filter = ["status", "trigger", "full", "credential__provider"]
+    list_select_related = ["credential__merchant"]
+    show_full_result_count = False

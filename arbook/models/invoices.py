@@ -1,0 +1,105 @@
+"""Invoices as last seen at their gateway, and the append-only history of their changes."""
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from arbook.status import InvoiceStatus
+
+from .merchants import PROVIDER_CHOICES, GatewayCredential, Merchant
+
+MONEY = {"max_digits": 18, "decimal_places": 2}
+
+
+class Invoice(models.Model):
+    """One receivable, unique per (credential, external_id).
+
+    Money is Decimal with `currency` beside it; `amount` may be unknown (Faspay's list has none);
+    `outstanding` is what is still owed (negative = an unapplied credit). Overdue is derived
+    (a receivable state with `due_at` in the past), never stored.
+    """
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="invoices")
+    credential = models.ForeignKey(GatewayCredential, on_delete=models.PROTECT, related_name="invoices")
+    provider = models.CharField(max_length=16, choices=PROVIDER_CHOICES)
+    external_id = models.CharField(max_length=128)
+    number = models.CharField(max_length=128, blank=True)
+    customer_name = models.CharField(max_length=255, blank=True)
+    customer_email = models.CharField(max_length=255, blank=True)
+    customer_ref = models.CharField(max_length=128, blank=True)
+    currency = models.CharField(max_length=3, default="IDR")
+    amount = models.DecimalField(null=True, blank=True, **MONEY)
+    outstanding = models.DecimalField(null=True, blank=True, **MONEY)
+    paid_amount = models.DecimalField(null=True, blank=True, **MONEY)
+    status = models.CharField(max_length=16, choices=InvoiceStatus.choices, default=InvoiceStatus.OPEN)
+    provider_status = models.CharField(max_length=64, blank=True)
+    issued_at = models.DateTimeField(null=True, blank=True)
+    due_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    provider_updated_at = models.DateTimeField(null=True, blank=True)
+    payment_channel = models.CharField(max_length=128, blank=True)
+    checkout_url = models.CharField(max_length=1000, blank=True)
+    raw = models.JSONField(default=dict, blank=True)
+    #: Digest of the normalized fields, so an unchanged invoice is recognised without a rewrite.
+    content_hash = models.CharField(max_length=40, blank=True)
+    first_seen_at = models.DateTimeField()
+    last_synced_at = models.DateTimeField()
+    #: The last full-read sync run that saw this invoice (plain id: no FK cost on bulk writes).
+    last_seen_run_id = models.BigIntegerField(null=True, blank=True)
+    #: Set when a full read no longer returns the invoice; nothing is ever deleted.
+    missing_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["credential", "external_id"], name="invoice_unique_per_credential"),
+        ]
+        indexes = [
+            # The aging aggregate and the status/due filters, scoped by merchant: an index-only scan.
+            models.Index(fields=["merchant", "status", "due_at"], include=["currency", "outstanding"],
+                         name="inv_merchant_status_due"),
+            models.Index(fields=["status", "due_at", "id"], include=["currency", "outstanding"],
+                         name="inv_status_due"),
+            models.Index(fields=["merchant", "-issued_at", "-id"], name="inv_merchant_issued"),
+            models.Index(fields=["issued_at"], name="inv_issued"),
+            models.Index(fields=["paid_at"], name="inv_paid", condition=Q(paid_at__isnull=False)),
+            models.Index(fields=["customer_name"], name="inv_customer_name"),
+            models.Index(fields=["number"], name="inv_number"),
+            models.Index(fields=["external_id"], name="inv_external_id"),
+        ]
+
+    def __str__(self) -> str:
+        return self.number or self.external_id
+
+
+class InvoiceEvent(models.Model):
+    """One observed change of an invoice's status, outstanding or paid date (append-only).
+
+    The state of an invoice at a past moment is the `*_before` of its first event after that
+    moment (or its current state when there is none): that is what as-of aging reads.
+    """
+
+    class Source(models.TextChoices):
+        SYNC = "sync", "Sync"
+        NOTIFICATION = "notification", "Notification"
+        UPLOAD = "upload", "Upload"
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="events")
+    seen_at = models.DateTimeField()
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.SYNC)
+    sync_run = models.ForeignKey("arbook.SyncRun", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="events")
+    status_before = models.CharField(max_length=16, choices=InvoiceStatus.choices, blank=True)
+    status_after = models.CharField(max_length=16, choices=InvoiceStatus.choices, blank=True)
+    outstanding_before = models.DecimalField(null=True, blank=True, **MONEY)
+    outstanding_after = models.DecimalField(null=True, blank=True, **MONEY)
+    paid_at_before = models.DateTimeField(null=True, blank=True)
+    paid_at_after = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["invoice", "seen_at", "id"]
+        indexes = [models.Index(fields=["invoice", "seen_at"], name="event_invoice_seen"),
+                   models.Index(fields=["seen_at"], name="event_seen")]
+
+    def __str__(self) -> str:
+        return f"{self.invoice}: {self.status_before or '-'} → {self.status_after or '-'}"

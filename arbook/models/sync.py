@@ -1,0 +1,47 @@
+"""Sync runs: one sync of one credential, with its counts and outcome."""
+from __future__ import annotations
+
+from django.db import models
+
+from .merchants import GatewayCredential
+
+
+class SyncRun(models.Model):
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        MANUAL = "manual", "Sync now"
+        ADMIN = "admin", "Admin action"
+        COMMAND = "command", "Command line"
+        NOTIFICATION = "notification", "Notification"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    credential = models.ForeignKey(GatewayCredential, on_delete=models.CASCADE, related_name="sync_runs")
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.SCHEDULE)
+    full = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    pages = models.PositiveIntegerField(default=0)
+    fetched = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    missing = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, help_text="Readable; never contains a secret.")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["credential", "-started_at"], name="syncrun_cred_started"),
+                   models.Index(fields=["status", "-started_at"], name="syncrun_status_started")]
+
+    def __str__(self) -> str:
+        return f"{self.credential} @ {self.started_at:%Y-%m-%d %H:%M} ({self.status})"
+
+    @property
+    def duration(self):
+        return (self.finished_at - self.started_at) if self.finished_at else None

@@ -1,0 +1,1 @@
+"""Selectors: the business logic that reads (pull)."""

@@ -1,0 +1,1 @@
+"""Settings profiles: `development` (the default) and `production`."""

@@ -1,0 +1,163 @@
+"""The shape every provider client has, and small parsing helpers they share."""
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
+
+import requests
+
+from . import status as st
+from .errors import BadResponseError
+from .http import HttpClient
+from .models import Page
+
+JAKARTA = ZoneInfo("Asia/Jakarta")
+logger = logging.getLogger("gateways")
+
+
+class GatewayClient(ABC):
+    """One provider's client, built from a credential's (`base_url`, `secrets`, `options`).
+
+    `base_url` is the origin (optionally with a path prefix); blank means the documented host.
+    Subclasses set the class attributes and implement `iter_pages` and `check_connection`.
+    """
+
+    provider: ClassVar[str]
+    default_base_url: ClassVar[str]
+    #: Alternative sets of required secret keys; one set must be complete (DESIGN.md table).
+    required_secrets: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    #: The provider's status vocabulary -> normalized state; unknown values map to `unknown`.
+    STATUS_MAP: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(
+        self,
+        *,
+        base_url: str = "",
+        secrets: Mapping[str, Any],
+        options: Mapping[str, Any] | None = None,
+        session: requests.Session | None = None,
+        now: Callable[[], datetime] | None = None,
+        **http_options: Any,
+    ):
+        self.secrets = dict(secrets or {})
+        self.options = dict(options or {})
+        self.now = now or (lambda: datetime.now(timezone.utc))
+        self.http = HttpClient(
+            provider=self.provider,
+            base_url=(base_url or self.default_base_url),
+            session=session,
+            secrets=[v for v in self.secrets.values() if isinstance(v, str)],
+            **http_options,
+        )
+        self._unknown_logged: set[str] = set()
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise `ConfigurationError` when no alternative set of required secrets is complete."""
+        from .errors import ConfigurationError
+
+        if not self.required_secrets:
+            return
+        for names in self.required_secrets:
+            if all(str(self.secrets.get(n) or "").strip() for n in names):
+                return
+        wanted = " or ".join("+".join(names) for names in self.required_secrets)
+        raise ConfigurationError(f"{self.provider}: the credential needs {wanted}", provider=self.provider)
+
+    @abstractmethod
+    def iter_pages(self, *, since: datetime | None = None, resume: str | None = None) -> Iterator[Page]:
+        """Yield pages of `RemoteInvoice`.
+
+        `since` asks for an incremental read (what changed since then, as far as the provider
+        can filter; a client may return more, never less). `resume` is a `Page.resume` marker
+        from an interrupted run: continue after that page.
+        """
+
+    @abstractmethod
+    def check_connection(self) -> str:
+        """One cheap authenticated call; returns a short human message, raises on failure."""
+
+    # -- shared helpers ---------------------------------------------------------------------
+    def map_status(self, value: Any) -> str:
+        """Map a provider status through STATUS_MAP; unknown values are logged once per client."""
+        key = str(value).strip() if value is not None else ""
+        mapped = self.STATUS_MAP.get(key) or self.STATUS_MAP.get(key.lower()) or self.STATUS_MAP.get(key.upper())
+        if mapped:
+            return mapped
+        if key not in self._unknown_logged:
+            self._unknown_logged.add(key)
+            logger.warning("provider=%s unknown status %r mapped to unknown", self.provider, key[:64])
+        return st.UNKNOWN
+
+    def window(self) -> tuple[date, date]:
+        """The full-sync window: `window_months_back` (24) before today to `window_months_ahead` (12) after."""
+        today = self.now().astimezone(JAKARTA).date()
+        back = int(self.options.get("window_months_back", 24))
+        ahead = int(self.options.get("window_months_ahead", 12))
+        return add_months(today, -back), add_months(today, ahead)
+
+
+# -- parsing helpers (shared by the provider modules) ----------------------------------------
+
+def to_decimal(value: Any, *, field: str = "", provider: str = "") -> Decimal | None:
+    """Decimal from a JSON number or decimal string; None stays None; garbage is a BadResponseError."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, float):  # never reached with our JSON parser; be exact anyway
+        value = repr(value)
+    try:
+        result = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise BadResponseError(f"{provider}: field {field!r} is not a number", provider=provider) from None
+    if not result.is_finite():
+        raise BadResponseError(f"{provider}: field {field!r} is not a finite number", provider=provider)
+    return result
+
+
+def to_datetime(value: Any, *, naive_tz: timezone | ZoneInfo = timezone.utc, field: str = "",
+                provider: str = "") -> datetime | None:
+    """Aware datetime from ISO-8601 (with `Z`, offsets, microseconds, or a plain date).
+
+    Naive values are read in `naive_tz` (Faspay: Asia/Jakarta; others: UTC).
+    """
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    if text.endswith("Z") or text.endswith("z"):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            parsed = datetime.strptime(text, "%d-%m-%Y")
+        except ValueError:
+            raise BadResponseError(f"{provider}: field {field!r} is not a date/time", provider=provider) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=naive_tz)
+    return parsed
+
+
+def add_months(day: date, months: int) -> date:
+    month_index = day.year * 12 + (day.month - 1) + months
+    year, month = divmod(month_index, 12)
+    month += 1
+    for dd in (day.day, 30, 29, 28):
+        try:
+            return date(year, month, dd)
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
+
+
+def month_windows(start: date, end: date, *, months: int = 1) -> Iterator[tuple[date, date]]:
+    """Consecutive [from, to] windows (inclusive) covering start..end."""
+    cursor = start
+    while cursor <= end:
+        nxt = add_months(cursor, months)
+        yield cursor, min(end, nxt - timedelta(days=1))
+        cursor = nxt

@@ -1,0 +1,417 @@
+"""FarPay (Denmark) client: `GET /{version}/invoices`, fanned out by payment status and due-date window.
+
+Why the read is shaped like this (FarPay documents no paging and no updated-since filter, and a
+list item carries no payment status):
+
+- Every list call names one `paymentStatus` (sent as the number: whether names are accepted is an
+  open question, numbers are documented) and one due-date window (calendar months over
+  `self.window()`), so no single response is unbounded and the status of every item is known from
+  the filter. Each (window, status) read is one `Page`.
+- Windows are requested with `PAD` days of overlap on both sides and each item is kept only in the
+  window that holds its UTC due date. FarPay does not say whether `toDueDate` is inclusive, whether
+  it compares dates or datetimes, nor in which time zone; the overlap makes all those readings
+  return the same set, without duplicates.
+- N/A (1000) cannot be filtered. With `na_invoices="diff"` (default) each window gets one more,
+  unfiltered read; whatever it returns that no status read of that window returned is N/A. This
+  doubles the (cheap) list traffic but finds receivables stuck in FarPay's error state.
+- `PaymentDueDate` may be null, and such invoices never match a due-date filter. On a full sync
+  (`since=None`) the client therefore reads each status once without dates and keeps only the
+  undated items (`undated` option): "receivable" (default) does this for every status but Paid,
+  because an unfiltered read returns the status's whole history and only Paid grows without
+  bound; "all" adds Paid; "none" skips it. Undated invoices are not read by incremental syncs;
+  they show up at the next full sync.
+- Incremental (`since`): FarPay has no updated-since filter. Every status that is still owed
+  (100, 300, 400, 500, 600, 700) is read across the whole window, so a change into any of them is
+  never missed (Chargeback is read in full too: it is rare, cheap, and money owed again). Paid is
+  read only for invoices due from `paid_lookback_months` (3) before `since` to the window's end:
+  an invoice due long ago and paid just now is picked up by the next full sync. N/A needs every
+  status of a window, so it is only derived in windows where Paid was read as well.
+- Currency and customer are only in the detail (`GET /{version}/invoices/{id}`). With
+  `details="always"` (default) the client fetches it once per invoice and keeps the fields it uses
+  in a per-client LRU cache: FarPay says invoice data cannot be updated, so currency, recipient and
+  invoice date never go stale; status and amounts always come from the list. `details="never"`
+  saves those calls: currency comes from the `currency` option (DKK), customer fields stay empty
+  and `issued_at` is the list's `Created`.
+- FarPay's list has no payment date, so `paid_at` stays None (the payment webhook carries it).
+
+`verify_webhook`/`sign_webhook` implement FarPay's Standard Webhooks signing for the receiver and
+the sandbox.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from . import status as st
+from .base import GatewayClient, add_months, to_datetime, to_decimal
+from .errors import AuthError, BadResponseError, ConfigurationError
+from .models import Page, RemoteInvoice
+
+logger = logging.getLogger("gateways.farpay")
+
+#: FarPay payment states (number and name), plus the payment-webhook events, so the webhook
+#: receiver can reuse the same table. 100 with 0 < ToBePaidAmount < InvoiceAmount becomes
+#: partially_paid in `_invoice` (the table cannot see amounts).
+_STATUSES: dict[str, str] = {
+    # invoice payment states (documented numbers; names as in the create sample and the table)
+    "100": st.OPEN, "NotPaid": st.OPEN, "Not Paid": st.OPEN,
+    "200": st.PAID, "Paid": st.PAID,
+    "300": st.PROCESSING, "Scheduled": st.PROCESSING,
+    "400": st.PROCESSING, "Pending": st.PROCESSING,
+    "500": st.FAILED, "Rejected": st.FAILED,
+    "600": st.CHARGED_BACK, "Chargeback": st.CHARGED_BACK, "ChargeBack": st.CHARGED_BACK,
+    "700": st.FAILED, "PaymentFailed": st.FAILED, "Payment failed": st.FAILED,
+    "1000": st.UNKNOWN, "N/A": st.UNKNOWN, "NA": st.UNKNOWN,
+    # payment webhook events (PaymentWebhook.md); 200 Succeeded coincides with 200 Paid
+    "Succeeded": st.PAID,
+    "210": st.CANCELLED, "Canceled": st.CANCELLED, "Cancelled": st.CANCELLED,
+    "220": st.FAILED, "Failed": st.FAILED,
+    "230": st.FAILED, "RejectedByCustomer": st.FAILED,
+    "240": st.CHARGED_BACK, "ReimbursedByBank": st.CHARGED_BACK,
+}
+# map_status tries the value as sent, lower- and upper-cased: add lower-case aliases once.
+STATUS_MAP: dict[str, str] = {**_STATUSES, **{k.lower(): v for k, v in _STATUSES.items()}}
+
+NOT_PAID, PAID, NA = 100, 200, 1000
+#: The states the list filter accepts (N/A 1000 cannot be filtered), in read order.
+LIST_STATUSES = (100, 200, 300, 400, 500, 600, 700)
+#: Still owed: read across the whole window on every sync, and without dates on full syncs.
+OWED_STATUSES = (100, 300, 400, 500, 600, 700)
+_RANK = {s: k for k, s in enumerate(LIST_STATUSES + (NA,))}
+
+#: Days of overlap asked on each side of a due window (see the module docstring).
+PAD = timedelta(days=2)
+_VERSION_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_DETAIL_KEYS = ("Id", "InvoiceNumber", "InvoiceDate", "Currency", "InvoiceTypeCode", "Created")
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One list read: a due window [start, end) and a status, or an undated read (start None)."""
+
+    start: date | None
+    end: date | None
+    status: int
+
+    @property
+    def key(self) -> tuple:
+        """Total order of steps; a resume marker is a key, and resuming skips keys <= it."""
+        if self.start is None:
+            return (1, "", _RANK[self.status])
+        return (0, self.start.isoformat(), _RANK[self.status])
+
+    @property
+    def marker(self) -> str:
+        if self.start is None:
+            return json.dumps({"u": self.status}, separators=(",", ":"))
+        return json.dumps({"w": self.start.isoformat(), "s": self.status}, separators=(",", ":"))
+
+
+class Client(GatewayClient):
+    """FarPay invoices through `X-API-KEY`; see the module docstring for the read strategy."""
+
+    provider = "farpay"
+    default_base_url = "https://api.farpay.io"
+    required_secrets = (("api_key",),)
+    STATUS_MAP = STATUS_MAP
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._details: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._missing_detail_logged = False
+
+    # -- configuration -------------------------------------------------------------------------
+    def validate(self) -> None:
+        super().validate()
+        choices = {"details": ("always", "never"), "undated": ("receivable", "all", "none"),
+                   "na_invoices": ("diff", "skip")}
+        for name, allowed in choices.items():
+            value = self.options.get(name)
+            if value is not None and value not in allowed:
+                raise ConfigurationError(f"farpay: option {name!r} must be one of {', '.join(allowed)}",
+                                         provider=self.provider)
+        if not _VERSION_RE.match(self.version):
+            raise ConfigurationError("farpay: option 'version' must look like 'v2'", provider=self.provider)
+        for name in ("window_months", "paid_lookback_months", "detail_cache_size"):
+            try:
+                if int(self.options.get(name, 1)) < (0 if name == "paid_lookback_months" else 1):
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise ConfigurationError(f"farpay: option {name!r} must be a positive whole number",
+                                         provider=self.provider) from None
+
+    @property
+    def version(self) -> str:
+        return str(self.options.get("version") or "v2").strip()
+
+    @property
+    def _path(self) -> str:
+        return f"/{self.version}/invoices"
+
+    @property
+    def _headers(self) -> dict[str, str]:
+        return {"X-API-KEY": str(self.secrets["api_key"]).strip(), "Accept": "application/json"}
+
+    # -- public API ----------------------------------------------------------------------------
+    def check_connection(self) -> str:
+        """One list call for a one-day due window (today, all statuses)."""
+        today = self.now().astimezone(timezone.utc).date()
+        refs = self._get_list({"fromDueDate": today.isoformat(), "toDueDate": today.isoformat()})
+        count = len(refs)
+        return f"Connected: {count} invoice{'' if count == 1 else 's'} due {today.isoformat()} visible"
+
+    def iter_pages(self, *, since: datetime | None = None, resume: str | None = None) -> Iterator[Page]:
+        after = self._parse_resume(resume) if resume else None
+        # Per window: the ids every status read returned, and which statuses were read, so the
+        # N/A step can take the difference (rebuilt by re-reading when a run resumed mid-window).
+        seen: dict[date, set[str]] = {}
+        read: dict[date, set[int]] = {}
+        number = 0
+        for step in self._plan(since):
+            if after is not None and step.key <= after:
+                continue
+            if step.start is None:
+                refs = [r for r in self._read(step) if not r.get("PaymentDueDate")]
+            elif step.status == NA:
+                for missing in (s for s in LIST_STATUSES if s not in read.get(step.start, set())):
+                    seen.setdefault(step.start, set()).update(
+                        _id(r) for r in self._read(_Step(step.start, step.end, missing)))
+                done = seen.pop(step.start, set())
+                read.pop(step.start, None)
+                refs = [r for r in self._read(step) if _id(r) not in done]
+            else:
+                refs = self._read(step)
+                seen.setdefault(step.start, set()).update(_id(r) for r in refs)
+                read.setdefault(step.start, set()).add(step.status)
+            invoices = [self._invoice(ref, step.status) for ref in refs]
+            if invoices:
+                number += 1
+                yield Page(invoices=invoices, number=number, resume=step.marker)
+
+    # -- planning ------------------------------------------------------------------------------
+    def _plan(self, since: datetime | None) -> list[_Step]:
+        start, end = self.window()
+        months = int(self.options.get("window_months", 1))
+        na = self.options.get("na_invoices", "diff") == "diff"
+        paid_from: date | None = None
+        if since is not None:
+            since_day = since.astimezone(timezone.utc).date()
+            paid_from = add_months(since_day, -int(self.options.get("paid_lookback_months", 3)))
+        steps: list[_Step] = []
+        for w_start, w_end in _calendar_windows(start, end, months):
+            statuses = [s for s in LIST_STATUSES
+                        if s in OWED_STATUSES or paid_from is None or w_end > paid_from]
+            steps += [_Step(w_start, w_end, s) for s in statuses]
+            if na and len(statuses) == len(LIST_STATUSES):
+                steps.append(_Step(w_start, w_end, NA))
+        if since is None:
+            undated = self.options.get("undated", "receivable")
+            if undated != "none":
+                statuses = LIST_STATUSES if undated == "all" else OWED_STATUSES
+                steps += [_Step(None, None, s) for s in statuses]
+        return sorted(steps, key=lambda s: s.key)
+
+    def _parse_resume(self, resume: str) -> tuple:
+        try:
+            data = json.loads(resume)
+            if "u" in data:
+                return _Step(None, None, int(data["u"])).key
+            return _Step(date.fromisoformat(data["w"]), None, int(data["s"])).key
+        except (ValueError, KeyError, TypeError):
+            raise ConfigurationError("farpay: the resume marker is not one this client wrote",
+                                     provider=self.provider) from None
+
+    # -- HTTP ----------------------------------------------------------------------------------
+    def _read(self, step: _Step) -> list[dict[str, Any]]:
+        """One list call for a step; keeps only the items whose UTC due date lies in its window."""
+        params: dict[str, str] = {}
+        if step.status != NA:
+            params["paymentStatus"] = str(step.status)
+        if step.start is None:
+            return self._get_list(params)
+        params["fromDueDate"] = (step.start - PAD).isoformat()
+        params["toDueDate"] = (step.end - timedelta(days=1) + PAD).isoformat()
+        kept = []
+        for ref in self._get_list(params):
+            due = to_datetime(ref.get("PaymentDueDate"), field="PaymentDueDate", provider=self.provider)
+            if due is not None and step.start <= due.astimezone(timezone.utc).date() < step.end:
+                kept.append(ref)
+        return kept
+
+    def _get_list(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        data = self._get(self._path, params)
+        if not isinstance(data, list):
+            raise BadResponseError(f"farpay: GET {self._path} did not return a list", provider=self.provider)
+        for ref in data:
+            if not isinstance(ref, dict) or ref.get("Id") in (None, ""):
+                raise BadResponseError(f"farpay: GET {self._path} returned an item without Id",
+                                       provider=self.provider)
+        return data
+
+    def _get(self, path: str, params: dict[str, str] | None = None, *, missing_ok: bool = False) -> Any:
+        """GET with FarPay's headers. FarPay reports errors as {"Message": "<code>::<text>"}, and a
+        bad key ("9000::") may come as 401/403 (raised by HttpClient) or inside a 200/400 body."""
+        accept = (400, 404) if missing_ok else (400,)
+        response = self.http.request("GET", path, params=params or None, headers=self._headers,
+                                     accept_status=accept)
+        if missing_ok and response.status_code == 404:
+            return None
+        data = self.http.parse_json(response, method="GET", path=path)
+        message = data.get("Message") if isinstance(data, dict) else None
+        code = str(message).split("::", 1)[0].strip() if message is not None else ""
+        if code == "9000":
+            raise AuthError(f"farpay: GET {path} was refused (FarPay code 9000: X-API-KEY not "
+                            f"authenticated, HTTP {response.status_code}); check the credential",
+                            provider=self.provider, status_code=response.status_code)
+        if response.status_code == 400 or message is not None:
+            text = self.http.mask(str(message or ""))[:200]
+            raise BadResponseError(f"farpay: GET {path} was rejected (HTTP {response.status_code}): {text}",
+                                   provider=self.provider, status_code=response.status_code)
+        return data
+
+    def _detail(self, external_id: str) -> dict[str, Any] | None:
+        """The immutable part of an invoice's detail (currency, recipient, dates), cached LRU."""
+        if self.options.get("details", "always") == "never":
+            return None
+        cached = self._details.get(external_id)
+        if cached is not None:
+            self._details.move_to_end(external_id)
+            return cached
+        path = f"{self._path}/{external_id}"
+        data = self._get(path, missing_ok=True)
+        if data is None:  # deleted between list and detail: keep the list's facts, say so once
+            if not self._missing_detail_logged:
+                self._missing_detail_logged = True
+                logger.warning("provider=farpay invoice detail not found (404); using list fields only")
+            return None
+        if not isinstance(data, dict):
+            raise BadResponseError(f"farpay: GET {self._path}/{{id}} did not return an object",
+                                   provider=self.provider)
+        kept = {k: data.get(k) for k in _DETAIL_KEYS if k in data}
+        # The documents spell it "Recepient"; accept the correct spelling as well.
+        recipient = data.get("Recepient") if data.get("Recepient") is not None else data.get("Recipient")
+        if isinstance(recipient, dict):
+            kept["Recepient"] = {k: recipient.get(k) for k in ("CustomerNumber", "Name", "Email")}
+        self._details[external_id] = kept
+        while len(self._details) > int(self.options.get("detail_cache_size", 5000)):
+            self._details.popitem(last=False)
+        return kept
+
+    # -- parsing -------------------------------------------------------------------------------
+    def _invoice(self, ref: dict[str, Any], status_code: int) -> RemoteInvoice:
+        """A list reference (+ detail) as a RemoteInvoice; the status is the one the read filtered on."""
+        p = self.provider
+        external_id = _id(ref)
+        # The list item has no payment status; should FarPay ever add one, it wins over the filter.
+        provider_status = str(ref.get("PaymentStatus") if ref.get("PaymentStatus") is not None else status_code)
+        state = self.map_status(provider_status)
+        amount = to_decimal(ref.get("InvoiceAmount"), field="InvoiceAmount", provider=p)
+        outstanding = to_decimal(ref.get("ToBePaidAmount"), field="ToBePaidAmount", provider=p)
+        if state == st.OPEN and amount is not None and outstanding is not None and 0 < outstanding < amount:
+            state = st.PARTIALLY_PAID
+        paid = amount - outstanding if amount is not None and outstanding is not None else None
+
+        detail = self._detail(external_id)
+        raw: dict[str, Any] = dict(ref)
+        currency = str(self.options.get("currency") or "DKK")
+        name = email = customer = ""
+        issued = to_datetime(ref.get("Created"), field="Created", provider=p)
+        if detail is not None:
+            raw["Detail"] = detail
+            currency = str(detail.get("Currency") or currency)
+            recipient = detail.get("Recepient") or {}
+            name = str(recipient.get("Name") or "")
+            email = str(recipient.get("Email") or "")
+            customer = str(recipient.get("CustomerNumber") or "")
+            issued = to_datetime(detail.get("InvoiceDate"), field="InvoiceDate", provider=p) or issued
+            # A credit note (PCM) carries positive amounts (docs); DESIGN wants credits negative.
+            if str(detail.get("InvoiceTypeCode") or "").upper() == "PCM":
+                amount, outstanding, paid = (-x if x is not None else None for x in (amount, outstanding, paid))
+        return RemoteInvoice(
+            external_id=external_id,
+            status=state,
+            provider_status=provider_status,
+            currency=currency.upper(),  # the create sample sends "dkk"
+            number=str(ref.get("InvoiceNumber") or ""),
+            customer_name=name,
+            customer_email=email,
+            customer_ref=customer,
+            amount=amount,
+            outstanding=outstanding,
+            paid_amount=paid,
+            issued_at=issued,
+            due_at=to_datetime(ref.get("PaymentDueDate"), field="PaymentDueDate", provider=p),
+            payment_channel=str(ref.get("PaymentType") or ""),
+            raw=raw,
+        )
+
+
+def _id(ref: dict[str, Any]) -> str:
+    return str(ref["Id"])
+
+
+def _calendar_windows(start: date, end: date, months: int) -> Iterator[tuple[date, date]]:
+    """Half-open [from, to) windows over start..end (inclusive), cut at calendar-month starts so a
+    window's identity does not move with the day the sync runs."""
+    cursor, stop = start, end + timedelta(days=1)
+    while cursor < stop:
+        nxt = add_months(date(cursor.year, cursor.month, 1), months)
+        yield cursor, min(nxt, stop)
+        cursor = nxt
+
+
+# -- Standard Webhooks (FarPay/Webhook WebhookSignatureVerification.md) ---------------------------
+
+def _webhook_key(secret: str) -> bytes:
+    """Strip `whsec_`, base64-decode; a remainder that is not valid base64 is used as raw UTF-8."""
+    text = secret[len("whsec_"):] if secret.startswith("whsec_") else secret
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return text.encode("utf-8")
+
+
+def sign_webhook(secret: str, msg_id: str, timestamp: str | int, body: bytes) -> str:
+    """The `webhook-signature` value FarPay sends: `v1,<base64 HMAC-SHA256 of id.timestamp.body>`."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(_webhook_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def verify_webhook(secret: str, msg_id: str, timestamp: str, body: bytes, signature_header: str, *,
+                   tolerance: int = 300, now: float | datetime | None = None) -> bool:
+    """True when any `v1,` entry of the (space-separated) header matches and the timestamp lies
+    within `tolerance` seconds of `now` (replay protection). Never raises on malformed input."""
+    try:
+        sent_at = int(str(timestamp).strip())
+    except ValueError:
+        return False
+    if isinstance(now, datetime):
+        current = now.timestamp()
+    else:
+        current = float(now) if now is not None else time.time()
+    if abs(current - sent_at) > tolerance:
+        return False
+    # Sign the timestamp exactly as sent: it is part of the signed string.
+    expected = sign_webhook(secret, msg_id, str(timestamp), body).split(",", 1)[1].encode("ascii")
+    ok = False
+    for entry in (signature_header or "").split():
+        version, _, value = entry.partition(",")
+        if version == "v1" and hmac.compare_digest(value.encode("ascii", "replace"), expected):
+            ok = True  # keep looping: the time taken does not depend on which entry matched
+    return ok
+
+
+__all__ = ["Client", "STATUS_MAP", "LIST_STATUSES", "OWED_STATUSES", "sign_webhook", "verify_webhook"]

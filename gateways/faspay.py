@@ -1,0 +1,337 @@
+"""Faspay Billing: read invoices through "Get List Invoice" (`get-all-billing`).
+
+The API (docs.faspay.co.id, Faspay Billing API > Get List Invoice; RESEARCH.md section B):
+
+- **GET with a JSON body** at `/billingbackendapi/web/billing/get-all-billing`. `requests` sends a
+  body on GET when given `json=`, so the call still goes through `self.http` (retries, masking).
+- `signature = sha1(md5(username + password))`: SHA-1 over the *lowercase hex* MD5 string (the PHP
+  `sha1(md5(...))` idiom), lowercase hex. It is derived from the password, so it is masked like one.
+- `status` and a period window (`start_period`, `end_period`) are mandatory and `status` takes one
+  code, so a full read fans out over every status code and walks `page` up to `total_pages`.
+- The list carries no invoice total: `amount` (and so `paid_amount`) stays None (unknown); only
+  `outstanding_amount` is known, and it may be negative (an overpayment credit), which is kept.
+- Naive datetimes are read as Asia/Jakarta (RESEARCH.md B5, INFERENCE: no page states a zone).
+- No production host is published; the default base URL is the documented development host.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from . import status as st
+from .base import JAKARTA, GatewayClient, add_months, month_windows, to_datetime, to_decimal
+from .errors import AuthError, BadResponseError, ConfigurationError
+from .models import Page, RemoteInvoice
+
+logger = logging.getLogger("gateways.faspay")
+
+PATH = "/billingbackendapi/web/billing/get-all-billing"
+
+#: Faspay's vocabularies -> normalized state (DESIGN.md). The list answers with text labels; the
+#: request uses numeric codes (kept here in case a server echoes them); create/inquiry/callback use
+#: the upper-case words. A provider's own "Overdue" is `open`: overdue is derived from `due_at`.
+STATUS_MAP: dict[str, str] = {
+    # get-all-billing `invoice_status` labels
+    "Draft": st.DRAFT,
+    "Proforma": st.DRAFT,
+    "Unpaid": st.OPEN,
+    "Overdue": st.OPEN,
+    "Partial Paid": st.PARTIALLY_PAID,
+    "Paid": st.PAID,
+    "Cancelled": st.CANCELLED,
+    # the request's numeric `status` codes (6 is not documented)
+    "0": st.DRAFT,
+    "1": st.OPEN,
+    "2": st.PAID,
+    "3": st.CANCELLED,
+    "4": st.OPEN,
+    "5": st.PARTIALLY_PAID,
+    "7": st.DRAFT,
+    # create / inquiry / callback `billing_status`
+    "UNPAID": st.OPEN,
+    "PAID": st.PAID,
+    "EXPIRED": st.EXPIRED,
+    "CANCELLED": st.CANCELLED,
+}
+
+#: Request status codes -> the label the list answers with.
+LABELS: dict[int, str] = {0: "Draft", 1: "Unpaid", 2: "Paid", 3: "Cancelled", 4: "Overdue", 5: "Partial Paid",
+                          7: "Proforma"}
+#: Fan-out order follows the usual life of a bill (draft -> unpaid -> overdue -> partial -> paid), so
+#: an invoice that moves forward while a read is under way is seen again in its newer bucket
+#: (and the later sighting, the newer state, is what the sync keeps).
+OPEN_CODES = (0, 7, 1, 4, 5)
+CLOSED_CODES = (2, 3)
+ALL_CODES = OPEN_CODES + CLOSED_CODES
+
+#: A non-"00" message that names the credential means "refused", not "malformed".
+_AUTH_MESSAGE = re.compile(r"signature|unauthori[sz]ed|credential|password|username|merchant|forbidden|"
+                           r"access denied|not allowed|auth", re.I)
+#: Some servers say "no rows" with a failure code; that is an empty result, not an error (cheap to accept).
+_EMPTY_MESSAGE = re.compile(r"not found|no data|data empty|empty data|tidak ditemukan|tidak ada", re.I)
+
+
+def signature(username: str, password: str) -> str:
+    """`sha1(md5(username + password))` as Faspay's PHP computes it: SHA-1 of the lowercase hex MD5."""
+    inner = hashlib.md5((username + password).encode("utf-8")).hexdigest()
+    return hashlib.sha1(inner.encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Task:
+    """One (status code, invoice-period window) query, walked page by page."""
+
+    code: int
+    start: date
+    end: date
+
+
+class Client(GatewayClient):
+    """Faspay Billing client (credential: secrets `username`, `password`; option `customer_id`).
+
+    Options (all optional): `customer_id` (numeric; only that customer's invoices),
+    `window_months_back`/`window_months_ahead` (the full-sync window, see `GatewayClient.window`),
+    `split_months` (window size per query, default 12), `incremental_lookback_months` (default 6,
+    see `iter_pages`), `period_format` (`datetime`, the documented example's form and the default,
+    or `date`, the parameter table's form).
+    """
+
+    provider = "faspay"
+    default_base_url = "https://fasbill-dev.faspay.co.id"
+    required_secrets = (("username", "password"),)
+    STATUS_MAP = STATUS_MAP
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.signature = signature(str(self.secrets["username"]), str(self.secrets["password"]))
+        self.http.add_secret(self.signature)
+        self.customer_id = self._customer_option()
+        self.split_months = self._int_option("split_months", 12, minimum=1)
+        self.lookback_months = self._int_option("incremental_lookback_months", 6, minimum=0)
+        self.period_format = str(self.options.get("period_format") or "datetime")
+        if self.period_format not in ("datetime", "date"):
+            raise ConfigurationError("faspay: option period_format must be 'datetime' or 'date'",
+                                     provider=self.provider)
+
+    # -- public --------------------------------------------------------------------------------
+    def iter_pages(self, *, since: datetime | None = None, resume: str | None = None) -> Iterator[Page]:
+        """Walk every (status, window) query page by page and yield the non-empty pages.
+
+        Full read: every status code over the whole window, split into windows of `split_months`
+        (default 12) whole calendar months. Why split: the page walk is offset-based, so an
+        invoice leaving a bucket mid-walk shifts the later pages of that query; bounded result
+        sets shrink that exposure, stay clear of any undocumented range/row limit and give finer
+        resume points. Why not monthly: every window costs 7 calls even when empty (a 37-month
+        window is 28 calls at 12 months, 259 at 1). Windows are whole calendar months because the
+        server may filter on the invoice `period` (YYYYMM) rather than the exact date;
+        month-aligned bounds give the same rows either way.
+
+        Incremental (`since`): Faspay has no updated-since filter. Every change we care about
+        leaves or enters an open-ish bucket (Draft, Proforma, Unpaid, Overdue, Partial Paid), so
+        those are read over the whole window; the closed buckets (Paid, Cancelled) only for
+        invoices issued from `incremental_lookback_months` (6) months before `since` onwards. An
+        invoice issued earlier than that and closed after `since` is caught by the next full read,
+        so schedule one regularly (e.g. nightly).
+
+        `resume` carries the plan's bounds, so a resumed run walks the same queries even if the
+        day (and so the window) has changed; it continues with the page after the committed one.
+        """
+        if resume:
+            plan_bounds, task_index, page = self._parse_resume(resume)
+        else:
+            plan_bounds, task_index, page = self._plan_bounds(since), 0, 1
+        tasks = self._plan(*plan_bounds)
+        number = 0
+        while task_index < len(tasks):
+            task = tasks[task_index]
+            rows, total_pages = self._fetch(task.code, task.start, task.end, page)
+            if rows and page < total_pages:
+                next_index, next_page = task_index, page + 1
+            else:  # last page of this query (an empty page ends it too, whatever total_pages says)
+                next_index, next_page = task_index + 1, 1
+            if rows:
+                number += 1
+                marker = self._resume_marker(plan_bounds, next_index, next_page)
+                yield Page(invoices=[self._parse(row, task.code) for row in rows], number=number, resume=marker)
+            task_index, page = next_index, next_page
+
+    def check_connection(self) -> str:
+        """One call: Unpaid (status 1), page 1, invoices issued this month."""
+        today = self.now().astimezone(JAKARTA).date()
+        payload = self._request(1, today.replace(day=1), today, 1)
+        total = _int_field(payload, "total_data", default=len(payload.get("data") or []))
+        return f"Connected: {total} unpaid invoice{'' if total == 1 else 's'} issued this month"
+
+    # -- plan ----------------------------------------------------------------------------------
+    def _plan_bounds(self, since: datetime | None) -> tuple[date, date, date | None]:
+        """(window start, window end, closed-bucket start or None), all calendar-month aligned."""
+        start, end = self.window()
+        start = start.replace(day=1)
+        end = add_months(end.replace(day=1), 1) - timedelta(days=1)
+        recent = None
+        if since is not None:
+            if since.tzinfo is None:
+                since = since.replace(tzinfo=JAKARTA)
+            recent = add_months(since.astimezone(JAKARTA).date().replace(day=1), -self.lookback_months)
+        return start, end, recent
+
+    def _plan(self, start: date, end: date, recent: date | None) -> list[_Task]:
+        tasks: list[_Task] = []
+        for w_start, w_end in month_windows(start, end, months=self.split_months):
+            tasks.extend(_Task(code, w_start, w_end) for code in OPEN_CODES)
+            if recent is None:
+                tasks.extend(_Task(code, w_start, w_end) for code in CLOSED_CODES)
+            elif w_end >= recent:
+                tasks.extend(_Task(code, max(w_start, recent), w_end) for code in CLOSED_CODES)
+        return tasks
+
+    def _resume_marker(self, bounds: tuple[date, date, date | None], index: int, page: int) -> str:
+        start, end, recent = bounds
+        return json.dumps({"a": start.isoformat(), "b": end.isoformat(), "r": recent.isoformat() if recent else None,
+                           "n": self.split_months, "i": index, "p": page}, separators=(",", ":"))
+
+    def _parse_resume(self, resume: str) -> tuple[tuple[date, date, date | None], int, int]:
+        """A marker from `_resume_marker`; the plan is rebuilt from its bounds and split size."""
+        try:
+            data = json.loads(resume)
+            bounds = (date.fromisoformat(data["a"]), date.fromisoformat(data["b"]),
+                      date.fromisoformat(data["r"]) if data.get("r") else None)
+            self.split_months = int(data.get("n", self.split_months))
+            index, page = int(data["i"]), int(data["p"])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"faspay: not a resume marker from this client ({type(exc).__name__})") from None
+        if index < 0 or page < 1 or self.split_months < 1:
+            raise ValueError("faspay: resume marker out of range")
+        return bounds, index, page
+
+    # -- HTTP ----------------------------------------------------------------------------------
+    def _body(self, code: int, start: date, end: date, page: int) -> dict[str, Any]:
+        """The request body, in the documented example's types: `page` a string, `status` a number.
+
+        The parameter table says `yyyy-mm-dd` but the example sends `yyyy-mm-dd 00:00:00`; we send
+        the example's form by default (it is what was shown working) and cover the whole end day
+        (23:59:59) so windows meet without a gap. `period_format=date` switches to the table's form.
+        """
+        if self.period_format == "date":
+            start_text, end_text = start.isoformat(), end.isoformat()
+        else:
+            start_text, end_text = f"{start.isoformat()} 00:00:00", f"{end.isoformat()} 23:59:59"
+        body: dict[str, Any] = {"signature": self.signature, "page": str(page)}
+        if self.customer_id is not None:
+            body["customer_id"] = self.customer_id
+        body.update({"start_period": start_text, "end_period": end_text, "status": code})
+        return body
+
+    def _request(self, code: int, start: date, end: date, page: int) -> dict[str, Any]:
+        """One call; returns the payload of a `response_code` "00" answer or raises by cause."""
+        # 400/422 are read, not raised: Faspay explains a refusal in the body's `message`.
+        payload = self.http.request_json("GET", PATH, json=self._body(code, start, end, page),
+                                         accept_status=(400, 422))
+        if not isinstance(payload, dict):
+            raise BadResponseError("faspay: get-all-billing did not answer with a JSON object", provider=self.provider)
+        response_code = str(payload.get("response_code", "")).strip()
+        if response_code == "00":
+            return payload
+        message = self.http.mask(str(payload.get("message") or payload.get("response_message") or ""))[:200]
+        if not response_code:
+            raise BadResponseError("faspay: get-all-billing answer has no response_code", provider=self.provider)
+        if _AUTH_MESSAGE.search(message):
+            raise AuthError(f"faspay: get-all-billing refused the credential (response_code {response_code}: "
+                            f"{message}); check username and password", provider=self.provider)
+        if _EMPTY_MESSAGE.search(message):
+            return {"current_page": str(page), "total_pages": 0, "total_data": 0, "data": []}
+        raise BadResponseError(f"faspay: get-all-billing failed (response_code {response_code}: "
+                               f"{message or 'no message'})", provider=self.provider)
+
+    def _fetch(self, code: int, start: date, end: date, page: int) -> tuple[list[dict[str, Any]], int]:
+        """(rows, total_pages) of one page; `data` may be null when there is nothing."""
+        payload = self._request(code, start, end, page)
+        rows = payload.get("data")
+        if rows is None:
+            rows = []
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise BadResponseError("faspay: get-all-billing `data` is not a list of objects", provider=self.provider)
+        total_pages = _int_field(payload, "total_pages", default=None if rows else 0)
+        return rows, total_pages
+
+    # -- parsing -------------------------------------------------------------------------------
+    def _parse(self, row: dict[str, Any], requested_code: int) -> RemoteInvoice:
+        """One `data[]` item. The table spells the label `Invoice_status`, the example
+        `invoice_status`: both are read; without either, the bucket we asked for stands in."""
+        invoice_no = str(row.get("invoice_no") or "").strip()
+        if not invoice_no:
+            raise BadResponseError("faspay: a get-all-billing row has no invoice_no", provider=self.provider)
+        label = row.get("invoice_status", row.get("Invoice_status"))
+        provider_status = str(label).strip() if label not in (None, "") else LABELS[requested_code]
+        customer_id = row.get("customer_id")
+        issued_at = self._datetime(row.get("invoice_date"), "invoice_date")
+        if issued_at is None and row.get("period"):
+            issued_at = _period_start(row["period"])
+        return RemoteInvoice(
+            external_id=invoice_no,
+            number=invoice_no,
+            status=self.map_status(provider_status),
+            provider_status=provider_status,
+            currency="IDR",
+            customer_name=str(row.get("customer_name") or ""),
+            customer_ref="" if customer_id in (None, "") else str(customer_id),
+            amount=None,  # the list has no total; unknown, not zero
+            outstanding=to_decimal(row.get("outstanding_amount"), field="outstanding_amount", provider=self.provider),
+            paid_amount=None,  # needs the total
+            issued_at=issued_at,
+            due_at=self._datetime(row.get("due_date"), "due_date"),
+            raw=dict(row),
+        )
+
+    def _datetime(self, value: Any, field: str) -> datetime | None:
+        return to_datetime(value, naive_tz=JAKARTA, field=field, provider=self.provider)
+
+    # -- options -------------------------------------------------------------------------------
+    def _customer_option(self) -> int | None:
+        value = self.options.get("customer_id")
+        if value in (None, ""):
+            return None
+        text = str(value).strip()
+        if not text.isdigit():
+            raise ConfigurationError("faspay: option customer_id must be a number", provider=self.provider)
+        return int(text)  # the documented example sends a JSON number
+
+    def _int_option(self, name: str, default: int, *, minimum: int) -> int:
+        try:
+            value = int(self.options.get(name, default))
+        except (TypeError, ValueError):
+            value = minimum - 1
+        if value < minimum:
+            raise ConfigurationError(f"faspay: option {name} must be a whole number >= {minimum}",
+                                     provider=self.provider)
+        return value
+
+
+def _int_field(payload: dict[str, Any], name: str, *, default: int | None) -> int:
+    """Faspay mixes types (`current_page` is a string, `total_pages` a number): accept both."""
+    value = payload.get(name)
+    if value is None or value == "":
+        if default is None:
+            raise BadResponseError(f"faspay: get-all-billing answer has no {name}", provider="faspay")
+        return default
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise BadResponseError(f"faspay: get-all-billing {name} is not a number", provider="faspay") from None
+    if number < 0:
+        raise BadResponseError(f"faspay: get-all-billing {name} is negative", provider="faspay")
+    return number
+
+
+def _period_start(period: Any) -> datetime | None:
+    """`period` is YYYYMM: the first day of that month, Jakarta time (used only without invoice_date)."""
+    text = str(period).strip()
+    if len(text) != 6 or not text.isdigit() or not 1 <= int(text[4:]) <= 12:
+        return None
+    return datetime(int(text[:4]), int(text[4:]), 1, tzinfo=JAKARTA)

@@ -1,0 +1,486 @@
+"""Xendit's invoice API for the sandbox, both through Appgregator and direct.
+
+Served below the `/xendit` prefix:
+- `GET /xendit/invoices/` (Appgregator list: `x-api-key`, `name`, `connection_name` required),
+- `GET /xendit/find/{id}` (Appgregator lookup: an array, with Appgregator's extra fields),
+- `GET /v2/invoices` and `GET /v2/invoices/{id}` (direct: HTTP Basic, secret key as user name).
+Both modes serve the same population.
+
+Population: invoice `i` is a pure function of (seed, size, anchor, i) plus the mutation overrides.
+Index 0 is the newest; `created` strictly decreases with `i` over ~18 months before the anchor, so
+the list order (created desc) is index order, a `created_*` pair is an index range found by binary
+search, and the invoice id (`<created secs><seed tag><index>` in hex, ObjectId-like) decodes to its
+index in O(1) for the cursor. `paid_at` and `expiry_date` lie at most MAX_DELAY after `created`, so a
+`paid_*` or `expired_*` pair is also bounded to an index range (plus the few mutated invoices).
+
+Mix: ~40% SETTLED, PAID (recent payments), EXPIRED, PENDING not yet due, and a few PENDING whose
+expiry already passed (Xendit's expiry job lags; the dashboard shows them overdue). IDR mostly
+(whole rupiah), some PHP and USD with cents. Customer object, payer_email only, or neither.
+"""
+from __future__ import annotations
+
+import base64
+import heapq
+import json
+import re
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from .. import status as st
+from .core import OPTIONS, ProviderSandbox, Request, Response
+
+DAY_MS = 86_400_000
+SPAN_MS = 540 * DAY_MS  # the population's created dates: ~18 months before the anchor
+MAX_DELAY_MS = 60 * DAY_MS  # paid_at and expiry_date are at most this long after created
+EXPIRY_DAYS = (1, 3, 7, 14, 30, 60)
+MASK64 = (1 << 64) - 1
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII")
+STATUSES = ("PENDING", "PAID", "SETTLED", "EXPIRED")
+NORMALIZED = {"PENDING": st.OPEN, "PAID": st.PAID, "SETTLED": st.PAID, "EXPIRED": st.EXPIRED}
+FILTER_PAIRS = ("created", "paid", "expired")
+
+GIVEN = ("Budi", "Siti", "Agus", "Dewi", "Rizky", "Putri", "Andi", "Maria", "Juan", "Emily")
+SURNAMES = ("Santoso", "Wijaya", "Hartono", "Kusuma", "Reyes", "Garcia", "Smith", "Nugroho")
+CHANNELS = (  # (payment_method, payment_channel, extra fields)
+    ("BANK_TRANSFER", "MANDIRI", {"bank_code": "MANDIRI"}),
+    ("BANK_TRANSFER", "BCA", {"bank_code": "BCA"}),
+    ("BANK_TRANSFER", "BNI", {"bank_code": "BNI"}),
+    ("EWALLET", "OVO", {"ewallet_type": "OVO"}),
+    ("RETAIL_OUTLET", "ALFAMART", {"retail_outlet_name": "ALFAMART"}),
+    ("CREDIT_CARD", "CREDIT_CARD", {}),
+    ("QR_CODE", "QRIS", {}),
+)
+
+INVALID_KEY = {"error_code": "INVALID_API_KEY", "message": "API key is not authorized for this API service"}
+
+
+def to_ms(value: datetime) -> int:
+    return (value - EPOCH) // timedelta(milliseconds=1)
+
+
+def fmt(ms: int | None) -> str | None:
+    """Xendit's timestamp format: UTC with milliseconds and Z."""
+    if ms is None:
+        return None
+    moment = EPOCH + timedelta(milliseconds=ms)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+
+
+def parse_iso(text: str) -> int:
+    """ISO-8601 -> epoch ms (naive = UTC); ValueError when it is not a date/time."""
+    text = text.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return to_ms(moment)
+
+
+def validation_error(message: str) -> Response:
+    return Response(400, {"error_code": "API_VALIDATION_ERROR", "message": message})
+
+
+class Sandbox(ProviderSandbox):
+    name = "xendit"
+
+    def reset(self) -> None:
+        #: index -> raw overrides ("status", "paid_ms", "paid_amount", "expiry_ms", "updated_ms")
+        self.overrides: dict[int, dict[str, Any]] = {}
+        self._last_stamp = 0
+
+    def routes(self):
+        return [
+            ("GET", r"/xendit/invoices/?", self.appgregator_list),
+            ("GET", r"/xendit/find/(?P<id>[^/]+)", self.appgregator_find),
+            ("GET", r"/v2/invoices/?", self.direct_list),
+            ("GET", r"/v2/invoices/(?P<id>[^/]+)", self.direct_get),
+        ]
+
+    def auth_failure(self) -> Response:
+        return Response(401, dict(INVALID_KEY))
+
+    # -- geometry (pure functions of seed, size, anchor, i) ---------------------------------
+    @property
+    def anchor_ms(self) -> int:
+        anchor: date = self.sandbox.anchor
+        return to_ms(datetime(anchor.year, anchor.month, anchor.day, tzinfo=timezone.utc))
+
+    @property
+    def step_ms(self) -> int:
+        return max(2, SPAN_MS // max(1, self.size))
+
+    def _u(self, i: int, k: int) -> float:
+        """A uniform [0, 1) draw for (seed, i, k): splitmix64, cheaper than a Random per invoice."""
+        x = (self.sandbox.seed * 0x9E3779B97F4A7C15 + (i + 1) * 0xBF58476D1CE4E5B9 + k * 0x94D049BB133111EB) & MASK64
+        x ^= x >> 30
+        x = (x * 0xBF58476D1CE4E5B9) & MASK64
+        x ^= x >> 27
+        x = (x * 0x94D049BB133111EB) & MASK64
+        x ^= x >> 31
+        return x / 2.0 ** 64
+
+    def _created(self, i: int) -> int:
+        step = self.step_ms
+        return self.anchor_ms - 3_600_000 - i * step - int(self._u(i, 1) * (step - 1))
+
+    def _id(self, i: int) -> str:
+        return f"{self._created(i) // 1000:08x}{self.sandbox.seed & 0xFFFF:04x}{i:012x}"
+
+    def _index(self, invoice_id: str) -> int | None:
+        """Id -> index in O(1); None when it is not one of ours."""
+        if not re.fullmatch(r"[0-9a-f]{24}", invoice_id or ""):
+            return None
+        i = int(invoice_id[12:], 16)
+        if i >= self.size or self._id(i) != invoice_id:
+            return None
+        return i
+
+    def _base_facts(self, i: int) -> tuple[int, int, str, int | None]:
+        """(created, expiry, status, paid_at) before mutations: what the filters need, cheaply."""
+        created = self._created(i)
+        expiry = created + EXPIRY_DAYS[int(self._u(i, 2) * len(EXPIRY_DAYS))] * DAY_MS
+        anchor = self.anchor_ms
+        r = self._u(i, 3)
+        if expiry > anchor:  # still payable at the anchor
+            status = "PENDING" if r < 0.55 else "PAID"
+        elif r < 0.06:
+            status = "PENDING"  # expiry passed, not yet expired: overdue
+        elif r < 0.30:
+            status = "EXPIRED"
+        else:
+            status = "PAID"
+        paid = None
+        if status == "PAID":
+            latest = min(expiry, anchor) - 60_000
+            paid = created + 60_000 + int(self._u(i, 4) * (latest - created - 60_000))
+            if anchor - paid > 2 * DAY_MS and self._u(i, 11) < 0.9:
+                status = "SETTLED"
+        return created, expiry, status, paid
+
+    def _facts(self, i: int) -> tuple[int, int, str, int | None]:
+        created, expiry, status, paid = self._base_facts(i)
+        ov = self.overrides.get(i)
+        if ov:
+            status = ov.get("status", status)
+            expiry = ov.get("expiry_ms", expiry)
+            paid = ov["paid_ms"] if "paid_ms" in ov else paid
+        return created, expiry, status, paid
+
+    def _number(self, i: int) -> str:
+        """The merchant's own invoice number (Xendit's `external_id`), non-unique by design."""
+        j = i + 1 if self._u(i, 5) < 0.01 and i + 1 < self.size else i  # ~1% reuse the previous one
+        moment = EPOCH + timedelta(milliseconds=self._created(j))
+        return f"INV{self.size - j + 1000:07d}/{ROMAN[moment.month - 1]}/{moment.year}"
+
+    def _amount(self, i: int) -> tuple[str, Decimal]:
+        r = self._u(i, 6)
+        if r < 0.90:
+            return "IDR", Decimal(500 * (100 + int(self._u(i, 7) * 99_900)))
+        if r < 0.96:
+            return "PHP", Decimal(10_000 + int(self._u(i, 7) * 5_000_000)) / 100
+        return "USD", Decimal(500 + int(self._u(i, 7) * 500_000)) / 100
+
+    def _channel(self, i: int) -> tuple[str, str, dict[str, str]]:
+        return CHANNELS[int(self._u(i, 9) * len(CHANNELS))]
+
+    def _paid_amount(self, i: int, amount: Decimal) -> Decimal:
+        return self.overrides.get(i, {}).get("paid_amount", amount)
+
+    def _updated(self, i: int, facts: tuple[int, int, str, int | None]) -> int:
+        ov = self.overrides.get(i, {})
+        if "updated_ms" in ov:
+            return ov["updated_ms"]
+        created, expiry, status, paid = facts
+        if status == "SETTLED" and paid is not None:
+            return max(paid, min(paid + DAY_MS, self.anchor_ms - 1000))
+        if status == "PAID" and paid is not None:
+            return paid + 300
+        if status == "EXPIRED":
+            return expiry + 500
+        return created + 350
+
+    # -- the invoice as the API shows it ----------------------------------------------------
+    def invoice(self, i: int) -> dict[str, Any]:
+        facts = self._facts(i)
+        created, expiry, status, paid = facts
+        invoice_id = self._id(i)
+        currency, amount = self._amount(i)
+        body: dict[str, Any] = {
+            "id": invoice_id,
+            "external_id": self._number(i),
+            "user_id": "6279ce4495d10c9afc3171b8",
+            "status": status,
+            "merchant_name": "arbook sandbox",
+            "merchant_profile_picture_url": "https://du8nwjtfkinx.cloudfront.net/xendit.png",
+            "amount": amount,
+            "description": f"Invoice {self._number(i)}",
+            "expiry_date": fmt(expiry),
+            "invoice_url": f"https://checkout-staging.xendit.co/web/{invoice_id}",
+            "should_send_email": False,
+            "created": fmt(created),
+            "updated": fmt(self._updated(i, facts)),
+            "currency": currency,
+        }
+        r = self._u(i, 8)
+        email = f"customer{i}@example.com"
+        if r < 0.5:
+            customer: dict[str, Any] = {"given_names": GIVEN[int(self._u(i, 12) * len(GIVEN))], "email": email}
+            if self._u(i, 13) < 0.8:  # surname is optional in Xendit's customer object
+                customer["surname"] = SURNAMES[int(self._u(i, 14) * len(SURNAMES))]
+            body["customer"] = customer
+        elif r < 0.8:
+            body["payer_email"] = email
+        if status in ("PAID", "SETTLED"):
+            method, channel, extra = self._channel(i)
+            body.update({"payment_method": method, "paid_amount": self._paid_amount(i, amount),
+                         "paid_at": fmt(paid), "initial_amount": amount, **extra})
+            if self._u(i, 10) >= 0.1:  # some older payloads carry only bank_code/payment_method
+                body["payment_channel"] = channel
+        elif status == "PENDING":
+            body["available_banks"] = [
+                {"bank_code": code, "collection_type": "POOL", "transfer_amount": amount,
+                 "bank_branch": "Virtual Account", "account_holder_name": "ARBOOK SANDBOX", "identity_amount": 0}
+                for code in ("MANDIRI", "BCA")]
+        return body
+
+    def _truth(self, i: int) -> dict[str, Any]:
+        facts = self._facts(i)
+        created, expiry, status, paid = facts
+        body = self.invoice(i)
+        currency, amount = self._amount(i)
+        normalized = NORMALIZED[status]
+        customer = body.get("customer") or {}
+        return {
+            "external_id": body["id"],
+            "number": body["external_id"],
+            "status": normalized,
+            "provider_status": status,
+            "currency": currency,
+            "amount": amount,
+            "outstanding": Decimal(0) if normalized == st.PAID else amount,
+            "paid_amount": self._paid_amount(i, amount) if normalized == st.PAID else Decimal(0),
+            "issued_at": EPOCH + timedelta(milliseconds=created),
+            "due_at": EPOCH + timedelta(milliseconds=expiry),
+            "paid_at": EPOCH + timedelta(milliseconds=paid) if paid is not None else None,
+            "provider_updated_at": EPOCH + timedelta(milliseconds=self._updated(i, facts)),
+            "customer_name": " ".join(x for x in (customer.get("given_names"), customer.get("surname")) if x),
+            "customer_email": customer.get("email") or body.get("payer_email") or "",
+            "payment_channel": body.get("payment_channel") or body.get("bank_code") or body.get("ewallet_type")
+            or body.get("retail_outlet_name") or body.get("payment_method") or "",
+            "checkout_url": body["invoice_url"],
+        }
+
+    def truth(self) -> Iterator[dict[str, Any]]:
+        for i in range(self.size):
+            yield self._truth(i)
+
+    # -- changes -----------------------------------------------------------------------------
+    def _stamp(self) -> int:
+        """The moment of a change: now, but never before the population nor before the last change."""
+        now = to_ms(datetime.now(timezone.utc))
+        self._last_stamp = max(now, self.anchor_ms, self._last_stamp + 1)
+        return self._last_stamp
+
+    def mutate(self, external_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply normalized changes (status open/paid/expired, outstanding, paid_at, paid_amount,
+        provider_status PAID/SETTLED) to invoice `external_id` (the Xendit id).
+
+        Xendit invoices are paid in full, so `outstanding` must be 0 (paid) or the amount (unpaid).
+        """
+        i = self._index(str(external_id))
+        if i is None:
+            raise KeyError(external_id)
+        allowed = {"status", "outstanding", "paid_at", "paid_amount", "provider_status"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"xendit sandbox cannot change {', '.join(sorted(unknown))}")
+        with self.lock:
+            _created, _expiry, current, paid = self._facts(i)
+            _, amount = self._amount(i)
+            target = changes.get("status")
+            provider_status = str(changes.get("provider_status") or "").upper() or None
+            if provider_status and provider_status not in STATUSES:
+                raise ValueError(f"unknown Xendit status {provider_status!r}")
+            outstanding = Decimal(str(changes["outstanding"])) if changes.get("outstanding") is not None else None
+            if target is None and provider_status:
+                target = NORMALIZED[provider_status]
+            if target is None and outstanding is not None:
+                target = st.PAID if outstanding == 0 else st.OPEN if outstanding == amount else None
+                if target is None:
+                    raise ValueError("Xendit invoices are paid in full: outstanding must be 0 or the amount")
+            if target is None and changes.get("paid_at"):
+                target = st.PAID
+            if target not in (st.OPEN, st.PAID, st.EXPIRED):
+                raise ValueError(f"Xendit invoices cannot be {target!r}")
+            if outstanding is not None and outstanding != (Decimal(0) if target == st.PAID else amount):
+                raise ValueError(f"outstanding {outstanding} does not fit status {target}")
+            stamp = self._stamp()
+            ov = self.overrides.setdefault(i, {})
+            if target == st.PAID:
+                ps = provider_status if provider_status in ("PAID", "SETTLED") else "PAID"
+                paid_at = changes.get("paid_at")
+                if isinstance(paid_at, datetime):
+                    paid_ms = to_ms(paid_at if paid_at.tzinfo else paid_at.replace(tzinfo=timezone.utc))
+                elif paid_at:
+                    paid_ms = parse_iso(str(paid_at))
+                else:
+                    paid_ms = paid if (current in ("PAID", "SETTLED") and paid is not None) else stamp
+                ov.update(status=ps, paid_ms=paid_ms)
+                if changes.get("paid_amount") is not None:
+                    ov["paid_amount"] = Decimal(str(changes["paid_amount"]))
+            elif target == st.OPEN:
+                ov.update(status="PENDING", paid_ms=None)
+                ov.pop("paid_amount", None)
+            else:
+                # Xendit's expire! sets expiry_date to the moment of expiry. An overdue PENDING (its
+                # expiry job lagged) also expires now, so an expired_* pair finds the change.
+                ov.update(status="EXPIRED", paid_ms=None, expiry_ms=stamp)
+                ov.pop("paid_amount", None)
+            ov["updated_ms"] = stamp
+            return self._truth(i)
+
+    # -- auth --------------------------------------------------------------------------------
+    def _appgregator_check(self, request: Request) -> Response | None:
+        if request.headers.get("x-api-key") != self.credentials["api_key"]:
+            return self.auth_failure()
+        name, connection = request.arg("name"), request.arg("connection_name")
+        if not name or not connection:
+            return Response(400, {"message": "name and connection_name are required query parameters"})
+        if name != OPTIONS["xendit"]["name"] or connection != OPTIONS["xendit"]["connection_name"]:
+            return Response(404, {"message": f"connection {connection!r} not found in project {name!r}"})
+        return None
+
+    def _basic_ok(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, _password = base64.b64decode(header[6:].strip()).decode().partition(":")
+        except ValueError:
+            return False
+        return user == self.credentials["secret_key"]
+
+    # -- handlers ----------------------------------------------------------------------------
+    def appgregator_list(self, request: Request, match: re.Match) -> Response:
+        return self._appgregator_check(request) or self._list(request)
+
+    def appgregator_find(self, request: Request, match: re.Match) -> Response:
+        failure = self._appgregator_check(request)
+        if failure:
+            return failure
+        i = self._index(match["id"])
+        if i is None:
+            return Response(200, [])
+        with self.lock:
+            stored = self.invoice(i)
+        stored.update({"project_name": request.arg("name"), "connection_name": request.arg("connection_name"),
+                       "callback_url": "https://arbook.example/hooks/xendit",
+                       "callback_token": self.credentials["callback_token"], "send_callback": True})
+        return Response(200, [stored])
+
+    def direct_list(self, request: Request, match: re.Match) -> Response:
+        if not self._basic_ok(request):
+            return self.auth_failure()
+        return self._list(request)
+
+    def direct_get(self, request: Request, match: re.Match) -> Response:
+        if not self._basic_ok(request):
+            return self.auth_failure()
+        i = self._index(match["id"])
+        if i is None:
+            return Response(404, {"error_code": "INVOICE_NOT_FOUND_ERROR", "message": "Invoice not found"})
+        with self.lock:
+            return Response(200, self.invoice(i))
+
+    # -- the list ----------------------------------------------------------------------------
+    def _list(self, request: Request) -> Response:
+        try:
+            limit = int(request.arg("limit", "10"))
+        except ValueError:
+            return validation_error("limit must be a number")
+        if not 1 <= limit <= 100:
+            return validation_error("limit must be between 1 and 100")
+        pairs: dict[str, tuple[int, int]] = {}
+        for field in FILTER_PAIRS:
+            after, before = request.arg(f"{field}_after"), request.arg(f"{field}_before")
+            if after and before:  # a lone bound is ignored, as Xendit documents
+                try:
+                    pairs[field] = (parse_iso(after), parse_iso(before))
+                except ValueError:
+                    return validation_error(f"{field}_after/{field}_before must be ISO 8601 dates")
+        statuses: set[str] = set()
+        # Docs: statuses=["SETTLED","EXPIRED"] (JSON text); SDK: statuses=PAID&statuses=SETTLED. Both.
+        for value in request.query.get("statuses", []) + request.query.get("statuses[]", []):
+            try:
+                values = json.loads(value) if value.strip().startswith("[") else value.split(",")
+            except ValueError:
+                return validation_error("statuses must be an array of strings")
+            for item in values:
+                if str(item).strip() not in STATUSES:
+                    return validation_error(f"statuses must be among {', '.join(STATUSES)}")
+                statuses.add(str(item).strip())
+        # Docs name the cursor last_invoice_id; the generated SDK sends last_invoice. Accept both.
+        cursor = request.arg("last_invoice_id") or request.arg("last_invoice")
+        start = 0
+        if cursor:
+            index = self._index(cursor)
+            if index is None:
+                return validation_error("last_invoice_id is not a known invoice id")
+            start = index + 1
+        external_id = request.arg("external_id")
+
+        with self.lock:
+            candidates = self._candidates(start, pairs, external_id)
+            found: list[int] = []
+            for i in candidates:
+                if self._matches(i, pairs, statuses, external_id):
+                    found.append(i)
+                    if len(found) >= limit:
+                        break
+            return Response(200, [self.invoice(i) for i in found])
+
+    def _first_below(self, moment: int) -> int:
+        """The first index whose `created` is below `moment` (created decreases with the index)."""
+        lo, hi = 0, self.size
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._created(mid) < moment:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def _candidates(self, start: int, pairs: dict[str, tuple[int, int]], external_id: str | None) -> Iterator[int]:
+        """Indices from `start` that may match, in list order: an index range, plus mutated ones."""
+        if external_id:
+            found = re.fullmatch(r"INV(\d{7})/[IVX]+/\d{4}", external_id)
+            if not found:
+                return iter(())
+            i0 = self.size + 1000 - int(found[1])
+            return iter(sorted(i for i in {i0 - 1, i0} if start <= i < self.size))
+        lo, hi = start, self.size
+        for field, (after, before) in pairs.items():
+            # created < before and created > after (minus the delay for paid/expiry dates)
+            slack = 0 if field == "created" else MAX_DELAY_MS
+            lo = max(lo, self._first_below(before))
+            hi = min(hi, self._first_below(after - slack + 1))
+        extra = sorted(i for i in self.overrides if i >= start and not lo <= i < hi)
+        return heapq.merge(range(lo, max(lo, hi)), extra)
+
+    def _matches(self, i: int, pairs: dict[str, tuple[int, int]], statuses: set[str],
+                 external_id: str | None) -> bool:
+        created, expiry, status, paid = self._facts(i)
+        values = {"created": created, "paid": paid, "expired": expiry}
+        for field, (after, before) in pairs.items():
+            value = values[field]
+            if value is None or not after < value < before:
+                return False
+        if statuses and status not in statuses:
+            return False
+        if external_id and self._number(i) != external_id:
+            return False
+        return True

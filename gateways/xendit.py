@@ -1,0 +1,327 @@
+"""Xendit invoices, read through the Appgregator proxy (default) or from Xendit directly.
+
+Sources: xendit-appgregator-list-invoices.txt and RESEARCH.md section C.
+
+- `options.mode = "appgregator"` (default): GET `/xendit/invoices/` on
+  https://us-central1-appgregator.cloudfunctions.net, header `x-api-key` = `secrets.api_key`, and
+  the query params `name` and `connection_name` (from options) on every call.
+- `options.mode = "direct"`: GET `/v2/invoices` on https://api.xendit.co, HTTP Basic auth with
+  `secrets.secret_key` as the user name and an empty password.
+
+The list answer is a bare JSON array sorted by `created`, newest first; `limit` is 1..100 and the
+cursor is the id of the last invoice received. Date filters only work in pairs, so every read
+here sends complete pairs:
+
+- full read: one pass over `created_after`/`created_before` = the full-sync window. A pass with no
+  filter would also work, but the window keeps the contract "issued in the window" and stops a
+  decade-old account from being re-read every night. Xendit invoices expire within days to weeks
+  of creation, so "due in the window" adds nothing that "created in the window" misses.
+- incremental read (`since`): three passes with the same bounds (since - overlap .. now +
+  overlap): `created_*` (new invoices), `paid_*` (older invoices paid since), `expired_*` (older
+  invoices that expired since). PAID -> SETTLED is not visible to any filter (no `updated`
+  filter exists); both map to `paid`, so only `provider_status` lags until the next full read.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from datetime import datetime, time, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from . import status as st
+from .base import JAKARTA, GatewayClient, to_datetime, to_decimal
+from .errors import BadResponseError, ConfigurationError
+from .http import require
+from .models import Page, RemoteInvoice
+
+logger = logging.getLogger("gateways.xendit")
+
+#: Xendit's invoice statuses (docs/invoice/InvoiceStatus.md). SETTLED = paid and moved to the
+#: cash balance; for the merchant's receivable it is as paid as PAID. Lower-case forms are listed
+#: too because Appgregator's stored copies are not guaranteed to keep Xendit's casing.
+STATUS_MAP: dict[str, str] = {
+    "PENDING": st.OPEN,
+    "PAID": st.PAID,
+    "SETTLED": st.PAID,
+    "EXPIRED": st.EXPIRED,
+    "pending": st.OPEN,
+    "paid": st.PAID,
+    "settled": st.PAID,
+    "expired": st.EXPIRED,
+}
+
+APPGREGATOR_BASE_URL = "https://us-central1-appgregator.cloudfunctions.net"
+DIRECT_BASE_URL = "https://api.xendit.co"
+MODES = ("appgregator", "direct")
+LIST_PATH = {"appgregator": "/xendit/invoices/", "direct": "/v2/invoices"}
+PAGE_LIMIT = 100  # the documented maximum
+#: Documented cursor name; Xendit's generated Python SDK sends `last_invoice` instead. We send
+#: the documented one and fall back to the SDK's name only if the server visibly ignores it
+#: (the same page comes back twice), so a proxy that drops the parameter cannot loop forever.
+CURSOR_PARAMS = ("last_invoice_id", "last_invoice")
+#: Fields that Appgregator's stored copies add and that must not be persisted or logged.
+DROP_FIELDS = frozenset({"callback_token"})
+FULL_PASSES = ("created",)
+INCREMENTAL_PASSES = ("created", "paid", "expired")
+
+
+def iso(value: datetime) -> str:
+    """ISO-8601 in UTC with milliseconds and `Z`, as Xendit's own examples write it."""
+    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Client(GatewayClient):
+    """Reads Xendit invoices (Appgregator proxy or direct) as `RemoteInvoice` pages."""
+
+    provider = "xendit"
+    default_base_url = APPGREGATOR_BASE_URL
+    required_secrets = (("api_key",), ("secret_key",))
+    STATUS_MAP = STATUS_MAP
+
+    def __init__(self, *, base_url: str = "", secrets: Mapping[str, Any],
+                 options: Mapping[str, Any] | None = None, **kwargs: Any):
+        self.mode = str((options or {}).get("mode") or "appgregator").strip().lower()
+        if self.mode == "direct":
+            # An instance attribute, read by GatewayClient.__init__ when base_url is blank.
+            self.default_base_url = DIRECT_BASE_URL
+        self._cursor_param = CURSOR_PARAMS[0]
+        super().__init__(base_url=base_url, secrets=secrets, options=options, **kwargs)
+        self.overlap = timedelta(minutes=float(self.options.get("overlap_minutes", 10)))
+        if self.mode == "direct":
+            token = base64.b64encode(f"{self.secrets['secret_key']}:".encode()).decode()
+            self.http.add_secret(token)  # derived from the secret: mask it too
+            self._headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
+            self._base_params: dict[str, str] = {}
+        else:
+            self._headers = {"x-api-key": str(self.secrets["api_key"]), "Accept": "application/json"}
+            self._base_params = {"name": str(self.options["name"]).strip(),
+                                 "connection_name": str(self.options["connection_name"]).strip()}
+
+    # -- configuration ----------------------------------------------------------------------
+    def validate(self) -> None:
+        """Check only what the chosen mode needs: the other mode's secret may well be absent."""
+        if self.mode not in MODES:
+            raise ConfigurationError(
+                f"xendit: options.mode must be 'appgregator' or 'direct', not {self.mode[:20]!r}",
+                provider=self.provider)
+        if self.mode == "direct":
+            require(self.secrets, "secret_key", provider=self.provider)
+            return
+        require(self.secrets, "api_key", provider=self.provider)
+        missing = [n for n in ("name", "connection_name") if not str(self.options.get(n) or "").strip()]
+        if missing:
+            raise ConfigurationError(
+                f"xendit: Appgregator mode needs option(s): {', '.join(missing)}", provider=self.provider)
+
+    # -- public API --------------------------------------------------------------------------
+    def check_connection(self) -> str:
+        items = self._list({"limit": 1})
+        via = "via Appgregator" if self.mode == "appgregator" else "to Xendit"
+        return f"Connected {via}: {'invoices' if items else 'no invoices yet'} visible"
+
+    def get_invoice(self, invoice_id: str) -> RemoteInvoice | None:
+        """One invoice by Xendit id (for webhooks); None when the provider does not know it.
+
+        Direct: GET /v2/invoices/{id}. Appgregator: GET /xendit/find/{id}, which answers an array
+        (Appgregator's stored copies) even for one id.
+        """
+        safe_id = quote(str(invoice_id), safe="")
+        if self.mode == "direct":
+            data = self._get(f"/v2/invoices/{safe_id}", {}, not_found=None)
+            if data is None:
+                return None
+            if not isinstance(data, dict):
+                raise BadResponseError("xendit: invoice answer is not a JSON object", provider=self.provider)
+            return self.parse_invoice(data)
+        # Appgregator answers an empty array for an unknown id; its 404 means an unknown
+        # project/connection, which is a configuration error, not "not found".
+        data = self._get(f"/xendit/find/{safe_id}", {})
+        items = self._as_list(data)
+        if not items:
+            return None
+        chosen = next((i for i in items if str(i.get("id")) == str(invoice_id)), items[0])
+        return self.parse_invoice(chosen)
+
+    def iter_pages(self, *, since: datetime | None = None, resume: str | None = None) -> Iterator[Page]:
+        """Yield pages; `resume` continues the same query (same bounds) after a committed page.
+
+        A resumed run keeps the interrupted run's bounds (stored in the marker), so it is the
+        faithful continuation of that listing; `since` is ignored when `resume` is given.
+        """
+        plan = self._load_resume(resume) if resume else self._plan(since)
+        passes = FULL_PASSES if plan["m"] == "full" else INCREMENTAL_PASSES
+        pass_index, cursor = plan["p"], plan["c"]
+        number = 0
+        seen: set[str] = set()  # ids already yielded by an earlier pass of this incremental run
+        while pass_index < len(passes):
+            field = passes[pass_index]
+            params = {f"{field}_after": plan["a"], f"{field}_before": plan["b"], "limit": PAGE_LIMIT}
+            previous_ids: set[str] = set()
+            while True:
+                items = self._fetch_page(params, cursor, previous_ids)
+                full = len(items) >= PAGE_LIMIT
+                if full:
+                    next_pass, cursor = pass_index, str(items[-1]["id"])
+                else:  # a short page ends this pass (the answer has no has_more flag)
+                    next_pass, cursor = pass_index + 1, None
+                invoices = []
+                for item in items:
+                    if str(item["id"]) in seen:
+                        continue
+                    invoices.append(self.parse_invoice(item))
+                if plan["m"] != "full" and pass_index + 1 < len(passes):
+                    seen.update(inv.external_id for inv in invoices)
+                marker = json.dumps({"m": plan["m"], "p": next_pass, "a": plan["a"], "b": plan["b"],
+                                     "c": cursor}, separators=(",", ":"))
+                if invoices:
+                    number += 1
+                    yield Page(invoices=invoices, number=number, resume=marker)
+                previous_ids = {str(i["id"]) for i in items}
+                if not full:
+                    break
+            pass_index = next_pass
+
+    # -- parsing -----------------------------------------------------------------------------
+    def parse_invoice(self, item: Mapping[str, Any]) -> RemoteInvoice:
+        """One Xendit invoice object -> RemoteInvoice.
+
+        Xendit invoices are paid in full in one payment (no partial payments), so `outstanding`
+        is the amount while PENDING/EXPIRED and 0 once PAID/SETTLED; an unknown status leaves it
+        unknown (None).
+        """
+        p = self.provider
+        invoice_id = str(item.get("id") or "").strip()
+        if not invoice_id:
+            raise BadResponseError("xendit: an invoice has no id", provider=p)
+        raw = {k: v for k, v in item.items() if k not in DROP_FIELDS}
+        provider_status = str(item.get("status") or "")
+        status = self.map_status(provider_status)
+        amount = to_decimal(item.get("amount"), field="amount", provider=p)
+        paid_amount = to_decimal(item.get("paid_amount"), field="paid_amount", provider=p)
+        outstanding: Decimal | None = None
+        if status == st.PAID:
+            outstanding = Decimal(0)
+            if paid_amount is None:
+                paid_amount = amount
+        elif status in (st.OPEN, st.EXPIRED):
+            outstanding = amount
+            if paid_amount is None:
+                paid_amount = Decimal(0)
+        customer = item.get("customer") if isinstance(item.get("customer"), Mapping) else {}
+        name = " ".join(str(customer.get(k) or "").strip() for k in ("given_names", "surname")).strip()
+        email = str(customer.get("email") or item.get("payer_email") or "").strip()
+        channel = (item.get("payment_channel") or item.get("bank_code") or item.get("ewallet_type")
+                   or item.get("retail_outlet_name") or item.get("payment_method") or "")
+        return RemoteInvoice(
+            external_id=invoice_id,
+            status=status,
+            provider_status=provider_status,
+            # Older payloads lack `currency`; Xendit then means the account currency, IDR here.
+            currency=str(item.get("currency") or "IDR").upper(),
+            number=str(item.get("external_id") or ""),
+            customer_name=name,
+            customer_email=email,
+            amount=amount,
+            outstanding=outstanding,
+            paid_amount=paid_amount,
+            issued_at=to_datetime(item.get("created"), field="created", provider=p),
+            due_at=to_datetime(item.get("expiry_date"), field="expiry_date", provider=p),
+            paid_at=to_datetime(item.get("paid_at"), field="paid_at", provider=p),
+            provider_updated_at=to_datetime(item.get("updated"), field="updated", provider=p),
+            payment_channel=str(channel),
+            checkout_url=str(item.get("invoice_url") or ""),
+            raw=raw,
+        )
+
+    # -- plan and resume ---------------------------------------------------------------------
+    def _plan(self, since: datetime | None) -> dict[str, Any]:
+        if since is None:
+            start, end = self.window()
+            after = datetime.combine(start, time.min, tzinfo=JAKARTA)
+            before = datetime.combine(end + timedelta(days=1), time.min, tzinfo=JAKARTA)
+            return {"m": "full", "p": 0, "a": iso(after), "b": iso(before), "c": None}
+        if since.tzinfo is None:
+            raise ValueError("since must be timezone-aware")
+        # The overlap absorbs clock skew between us and Xendit; reading a little more is harmless.
+        return {"m": "inc", "p": 0, "a": iso(since - self.overlap), "b": iso(self.now() + self.overlap),
+                "c": None}
+
+    def _load_resume(self, resume: str) -> dict[str, Any]:
+        try:
+            plan = json.loads(resume)
+            ok = (isinstance(plan, dict) and plan.get("m") in ("full", "inc") and isinstance(plan.get("p"), int)
+                  and isinstance(plan.get("a"), str) and isinstance(plan.get("b"), str)
+                  and (plan.get("c") is None or isinstance(plan.get("c"), str)))
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError("xendit: not a resume marker of this client")
+        return plan
+
+    # -- HTTP --------------------------------------------------------------------------------
+    def _fetch_page(self, params: dict[str, Any], cursor: str | None, previous_ids: set[str]) -> list[dict]:
+        """One list call; detects a server that ignores the cursor and retries with the other name."""
+        if cursor is None:
+            return self._list(params)
+        for attempt in range(len(CURSOR_PARAMS)):
+            items = self._list({**params, self._cursor_param: cursor})
+            repeated = any(str(i["id"]) in previous_ids or str(i["id"]) == cursor for i in items)
+            if not repeated:
+                return items
+            if attempt + 1 < len(CURSOR_PARAMS):
+                other = CURSOR_PARAMS[(CURSOR_PARAMS.index(self._cursor_param) + 1) % len(CURSOR_PARAMS)]
+                logger.warning("provider=xendit cursor %s was ignored; trying %s", self._cursor_param, other)
+                self._cursor_param = other
+        raise BadResponseError("xendit: the list ignores the paging cursor (the same invoices came back)",
+                               provider=self.provider)
+
+    def _list(self, params: dict[str, Any]) -> list[dict]:
+        return self._as_list(self._get(LIST_PATH[self.mode], params))
+
+    def _as_list(self, data: Any) -> list[dict]:
+        # Documented: a bare array. Appgregator's envelope is an open question (RESEARCH.md Q4),
+        # so a {"data": [...]} wrapper is accepted as well; it costs one line.
+        if isinstance(data, dict) and isinstance(data.get("data"), list):
+            data = data["data"]
+        if not isinstance(data, list):
+            raise BadResponseError("xendit: the invoice list is not a JSON array", provider=self.provider)
+        for item in data:
+            if not isinstance(item, dict) or not item.get("id"):
+                raise BadResponseError("xendit: an invoice in the list has no id", provider=self.provider)
+        return data
+
+    _MISSING = object()
+
+    def _get(self, path: str, params: Mapping[str, Any], *, not_found: Any = _MISSING) -> Any:
+        """GET with the mode's auth; 400/404 bodies are read so the message says what went wrong."""
+        response = self.http.request("GET", path, params={**self._base_params, **params},
+                                     headers=self._headers, accept_status=(400, 404))
+        if response.status_code == 404 and not_found is not self._MISSING:
+            return not_found
+        if response.status_code in (400, 404):
+            self._raise_rejected(response, path)
+        return self.http.parse_json(response, method="GET", path=path)
+
+    def _raise_rejected(self, response: requests.Response, path: str) -> None:
+        code, message = "", ""
+        try:
+            body = response.json()
+            if isinstance(body, dict):
+                code = str(body.get("error_code") or "")[:60]
+                message = str(body.get("message") or "")[:200]
+        except ValueError:
+            pass
+        detail = self.http.mask(" ".join(x for x in (code, message) if x)) or "no details"
+        status = response.status_code
+        if self.mode == "appgregator" and status == 404:
+            raise ConfigurationError(
+                f"xendit: Appgregator does not know this project/connection (HTTP 404: {detail}); "
+                "check options name and connection_name", provider=self.provider, status_code=status)
+        raise BadResponseError(f"xendit: GET {path} was rejected (HTTP {status}: {detail})",
+                               provider=self.provider, status_code=status)
