@@ -13,7 +13,9 @@ list item carries no payment status):
   return the same set, without duplicates.
 - N/A (1000) cannot be filtered. With `na_invoices="diff"` (default) each window gets one more,
   unfiltered read; whatever it returns that no status read of that window returned is N/A. This
-  doubles the (cheap) list traffic but finds receivables stuck in FarPay's error state.
+  doubles the (cheap) list traffic but finds receivables stuck in FarPay's error state. (An
+  invoice whose status changes between those reads may be reported as N/A once; the next sync
+  corrects it.) N/A invoices without a due date are not found: that would take a read of everything.
 - `PaymentDueDate` may be null, and such invoices never match a due-date filter. On a full sync
   (`since=None`) the client therefore reads each status once without dates and keeps only the
   undated items (`undated` option): "receivable" (default) does this for every status but Paid,
@@ -51,7 +53,6 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
 from typing import Any
 
 from . import status as st
@@ -178,8 +179,10 @@ class Client(GatewayClient):
         # N/A step can take the difference (rebuilt by re-reading when a run resumed mid-window).
         seen: dict[date, set[str]] = {}
         read: dict[date, set[int]] = {}
+        plan = self._plan(since)
+        na_windows = {step.start for step in plan if step.status == NA}
         number = 0
-        for step in self._plan(since):
+        for step in plan:
             if after is not None and step.key <= after:
                 continue
             if step.start is None:
@@ -193,8 +196,9 @@ class Client(GatewayClient):
                 refs = [r for r in self._read(step) if _id(r) not in done]
             else:
                 refs = self._read(step)
-                seen.setdefault(step.start, set()).update(_id(r) for r in refs)
-                read.setdefault(step.start, set()).add(step.status)
+                if step.start in na_windows:
+                    seen.setdefault(step.start, set()).update(_id(r) for r in refs)
+                    read.setdefault(step.start, set()).add(step.status)
             invoices = [self._invoice(ref, step.status) for ref in refs]
             if invoices:
                 number += 1

@@ -116,9 +116,10 @@ class Sandbox(ProviderSandbox):
                 return Response(400, {"Message": MESSAGE_INVALID,
                                       "MessageDetail": "paymentStatus must be one of 100, 200, ..., 700"})
             status = int(raw_status)
-        with self.lock:
+        with self.lock:  # select under the lock; render (the costly part) from a snapshot
             indices = self.select(status, bounds[0], bounds[1])
-            return Response(200, [self._reference(self.record(i)) for i in indices])
+            overrides = {i: dict(changes) for i, changes in self.overrides.items()}
+        return Response(200, [self._reference(self.record(i, overrides)) for i in indices])
 
     def get_invoice(self, request: Request, match: re.Match[str]) -> Response:
         refused = self._guard(request, match["version"])
@@ -189,9 +190,10 @@ class Sandbox(ProviderSandbox):
         return int(text) - ID_BASE
 
     # -- records -------------------------------------------------------------------------------
-    def record(self, i: int) -> dict[str, Any]:
+    def record(self, i: int, overrides: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Invoice i's facts: the seeded record with its `mutate` overrides applied."""
         rec = dict(self._record(i, self.sandbox.seed, self.size, self.sandbox.anchor))
-        rec.update(self.overrides.get(i, {}))
+        rec.update((self.overrides if overrides is None else overrides).get(i, {}))
         return rec
 
     @staticmethod

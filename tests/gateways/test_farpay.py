@@ -17,9 +17,8 @@ import requests
 
 from gateways import AuthError, BadResponseError, ConfigurationError, RemoteInvoice, TransientError, get_client
 from gateways import status as st
-from gateways.farpay import STATUS_MAP, Client, sign_webhook, verify_webhook
+from gateways.farpay import STATUS_MAP, sign_webhook, verify_webhook
 from gateways.sandbox import CREDENTIALS, Fault
-from gateways.sandbox import core as sandbox_core
 from gateways.sandbox.core import Sandbox
 from tests.gateways.conftest import ANCHOR, credential
 
@@ -34,14 +33,6 @@ FIELDS = ("status", "provider_status", "currency", "number", "customer_name", "c
 
 def fixture(name: str):
     return json.loads((FIXTURES / name).read_text(), parse_float=Decimal)
-
-
-@pytest.fixture(autouse=True)
-def _no_nagle(monkeypatch):
-    """The shared sandbox handler writes headers and body separately; with Nagle and delayed ACKs
-    each request then costs ~40 ms. Disabling Nagle for these tests keeps the file fast (the same
-    one-line fix belongs in core._Handler; reported to the lead)."""
-    monkeypatch.setattr(sandbox_core._Handler, "disable_nagle_algorithm", True, raising=False)
 
 
 # -- helpers -----------------------------------------------------------------------------------
