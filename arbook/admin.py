@@ -9,7 +9,9 @@ from django.utils.html import format_html
 
 from arbook.forms import GatewayCredentialForm
 from arbook.models import GatewayCredential, Invoice, InvoiceEvent, Merchant, SyncRun
+
 from arbook.services.credentials import credential_test_connection
+from arbook.services.sync import sync_enqueue
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -59,7 +61,7 @@ class GatewayCredentialAdmin(admin.ModelAdmin):
     list_select_related = ["merchant"]
     readonly_fields = ["keys_set", "hook_url", "needs_attention", "last_sync_at", "last_success_at",
                        "last_full_sync_at", "last_error"]
-    actions = ["test_connection"]
+    actions = ["test_connection", "sync_now", "full_sync_now"]
 
     def get_fieldsets(self, request, obj=None):
         secret_fields = [n for n in GatewayCredentialForm.base_fields if n.startswith("secret__")]
@@ -94,6 +96,22 @@ class GatewayCredentialAdmin(admin.ModelAdmin):
         for credential in queryset.select_related("merchant"):
             ok, message = credential_test_connection(credential=credential)
             self.message_user(request, f"{credential}: {message}", messages.SUCCESS if ok else messages.ERROR)
+
+    def _enqueue(self, request, queryset, *, full: bool):
+        for credential in queryset.select_related("merchant"):
+            if sync_enqueue(credential=credential, full=full, trigger=SyncRun.Trigger.ADMIN):
+                self.message_user(request, f"{credential}: {'full ' if full else ''}sync queued.", messages.SUCCESS)
+            else:
+                self.message_user(request, f"{credential}: nothing to sync (inactive, or no list API).",
+                                  messages.WARNING)
+
+    @admin.action(description="Sync now")
+    def sync_now(self, request, queryset):
+        self._enqueue(request, queryset, full=False)
+
+    @admin.action(description="Full reconciliation now")
+    def full_sync_now(self, request, queryset):
+        self._enqueue(request, queryset, full=True)
 
 
 class EventInline(admin.TabularInline):

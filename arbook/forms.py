@@ -103,6 +103,8 @@ class GatewayCredentialForm(SecretFields, forms.ModelForm):
         merged = self.merged_secrets()
         if merged != self.stored or not instance.secrets_encrypted:
             instance.secrets = merged
+        elif self.changed_data:
+            instance.needs_attention = False  # a changed credential deserves a fresh try
         if commit:
             instance.save()
             self.save_m2m()

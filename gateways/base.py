@@ -33,6 +33,11 @@ class GatewayClient(ABC):
     required_secrets: ClassVar[tuple[tuple[str, ...], ...]] = ()
     #: The provider's status vocabulary -> normalized state; unknown values map to `unknown`.
     STATUS_MAP: ClassVar[Mapping[str, str]] = {}
+    #: False for a provider with no list API (Espay): there is nothing to poll or reconcile.
+    lists_invoices: ClassVar[bool] = True
+    #: True when pages come newest first and an incremental read may stop at the first page in
+    #: which nothing changed (Munio: no date filter, so this is its only watermark).
+    stop_when_unchanged: ClassVar[bool] = False
 
     def __init__(
         self,

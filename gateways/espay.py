@@ -252,6 +252,7 @@ class Client(GatewayClient):
     default_base_url = DEFAULT_BASE_URL
     required_secrets = (("signature_key",),)
     STATUS_MAP = STATUS_MAP
+    lists_invoices = False
 
     def validate(self) -> None:
         super().validate()

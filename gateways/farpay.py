@@ -18,9 +18,10 @@ list item carries no payment status):
   corrects it.) N/A invoices without a due date are not found: that would take a read of everything.
 - `PaymentDueDate` may be null, and such invoices never match a due-date filter. On a full sync
   (`since=None`) the client therefore reads each status once without dates and keeps only the
-  undated items (`undated` option): "receivable" (default) does this for every status but Paid,
-  because an unfiltered read returns the status's whole history and only Paid grows without
-  bound; "all" adds Paid; "none" skips it. Undated invoices are not read by incremental syncs;
+  undated items (`undated` option): "all" (default) does this for every status, so a full sync
+  mirrors the account exactly; "receivable" skips Paid, whose unfiltered read returns the whole
+  paid history (an account with a very long history may prefer it: an undated invoice that gets
+  paid then drops out instead of showing as paid); "none" skips these reads. Undated invoices are not read by incremental syncs;
   they show up at the next full sync.
 - Incremental (`since`): FarPay has no updated-since filter. Every status that is still owed
   (100, 300, 400, 500, 600, 700) is read across the whole window, so a change into any of them is
@@ -221,7 +222,7 @@ class Client(GatewayClient):
             if na and len(statuses) == len(LIST_STATUSES):
                 steps.append(_Step(w_start, w_end, NA))
         if since is None:
-            undated = self.options.get("undated", "receivable")
+            undated = self.options.get("undated", "all")
             if undated != "none":
                 statuses = LIST_STATUSES if undated == "all" else OWED_STATUSES
                 steps += [_Step(None, None, s) for s in statuses]

@@ -71,6 +71,7 @@ class Client(GatewayClient):
     default_base_url = "https://api.munio.id"  # ASSUMPTION: the real host is undocumented
     required_secrets = (("client_key", "access_token"), ("client_key", "login", "password"))
     STATUS_MAP = STATUS_MAP
+    stop_when_unchanged = True
 
     per_page = PER_PAGE
 

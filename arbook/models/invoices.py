@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from arbook.jsonutil import RawJSONEncoder
 from arbook.status import InvoiceStatus
 
 from .merchants import PROVIDER_CHOICES, GatewayCredential, Merchant
@@ -39,15 +40,16 @@ class Invoice(models.Model):
     provider_updated_at = models.DateTimeField(null=True, blank=True)
     payment_channel = models.CharField(max_length=128, blank=True)
     checkout_url = models.CharField(max_length=1000, blank=True)
-    raw = models.JSONField(default=dict, blank=True)
+    raw = models.JSONField(default=dict, blank=True, encoder=RawJSONEncoder)
     #: Digest of the normalized fields, so an unchanged invoice is recognised without a rewrite.
     content_hash = models.CharField(max_length=40, blank=True)
     first_seen_at = models.DateTimeField()
     last_synced_at = models.DateTimeField()
-    #: The last full-read sync run that saw this invoice (plain id: no FK cost on bulk writes).
-    last_seen_run_id = models.BigIntegerField(null=True, blank=True)
-    #: Set when a full read no longer returns the invoice; nothing is ever deleted.
+    #: Set when a full read no longer returns the invoice (and by which run); nothing is ever
+    #: deleted, and the flag clears when the invoice is seen again.
     missing_since = models.DateTimeField(null=True, blank=True)
+    missing_since_run = models.ForeignKey("arbook.SyncRun", null=True, blank=True, on_delete=models.SET_NULL,
+                                          related_name="+", db_constraint=False)
 
     class Meta:
         constraints = [

@@ -77,6 +77,8 @@ class GatewayCredential(models.Model):
 
     # Last sync state (written by the sync service).
     last_sync_at = models.DateTimeField(null=True, blank=True)
+    #: When a sync was last enqueued (the scheduler does not enqueue again while one waits).
+    sync_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_full_sync_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)

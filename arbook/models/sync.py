@@ -33,6 +33,8 @@ class SyncRun(models.Model):
     unchanged = models.PositiveIntegerField(default=0)
     missing = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True, help_text="Readable; never contains a secret.")
+    #: transient / auth / bad_response / config / internal: what the task and the pages act on.
+    error_kind = models.CharField(max_length=16, blank=True)
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -45,3 +47,17 @@ class SyncRun(models.Model):
     @property
     def duration(self):
         return (self.finished_at - self.started_at) if self.finished_at else None
+
+
+class SyncSeen(models.Model):
+    """External ids seen by an unfinished full read, so that when it completes the invoices it
+    did not return can be flagged missing. Rows live only while a full pass runs (it may span
+    several interrupted runs); they are narrow and never indexed beyond the pass key, so a
+    no-change resync writes far less than rewriting every invoice row would."""
+
+    credential_id = models.BigIntegerField()
+    pass_id = models.BigIntegerField()
+    external_id = models.CharField(max_length=128)
+
+    class Meta:
+        indexes = [models.Index(fields=["credential_id", "pass_id"], name="syncseen_pass")]

@@ -84,6 +84,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "arbook.context_processors.navigation",
             ],
         },
     },
@@ -96,6 +97,8 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server, the worker and the scheduler share the file: WAL + a busy timeout +
     # IMMEDIATE transactions keep them from tripping over each other's locks.
+    # Tests on SQLite use a file, so a worker process (the Celery integration test) can see it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-arbook.sqlite3")}
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 30, "transaction_mode": "IMMEDIATE",
          "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
@@ -183,3 +186,8 @@ ARBOOK_SANDBOX_URL = env.str("ARBOOK_SANDBOX_URL", default="http://127.0.0.1:890
 # The INCLUDE columns of the invoice indexes are a PostgreSQL optimisation (index-only aging
 # scans); SQLite ignores them, which is fine for the embedded default.
 SILENCED_SYSTEM_CHECKS = ["models.W040"]
+
+# The scheduler's only entry: every minute, enqueue the credentials whose own interval elapsed.
+CELERY_BEAT_SCHEDULE = {
+    "enqueue-due-syncs": {"task": "arbook.tasks.sync.enqueue_due_syncs", "schedule": 60.0},
+}

@@ -4,7 +4,6 @@ from .base import env, read_dev_secrets
 
 read_dev_secrets()
 
-from .base import ALLOWED_HOSTS  # noqa: E402
 
 DEBUG = env.bool("DEBUG", default=True)
 SECRET_KEY = env.str("SECRET_KEY")
