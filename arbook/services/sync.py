@@ -23,13 +23,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Subquery
 from django.utils import timezone
 
@@ -38,7 +40,7 @@ from arbook.crypto import SecretsUnavailable
 from arbook.jsonutil import RawJSONEncoder
 from arbook.models import GatewayCredential, Invoice, InvoiceEvent, SyncRun, SyncSeen
 from arbook.services.credentials import credential_client, scrub
-from gateways import RemoteInvoice
+from gateways import Page, RemoteInvoice
 
 logger = logging.getLogger(__name__)
 
@@ -95,35 +97,61 @@ def content_hash(remote: RemoteInvoice) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def _upsert(rows: list[dict[str, Any]]) -> None:
-    """One multi-row INSERT ... ON CONFLICT DO UPDATE (PostgreSQL and SQLite alike).
+def _column_fields(columns: Iterable[str]) -> list[Any]:
+    opts = Invoice._meta
+    return [opts.get_field(c.removesuffix("_id") if c.endswith("_id") and c != "external_id" else c)
+            for c in columns]
 
-    Hand-built rather than `bulk_create` because the page is already plain values: skipping
-    model instances is what makes the write cheaper than the ORM's upsert. Each value is
-    adapted by its model field, exactly as the ORM would.
+
+def _upsert(rows: list[dict[str, Any]]) -> None:
+    """Insert new and update changed invoices of one page in one merge.
+
+    Hand-built rather than `bulk_create`: the page is already plain values, so skipping model
+    instances (and, on PostgreSQL, sending the rows with COPY into a temporary staging table
+    instead of a statement with thousands of placeholders) is what makes the write cheaper than
+    the ORM's upsert. Each value is adapted by its model field, exactly as the ORM would.
     """
     if not rows:
         return
-    opts = Invoice._meta
-    qn = connection.ops.quote_name
     columns = [*INSERT_ONLY, *UPDATED]
-    fields = [opts.get_field(c.removesuffix("_id") if c.endswith("_id") and c != "external_id" else c)
-              for c in columns]
-    updates = ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in UPDATED)
-    row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    for start in range(0, len(rows), 500):  # keeps SQLite under its bound-variable limit
-        chunk = rows[start:start + 500]
-        params: list[Any] = []
-        for row in chunk:
-            for column, model_field in zip(columns, fields):
-                params.append(model_field.get_db_prep_save(row[column], connection))
-        sql = (
-            f"INSERT INTO {qn(opts.db_table)} ({', '.join(qn(c) for c in columns)}) "
-            f"VALUES {', '.join([row_sql] * len(chunk))} "
-            f"ON CONFLICT ({qn('credential_id')}, {qn('external_id')}) DO UPDATE SET {updates}"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+    conn = connections[DEFAULT_DB_ALIAS]  # the real wrapper: the `connection` proxy costs per access
+    # On PostgreSQL psycopg adapts str, int, Decimal and aware datetimes itself; only JSON needs
+    # the field's preparation. SQLite gets Django's full adaptation for every value.
+    preparers = [f if conn.vendor != "postgresql" or f.get_internal_type() == "JSONField" else None
+                 for f in _column_fields(columns)]
+    values = [[p.get_db_prep_save(row[c], conn) if p else row[c] for c, p in zip(columns, preparers)]
+              for row in rows]
+    qn = connection.ops.quote_name
+    column_list = ", ".join(qn(c) for c in columns)
+    conflict = (f"ON CONFLICT ({qn('credential_id')}, {qn('external_id')}) DO UPDATE SET "
+                + ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in UPDATED))
+    table = qn(Invoice._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            _ensure_stage(cursor, column_list)
+            with cursor.copy(f"COPY arbook_sync_stage ({column_list}) FROM STDIN") as copy:
+                for row in values:
+                    copy.write_row(row)
+            cursor.execute(f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM arbook_sync_stage "
+                           f"{conflict}")
+            return
+        row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        for start in range(0, len(values), 500):  # keeps SQLite under its bound-variable limit
+            chunk = values[start:start + 500]
+            cursor.execute(f"INSERT INTO {table} ({column_list}) VALUES {', '.join([row_sql] * len(chunk))} "
+                           f"{conflict}", [v for row in chunk for v in row])
+
+
+def _ensure_stage(cursor, column_list: str) -> None:
+    """A per-session temporary table with the invoice columns' types (no constraints), emptied
+    at each commit; created once per database connection."""
+    raw = connection.connection
+    if getattr(connection, "_arbook_stage_for", None) is raw:
+        return
+    cursor.execute("DROP TABLE IF EXISTS arbook_sync_stage")
+    cursor.execute(f"CREATE TEMP TABLE arbook_sync_stage ON COMMIT DELETE ROWS AS SELECT {column_list} "
+                   f"FROM {connection.ops.quote_name(Invoice._meta.db_table)} WITH NO DATA")
+    connection._arbook_stage_for = raw
 
 
 def write_page(*, credential: GatewayCredential, invoices: Iterable[RemoteInvoice], run: SyncRun | None,
@@ -236,7 +264,7 @@ def _run(*, credential: GatewayCredential, full: bool, trigger: str, client: Any
                 bool(plan["resume"]))
     try:
         client = client or credential_client(credential=credential)
-        for page in client.iter_pages(since=since, resume=plan["resume"]):
+        for page in prefetch(client.iter_pages(since=since, resume=plan["resume"])):
             seen_at = timezone.now()
             with transaction.atomic():
                 counts = write_page(credential=credential, invoices=page.invoices, run=run, seen_at=seen_at)
@@ -264,6 +292,50 @@ def _run(*, credential: GatewayCredential, full: bool, trigger: str, client: Any
     except Exception as exc:  # every failure ends the run readably; committed pages stay
         _fail(run, credential, exc)
     return run
+
+
+def prefetch(pages: Iterator[Page], depth: int = 2) -> Iterator[Page]:
+    """Read the next pages over HTTP in a thread while this one is written to the database.
+
+    The thread only runs the gateway client (HTTP and parsing, no database); an exception there
+    is re-raised here, after the pages before it, so committed-page semantics are unchanged.
+    Stopping early (the unchanged-watermark rule) leaves the thread at most `depth` pages ahead.
+    """
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        buffer.put(page, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(done)
+        except BaseException as exc:  # handed to the consumer, raised in its thread
+            buffer.put(exc)
+
+    thread = threading.Thread(target=produce, name="sync-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        close = getattr(pages, "close", None)
+        thread.join(timeout=5)
+        if close and not thread.is_alive():
+            close()
 
 
 def _flag_missing(*, credential: GatewayCredential, pass_id: int, run: SyncRun) -> int:

@@ -1,0 +1,159 @@
+"""Sync benchmark: mirror a sandbox population into PostgreSQL and measure it.
+
+    bash scripts/with-services.sh .venv/bin/python bench/sync.py [--size 100000] [--provider xendit]
+
+Prints, for one provider's population of `--size` invoices:
+- invoices/second of the first (full) sync, HTTP and parsing included;
+- invoices/second of a no-change full resync;
+- the SQL statements per page;
+- the peak RSS of this process during the syncs (run with --size 1000000 to compare: the
+  sync holds one page at a time, so it should stay flat);
+- measured in the same run, the rate of a plain `bulk_create(update_conflicts=True)` of the
+  same rows (DB write only, rows already in memory), so the sync's overhead shows as a ratio.
+
+The sandbox runs in its own process, as a real provider would, so it does not compete with the
+sync for this interpreter's GIL.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arbook.settings.development")
+os.environ["DEBUG"] = "false"  # DEBUG keeps every SQL string in memory: not what production does
+
+
+def ensure_database() -> None:
+    """with-services gives a server; create the benchmark's own database on it."""
+    import environ
+    import psycopg
+
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        sys.exit("Run under scripts/with-services.sh (or set DATABASE_URL to PostgreSQL).")
+    config = environ.Env.db_url_config(url)
+    bench_db = "arbook_bench"
+    with psycopg.connect(host=config["HOST"], port=config["PORT"], user=config["USER"],
+                         password=config.get("PASSWORD") or None, dbname="postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {bench_db}")
+        conn.execute(f"CREATE DATABASE {bench_db}")
+    os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + "/" + bench_db
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_sandbox(provider: str, size: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "gateways.sandbox", "--port", str(port), "--size", str(size),
+                                "--providers", provider], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return process, f"http://127.0.0.1:{port}/{provider}"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--provider", default="xendit", choices=["xendit", "faspay", "munio", "farpay"])
+    args = parser.parse_args()
+
+    ensure_database()
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0)
+
+    from arbook.models import GatewayCredential, Invoice, Merchant, SyncRun
+    from arbook.services.sync import INVOICE_FIELDS, invoices_sync
+    from gateways.sandbox import CREDENTIALS, OPTIONS
+
+    sandbox, base_url = start_sandbox(args.provider, args.size)
+    try:
+        merchant = Merchant.objects.create(name="Bench", slug="bench")
+        options = dict(OPTIONS.get(args.provider, {}))
+        if args.provider == "farpay":
+            options["details"] = "never"
+        credential = GatewayCredential.objects.create(merchant=merchant, provider=args.provider, base_url=base_url,
+                                                      secrets=dict(CREDENTIALS[args.provider]), options=options)
+        rss_before = peak_rss_mb()
+        from arbook.services.credentials import credential_client
+
+        started = time.perf_counter()
+        read_only = sum(len(page.invoices) for page in credential_client(credential=credential).iter_pages())
+        read_s = time.perf_counter() - started
+
+        statements = 0
+
+        def count(execute, sql, params, many, context):
+            nonlocal statements
+            statements += 1
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(count):
+            started = time.perf_counter()
+            first = invoices_sync(credential=credential, full=True, trigger=SyncRun.Trigger.COMMAND)
+            first_s = time.perf_counter() - started
+        assert first.status == SyncRun.Status.SUCCEEDED, first.error
+        per_page = statements / first.pages
+
+        started = time.perf_counter()
+        again = invoices_sync(credential=credential, full=True, trigger=SyncRun.Trigger.COMMAND)
+        again_s = time.perf_counter() - started
+        assert again.status == SyncRun.Status.SUCCEEDED and again.unchanged == again.fetched, again.error
+        sync_peak = peak_rss_mb()
+
+        # The baseline: the same rows, already in memory, through the ORM's plain upsert.
+        from django.utils import timezone
+
+        rows = [inv for page in credential_client(credential=credential).iter_pages() for inv in page.invoices]
+        Invoice.objects.all().delete()
+        now = timezone.now()
+        objects = [Invoice(merchant=merchant, credential=credential, provider=args.provider,
+                           external_id=r.external_id, first_seen_at=now, last_synced_at=now,
+                           **{f: getattr(r, f) for f in INVOICE_FIELDS}) for r in rows]
+        started = time.perf_counter()
+        Invoice.objects.bulk_create(objects, batch_size=1000, update_conflicts=True,
+                                    unique_fields=["credential", "external_id"],
+                                    update_fields=[*INVOICE_FIELDS, "last_synced_at"])
+        plain_s = time.perf_counter() - started
+    finally:
+        sandbox.terminate()
+
+    n = first.fetched
+    first_rate, again_rate, plain_rate = n / first_s, n / again_s, len(objects) / plain_s
+    print(f"provider={args.provider} invoices={n} pages={first.pages}")
+    print(f"read only:            {read_s:7.2f} s  {read_only / read_s:9.0f} invoices/s  (HTTP + parsing, no writes)")
+    print(f"first sync:           {first_s:7.2f} s  {first_rate:9.0f} invoices/s  (HTTP + parsing + writes)")
+    print(f"no-change resync:     {again_s:7.2f} s  {again_rate:9.0f} invoices/s  ({again_rate / first_rate:.1f}x the first)")
+    print(f"plain ORM upsert:     {plain_s:7.2f} s  {plain_rate:9.0f} rows/s  (bulk_create update_conflicts, batches of 1000)")
+    print(f"first sync / plain upsert: {first_rate / plain_rate:.2f}x")
+    print(f"SQL statements per page (first sync): {per_page:.1f}")
+    print(f"peak RSS: {rss_before:.0f} MB before the syncs, {sync_peak:.0f} MB after them")
+
+
+if __name__ == "__main__":
+    main()
