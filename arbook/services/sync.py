@@ -132,8 +132,10 @@ def _upsert(rows: list[dict[str, Any]]) -> None:
             with cursor.copy(f"COPY arbook_sync_stage ({column_list}) FROM STDIN") as copy:
                 for row in values:
                     copy.write_row(row)
-            cursor.execute(f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM arbook_sync_stage "
-                           f"{conflict}")
+            # Moving the rows out (DELETE ... RETURNING) leaves the stage empty for the next page
+            # even when no COMMIT comes between them (a caller's outer transaction, the tests').
+            cursor.execute(f"WITH moved AS (DELETE FROM arbook_sync_stage RETURNING {column_list}) "
+                           f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM moved {conflict}")
             return
         row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
         for start in range(0, len(values), 500):  # keeps SQLite under its bound-variable limit
@@ -143,15 +145,11 @@ def _upsert(rows: list[dict[str, Any]]) -> None:
 
 
 def _ensure_stage(cursor, column_list: str) -> None:
-    """A per-session temporary table with the invoice columns' types (no constraints), emptied
-    at each commit; created once per database connection."""
-    raw = connection.connection
-    if getattr(connection, "_arbook_stage_for", None) is raw:
-        return
-    cursor.execute("DROP TABLE IF EXISTS arbook_sync_stage")
-    cursor.execute(f"CREATE TEMP TABLE arbook_sync_stage ON COMMIT DELETE ROWS AS SELECT {column_list} "
+    """A temporary table with the invoice columns' types (no constraints), one per database
+    session. Created with IF NOT EXISTS on every page rather than remembered: a creation inside
+    a transaction that rolled back is gone again."""
+    cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS arbook_sync_stage AS SELECT {column_list} "
                    f"FROM {connection.ops.quote_name(Invoice._meta.db_table)} WITH NO DATA")
-    connection._arbook_stage_for = raw
 
 
 def write_page(*, credential: GatewayCredential, invoices: Iterable[RemoteInvoice], run: SyncRun | None,
