@@ -9,6 +9,7 @@ from django.utils.html import format_html
 
 from arbook.forms import GatewayCredentialForm
 from arbook.models import GatewayCredential, Invoice, InvoiceEvent, Merchant, SyncRun
+from arbook.models import Notification
 
 from arbook.services.credentials import credential_test_connection
 from arbook.services.sync import sync_enqueue
@@ -116,7 +117,7 @@ class GatewayCredentialAdmin(admin.ModelAdmin):
 
 class EventInline(admin.TabularInline):
     model = InvoiceEvent
-    fields = ["seen_at", "source", "sync_run", "status_before", "status_after", "outstanding_before",
+    fields = ["seen_at", "source", "sync_run", "notification", "status_before", "status_after", "outstanding_before",
               "outstanding_after", "paid_at_before", "paid_at_after", "note"]
     readonly_fields = fields
     extra = 0
@@ -153,3 +154,29 @@ class SyncRunAdmin(ReadOnlyAdmin):
     list_filter = ["status", "trigger", "full", "credential__provider"]
     list_select_related = ["credential__merchant"]
     show_full_result_count = False
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdmin):
+    """Payment notifications as received (raw, append-only): evidence, never edited."""
+
+    list_display = ["id", "received_at", "provider", "credential", "verification", "outcome", "external_id",
+                    "event_id", "event_at"]
+    list_filter = ["provider", "verification", "outcome"]
+    search_fields = ["=external_id", "=event_id"]
+    list_select_related = ["credential__merchant"]
+    show_full_result_count = False
+    exclude = ["headers", "parsed", "body"]
+    readonly_fields = ["headers_pretty", "body_pretty", "parsed_pretty"]
+
+    @admin.display(description="Headers (secret-bearing ones masked)")
+    def headers_pretty(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.headers, indent=2, sort_keys=True))
+
+    @admin.display(description="Body as received")
+    def body_pretty(self, obj):
+        return format_html("<pre>{}</pre>", obj.body)
+
+    @admin.display(description="Parsed change")
+    def parsed_pretty(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.parsed, indent=2, sort_keys=True, default=str))

@@ -2,7 +2,7 @@
 /admin/, /healthz. Each area adds its routes here."""
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from arbook.views import health, overview
 
@@ -15,4 +15,10 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    # One module per area; each defines its own `urlpatterns`.
+    path("", include("arbook.views.invoices")),
+    path("", include("arbook.views.aging")),
+    path("", include("arbook.views.syncs")),
+    path("", include("arbook.views.espay")),
+    path("", include("arbook.views.hooks")),
 ]

@@ -2,5 +2,8 @@
 from .invoices import Invoice, InvoiceEvent
 from .merchants import PROVIDER_CHOICES, GatewayCredential, Merchant
 from .sync import SyncRun, SyncSeen
+from .espay import EspayBatch, EspayChunk, EspayLine, EspayVirtualAccount
+from .notifications import Notification
 
-__all__ = ["PROVIDER_CHOICES", "Merchant", "GatewayCredential", "Invoice", "InvoiceEvent", "SyncRun", "SyncSeen"]
+__all__ = ["PROVIDER_CHOICES", "Merchant", "GatewayCredential", "Invoice", "InvoiceEvent", "SyncRun", "SyncSeen",
+           "EspayBatch", "EspayChunk", "EspayLine", "EspayVirtualAccount", "Notification"]

@@ -90,6 +90,9 @@ class InvoiceEvent(models.Model):
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.SYNC)
     sync_run = models.ForeignKey("arbook.SyncRun", null=True, blank=True, on_delete=models.SET_NULL,
                                  related_name="events")
+    #: The payment notification that made this change (source = notification).
+    notification = models.ForeignKey("arbook.Notification", null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="events")
     status_before = models.CharField(max_length=16, choices=InvoiceStatus.choices, blank=True)
     status_after = models.CharField(max_length=16, choices=InvoiceStatus.choices, blank=True)
     outstanding_before = models.DecimalField(null=True, blank=True, **MONEY)

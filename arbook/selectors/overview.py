@@ -1,26 +1,168 @@
-"""What the overview page shows, scoped to the user's merchants."""
+"""What the overview page shows, scoped to the user's merchants.
+
+Figures per currency (one aggregate query for all of them; never summed across currencies):
+
+* **Outstanding**: the outstanding balance of receivable invoices (open, partially paid,
+  processing, failed, charged back; credits excluded) — the aging report's "Receivable" total.
+* **Overdue**: the part of it due before today (the aging report's late buckets).
+* **Due in the next 7 days**: receivable, due today up to 7 days ahead.
+* **Collected in the last 30 days**: for invoices whose `paid_at` falls in the last 30 days
+  (charged-back ones excluded: the money went back), the `paid_amount` the gateway reports;
+  when a gateway gives no paid amount for a paid invoice, its `amount`. Payments whose amount is
+  unknown either way are counted and shown apart, never guessed.
+* **DSO** (days sales outstanding) = outstanding ÷ credit sales of the last 90 days × 90, where
+  credit sales = the amounts (or outstanding + paid when the gateway gives no amount) of the
+  invoices issued in the last 90 days, excluding drafts and cancelled ones. None without sales.
+
+Days are counted in the server's time zone (TIME_ZONE), like the aging report's default.
+"""
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from django.db.models import Count, Max
+from django.db.models import Count, DecimalField, ExpressionWrapper, F, Max, Min, Q, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
+import gateways
 from arbook.models import GatewayCredential, Invoice, SyncRun
+from arbook.models.invoices import MONEY
 from arbook.scoping import scope, visible_merchants
+from arbook.selectors.aging import day_start
+from arbook.status import RECEIVABLE
+
+DSO_WINDOW_DAYS = 90
+COLLECTED_WINDOW_DAYS = 30
+DUE_SOON_DAYS = 7
+_money = DecimalField(**MONEY)
 
 
-def overview_context(*, user) -> dict[str, Any]:
-    merchants = visible_merchants(user)
-    credentials = (scope(GatewayCredential.objects.select_related("merchant"), user)
-                   .order_by("merchant__name", "provider", "label"))
+@dataclass
+class CurrencyFigures:
+    currency: str
+    outstanding: Decimal
+    outstanding_count: int
+    overdue: Decimal
+    overdue_count: int
+    due_soon: Decimal
+    due_soon_count: int
+    collected: Decimal
+    collected_count: int
+    collected_unknown: int
+    sales: Decimal
+    dso: Decimal | None
+
+
+@dataclass
+class Freshness:
+    credential: GatewayCredential
+    state: str  # ok | stale | never | needs_attention | inactive | no_list_api
+    age: dt.timedelta | None  # since the last successful sync
+    stale_after: dt.timedelta
+
+    @property
+    def stale_after_text(self) -> str:
+        minutes = int(self.stale_after.total_seconds() // 60)
+        if minutes % 60 == 0:
+            return f"{minutes // 60} hour{'s' if minutes != 60 else ''}"
+        return f"{minutes} minutes"
+
+
+def currency_figures(*, queryset, now: dt.datetime, tz=None) -> list[CurrencyFigures]:
+    """The overview figures of `queryset` (already scoped) per currency, in one aggregate query."""
+    zone = tz or timezone.get_current_timezone()
+    today = timezone.localdate(now, timezone=zone)
+    today_start = day_start(today, zone)
+    soon_end = day_start(today + dt.timedelta(days=DUE_SOON_DAYS + 1), zone)
+    collected_since = now - dt.timedelta(days=COLLECTED_WINDOW_DAYS)
+    sales_since = now - dt.timedelta(days=DSO_WINDOW_DAYS)
+
+    receivable = Q(status__in=RECEIVABLE) & (Q(outstanding__gte=0) | Q(outstanding__isnull=True))
+    overdue = receivable & Q(due_at__lt=today_start)
+    due_soon = receivable & Q(due_at__gte=today_start, due_at__lt=soon_end)
+    collected = Q(paid_at__gte=collected_since, paid_at__lte=now) & ~Q(status="charged_back")
+    paid_value = Coalesce(F("paid_amount"), F("amount"), output_field=_money)
+    sales = Q(issued_at__gte=sales_since, issued_at__lte=now) & ~Q(status__in=("draft", "cancelled"))
+    sale_value = Coalesce(F("amount"), ExpressionWrapper(F("outstanding") + F("paid_amount"), output_field=_money),
+                          output_field=_money)
+    zero = Decimal("0")
+    rows = (queryset.filter(receivable | collected | sales).order_by().values("currency").annotate(
+        f_outstanding=Coalesce(Sum("outstanding", filter=receivable), zero, output_field=_money),
+        f_outstanding_count=Count("pk", filter=receivable),
+        f_overdue=Coalesce(Sum("outstanding", filter=overdue), zero, output_field=_money),
+        f_overdue_count=Count("pk", filter=overdue),
+        f_due_soon=Coalesce(Sum("outstanding", filter=due_soon), zero, output_field=_money),
+        f_due_soon_count=Count("pk", filter=due_soon),
+        f_collected=Coalesce(Sum(paid_value, filter=collected), zero, output_field=_money),
+        f_collected_count=Count("pk", filter=collected),
+        f_collected_known=Count(paid_value, filter=collected),
+        f_sales=Coalesce(Sum(sale_value, filter=sales), zero, output_field=_money),
+    ).order_by("currency"))
+    from arbook.selectors.aging import reporting_query
+
+    out = []
+    with reporting_query():
+        rows = list(rows)
+    for r in rows:
+        dso = None
+        if r["f_sales"] > 0:
+            dso = (r["f_outstanding"] / r["f_sales"] * DSO_WINDOW_DAYS).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+        out.append(CurrencyFigures(
+            currency=r["currency"], outstanding=r["f_outstanding"], outstanding_count=r["f_outstanding_count"],
+            overdue=r["f_overdue"], overdue_count=r["f_overdue_count"], due_soon=r["f_due_soon"],
+            due_soon_count=r["f_due_soon_count"], collected=r["f_collected"], collected_count=r["f_collected_count"],
+            collected_unknown=r["f_collected_count"] - r["f_collected_known"], sales=r["f_sales"], dso=dso))
+    return out
+
+
+def _lists_invoices(provider: str) -> bool:
+    try:
+        return bool(getattr(gateways.client_class(provider), "lists_invoices", True))
+    except Exception:  # an unknown provider: shown, never crashes the page
+        return True
+
+
+def credential_freshness(credential: GatewayCredential, *, now: dt.datetime) -> Freshness:
+    """Stale = no successful sync within twice the credential's sync interval."""
+    stale_after = dt.timedelta(minutes=2 * (credential.sync_interval_minutes or 15))
+    age = now - credential.last_success_at if credential.last_success_at else None
+    if not credential.is_active:
+        state = "inactive"
+    elif not _lists_invoices(credential.provider):
+        state = "no_list_api"
+    elif credential.needs_attention:
+        state = "needs_attention"
+    elif age is None:
+        state = "never"
+    elif age > stale_after:
+        state = "stale"
+    else:
+        state = "ok"
+    return Freshness(credential=credential, state=state, age=age, stale_after=stale_after)
+
+
+def overview_context(*, user, now: dt.datetime | None = None) -> dict[str, Any]:
+    now = now or timezone.now()
+    merchants = list(visible_merchants(user))
+    credentials = list(scope(GatewayCredential.objects.select_related("merchant"), user)
+                       .order_by("merchant__name", "provider", "label"))
     runs = scope(SyncRun.objects.all(), user, merchant_field="credential__merchant")
+    last = runs.aggregate(last=Max("finished_at"), first=Min("started_at"))
     invoices = scope(Invoice.objects.all(), user)
-    last_run = runs.aggregate(last=Max("finished_at"))["last"]
-    per_currency = list(invoices.values("currency").annotate(n=Count("id")).order_by("currency"))
+    figures = currency_figures(queryset=invoices, now=now) if merchants else []
     return {
         "merchants": merchants,
         "credentials": credentials,
-        "has_synced": runs.exists(),
-        "last_sync_finished_at": last_run,
-        "invoice_counts": per_currency,
+        "freshness": [credential_freshness(c, now=now) for c in credentials],
+        # Invoices may also come from uploads and notifications: figures show whenever there are any.
+        "has_synced": last["first"] is not None or bool(figures),
+        "last_sync_finished_at": last["last"],
+        "figures": figures,
+        "now": now,
+        "dso_window": DSO_WINDOW_DAYS,
+        "collected_window": COLLECTED_WINDOW_DAYS,
+        "due_soon_days": DUE_SOON_DAYS,
     }

@@ -40,6 +40,7 @@ from arbook.crypto import SecretsUnavailable
 from arbook.jsonutil import RawJSONEncoder
 from arbook.models import GatewayCredential, Invoice, InvoiceEvent, SyncRun, SyncSeen
 from arbook.services.credentials import credential_client, scrub
+from arbook.services.notifications import notifications_apply_pending
 from gateways import Page, RemoteInvoice
 
 logger = logging.getLogger(__name__)
@@ -266,6 +267,9 @@ def _run(*, credential: GatewayCredential, full: bool, trigger: str, client: Any
             seen_at = timezone.now()
             with transaction.atomic():
                 counts = write_page(credential=credential, invoices=page.invoices, run=run, seen_at=seen_at)
+                # Notifications that arrived before their invoice was synced are applied now, in
+                # this page's transaction (see arbook.services.notifications).
+                notifications_apply_pending(credential=credential)
                 if run.full:
                     SyncSeen.objects.bulk_create(
                         [SyncSeen(credential_id=credential.pk, pass_id=plan["pass_id"], external_id=x)

@@ -15,6 +15,15 @@ Control endpoints (JSON), for tests, benchmarks and demos:
   changes one invoice (normalized field names); `POST /_sandbox/reset` drops changes and faults.
 - `GET /_sandbox/stats` request counts per provider; `GET /_sandbox/requests/<provider>` the last
   requests received (method, path, query, headers without secrets, body) for assertions.
+- `POST /_sandbox/notify` `{"provider": "espay"|"xendit"|"faspay"|"farpay", "external_id": ...,
+  "url": "<receiver url>", "event": ..., "bad_signature": false, "duplicate": false,
+  "out_of_order": false}` plays the provider's payment notification: the invoice is first put in
+  the event's state (so a later sync agrees), then the notification is built and signed as the
+  provider does (Espay PAYMENTREPORT signature, Xendit x-callback-token, Faspay
+  sha1(md5(username+password+transaction_number)), FarPay Standard Webhooks) and POSTed to `url`.
+  `bad_signature` signs wrongly; `duplicate` delivers each message twice; `out_of_order` sends the
+  newer state first, then an older one (Espay: two instalments, the later one first). Answers
+  `{"status", "body"}` of the last delivery and `deliveries` (each one's status and body).
 """
 from __future__ import annotations
 
@@ -31,6 +40,8 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
+
+import requests
 
 logger = logging.getLogger("gateways.sandbox")
 
@@ -149,6 +160,33 @@ class ProviderSandbox:
         """Iterate the population as the sandbox means it: dicts with `external_id`, `status`
         (normalized), `provider_status`, `currency`, `amount`, `outstanding`, ... (ground truth for tests)."""
         return iter(())
+
+    # -- payment notifications (POST /_sandbox/notify) ----------------------------------------
+    #: The event sent when none is asked for, and the earlier one `out_of_order` sends second.
+    DEFAULT_EVENT = ""
+    PREVIOUS_EVENT = ""
+    #: event -> the `mutate` changes that put the invoice in that event's state.
+    EVENT_CHANGES: dict[str, dict[str, Any]] = {}
+
+    def notification(self, external_id: str, *, event: str, older: bool = False,
+                     bad_signature: bool = False) -> tuple[dict[str, str], bytes]:
+        """(headers, body) of one notification as the provider would send it."""
+        raise NotImplementedError(f"{self.name} sends no payment notifications")
+
+    def notifications(self, external_id: str, *, event: str | None = None, bad_signature: bool = False,
+                      out_of_order: bool = False) -> list[tuple[dict[str, str], bytes]]:
+        """The messages of one /_sandbox/notify call, in sending order (newest first)."""
+        event = event or self.DEFAULT_EVENT
+        if not event:
+            raise NotImplementedError(f"{self.name} sends no payment notifications")
+        with self.lock:
+            if event in self.EVENT_CHANGES:
+                self.mutate(external_id, dict(self.EVENT_CHANGES[event]))
+            messages = [self.notification(external_id, event=event, bad_signature=bad_signature)]
+            if out_of_order:
+                messages.append(self.notification(external_id, event=self.PREVIOUS_EVENT, older=True,
+                                                  bad_signature=bad_signature))
+        return messages
 
 
 class Sandbox:
@@ -299,6 +337,8 @@ class Sandbox:
         if len(parts) == 2 and parts[0] == "requests" and method == "GET":
             with self.lock:
                 return Response(200, list(self.requests.get(parts[1], ())))
+        if parts == ["notify"] and method == "POST":
+            return self._notify(payload)
         if len(parts) == 3 and parts[0] == "invoices" and method == "POST" and parts[1] in self.providers:
             prov = self.providers[parts[1]]
             try:
@@ -309,6 +349,36 @@ class Sandbox:
             except (ValueError, NotImplementedError) as exc:
                 return Response(400, {"message": str(exc)})
         return Response(404, {"message": "unknown control endpoint"})
+
+
+    def _notify(self, payload: Any) -> Response:
+        """Build a provider's notification(s) and deliver them to `url` (see the module docstring)."""
+        if not isinstance(payload, dict):
+            return Response(400, {"message": "the body must be a JSON object"})
+        provider, url = str(payload.get("provider") or ""), str(payload.get("url") or "")
+        if provider not in self.providers:
+            return Response(400, {"message": f"no such provider {provider!r}"})
+        if not url.startswith(("http://", "https://")):
+            return Response(400, {"message": "url must be an http(s) URL"})
+        try:
+            messages = self.providers[provider].notifications(
+                str(payload.get("external_id") or ""), event=payload.get("event") or None,
+                bad_signature=bool(payload.get("bad_signature")), out_of_order=bool(payload.get("out_of_order")))
+        except KeyError:
+            return Response(404, {"message": f"no invoice {payload.get('external_id')!r}"})
+        except (ValueError, NotImplementedError) as exc:
+            return Response(400, {"message": str(exc)})
+        if payload.get("duplicate"):
+            messages = [m for m in messages for _ in range(2)]
+        deliveries = []
+        for headers, body in messages:
+            try:
+                answer = requests.post(url, data=body, headers=headers, timeout=(2, 10))
+                deliveries.append({"status": answer.status_code, "body": answer.text[:4000]})
+            except requests.RequestException as exc:
+                deliveries.append({"status": 0, "body": f"{type(exc).__name__}: delivery failed"})
+        return Response(200, {"status": deliveries[-1]["status"], "body": deliveries[-1]["body"],
+                              "deliveries": deliveries})
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -354,6 +424,14 @@ class SandboxServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.sandbox = sandbox
         self._thread: threading.Thread | None = None
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that gave up (its timeout during a `hang` fault) is expected, not an error."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:

@@ -318,3 +318,46 @@ class Sandbox(ProviderSandbox):
                 "credit_to": va["va_number"],
                 "product_code": BANKS[va["bank_code"]][2],
             }
+
+    # -- POST /_sandbox/notify -------------------------------------------------------------------
+    DEFAULT_EVENT = "paid"
+
+    def notification(self, external_id: str, *, event: str = "paid", older: bool = False,
+                     bad_signature: bool = False, amount: Decimal | None = None, at: datetime | None = None,
+                     bank_code: str = "014") -> tuple[dict[str, str], bytes]:
+        """One payment report as a form POST (the older docs' encoding; the receiver takes JSON
+        too), with a fresh rq_uuid: `amount` (default: the invoice amount) paid at `at` (default
+        now; `older` a minute earlier)."""
+        with self.lock:
+            inv = self._find(external_id)
+            when = (at or datetime.now(timezone.utc)) - (timedelta(minutes=1) if older else timedelta(0))
+            stamp = when.astimezone(JAKARTA).strftime(DT)
+            va = inv["list_va"].get(bank_code) or next(iter(inv["list_va"].values()))
+            key = self.credentials["signature_key"] + ("-wrong" if bad_signature else "")
+            form = {
+                "rq_uuid": str(uuid.uuid4()), "rq_datetime": stamp,
+                "signature": _signature(key, stamp, external_id, "PAYMENTREPORT"),
+                "member_id": inv["member_code"], "comm_code": inv["comm_code"], "order_id": external_id,
+                "ccy": "IDR", "amount": f"{(amount if amount is not None else inv['amount']):.2f}",
+                "debit_from_bank": va["bank_code"], "credit_to_bank": va["bank_code"], "credit_to": va["va_number"],
+                "product_code": BANKS[va["bank_code"]][2],
+            }
+        from urllib.parse import urlencode
+
+        return {"Content-Type": "application/x-www-form-urlencoded"}, urlencode(form).encode()
+
+    def notifications(self, external_id: str, *, event: str | None = None, bad_signature: bool = False,
+                      out_of_order: bool = False) -> list[tuple[dict[str, str], bytes]]:
+        """Espay reports payments, not states: the sandbox pays the invoice in full and reports
+        it; `out_of_order` pays it in two instalments and reports the later one first."""
+        if (event or "paid") != "paid":
+            raise ValueError("Espay notifies payments only: event must be 'paid'")
+        with self.lock:
+            self.mutate(external_id, {"status": st.PAID})
+            amount = self._find(external_id)["amount"]
+            if not out_of_order:
+                return [self.notification(external_id, bad_signature=bad_signature)]
+            first = (amount / 2).quantize(Decimal(1))
+            now = datetime.now(timezone.utc)
+            return [self.notification(external_id, amount=amount - first, at=now, bad_signature=bad_signature),
+                    self.notification(external_id, amount=first, at=now, older=True, bad_signature=bad_signature)]

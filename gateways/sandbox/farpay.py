@@ -21,6 +21,7 @@ import hmac
 import json
 import random
 import re
+import uuid
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from functools import lru_cache
@@ -403,6 +404,23 @@ class Sandbox(ProviderSandbox):
                    "Content-Type": "application/json"}
         return headers, body
 
+    # -- POST /_sandbox/notify ---------------------------------------------------------------------
+    DEFAULT_EVENT = "Succeeded"
+    PREVIOUS_EVENT = "Failed"
+    EVENT_CHANGES = {"Succeeded": {"status": "paid"}, "Failed": {"status": "failed"},
+                     "ReimbursedByBank": {"status": "charged_back"}}
+
+    def notification(self, external_id: str, *, event: str = "Succeeded", older: bool = False,
+                     bad_signature: bool = False) -> tuple[dict[str, str], bytes]:
+        """A signed payment webhook with a fresh webhook-id (`older`: stamped a minute earlier);
+        `bad_signature` signs another body, as a tampered delivery would look."""
+        stamp = int(datetime.now(timezone.utc).timestamp()) - (60 if older else 0)
+        headers, body = self.payment_webhook(external_id, event, msg_id=f"msg_{uuid.uuid4().hex}", timestamp=stamp)
+        if bad_signature:
+            headers["webhook-signature"] = sign_webhook(self.credentials["webhook_secret"], headers["webhook-id"],
+                                                        headers["webhook-timestamp"], body + b" ")
+        return headers, body
+
 
 @lru_cache(maxsize=64)
 def _residues(era: str, status: int, seed_mod: int) -> tuple[int, ...]:
@@ -434,3 +452,4 @@ def _aware(value: Any) -> datetime | None:
 def _jsonable(truth: dict[str, Any]) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Decimal) else v.isoformat() if isinstance(v, datetime) else v)
             for k, v in truth.items()}
+

@@ -440,3 +440,34 @@ class Sandbox(ProviderSandbox):
                 insort(self._buckets[new_bucket], i)
                 self._filtered = {}
             return self._truth(self._record(i))
+
+    # -- billing callback (POST /_sandbox/notify) --------------------------------------------
+    DEFAULT_EVENT = "PAID"
+    PREVIOUS_EVENT = "UNPAID"
+    EVENT_CHANGES = {"PAID": {"status": st.PAID}, "UNPAID": {"status": st.OPEN},
+                     "CANCELLED": {"status": st.CANCELLED}}
+
+    def notification(self, external_id: str, *, event: str = "PAID", older: bool = False,
+                     bad_signature: bool = False) -> tuple[dict[str, str], bytes]:
+        """Faspay Billing's callback (RESEARCH B3): JSON, `signature` =
+        sha1(md5(username + password + transaction_number)); `payment_date` only once paid."""
+        with self.lock:
+            i = self._index_of(external_id)
+            rec = self._record(i)
+        number = rec["invoice_no"]
+        password = self.credentials["password"] + ("-wrong" if bad_signature else "")
+        inner = hashlib.md5((self.credentials["username"] + password + number).encode()).hexdigest()
+        paid = event == "PAID"
+        when = rec["paid_at"] or datetime.now(JAKARTA)
+        if older:
+            when -= timedelta(minutes=1)
+        body = {
+            "billing_id": 1000 + i, "service_id": 6, "transaction_number": number,
+            "billing_total": str(rec["amount"]), "signature": hashlib.sha1(inner.encode()).hexdigest(),
+            "billing_status": event,
+            "payment_id": f"{1606804843000000 + i}" if paid else "",
+            "payment_amount": str(rec["amount"] - max(rec["outstanding"], Decimal(0))) if paid else "0",
+            "payment_method": "PERMATA VA" if paid else "",
+            "payment_date": when.astimezone(JAKARTA).strftime("%Y-%m-%d %H:%M:%S") if paid else "",
+        }
+        return {"Content-Type": "application/json"}, json.dumps(body).encode()

@@ -1,0 +1,220 @@
+"""The invoice list's filters (django-filter): every filter is a GET parameter, so a view is a URL.
+
+Parameters (all optional, combinable):
+  q                  search: number, customer name, e-mail, external id (substring, case-insensitive,
+                     from 3 characters; shorter text matches a number or external id exactly)
+  customer           exact customer name (the aging report's "group by customer" links use it)
+  merchant, credential, provider, currency
+  status             normalized state; repeat it for several (`status=open&status=failed`)
+  overdue            `1`: only overdue (a receivable state whose due date has passed)
+  due_from/due_to, issued_from/issued_to, paid_from/paid_to
+                     calendar days (YYYY-MM-DD), inclusive, in each invoice's merchant time zone
+  outstanding_min/outstanding_max
+                     inclusive, in the invoice's own currency
+  as_of, basis, bucket, row, tz
+                     an aging cell's drill-down; delegated to `arbook.selectors.aging.aging_drilldown`
+                     so that the list holds exactly the invoices the cell sums
+
+A malformed or unknown value is not applied: the form reports it and the page says which filter
+was left out (never a 500). The merchant and credential choices are the user's own, so a foreign
+id is simply "not one of the available choices".
+"""
+from __future__ import annotations
+
+import zoneinfo
+from collections import defaultdict
+from datetime import date, datetime, time, timedelta
+
+import django_filters as df
+from django import forms
+from django.db.models import Q, QuerySet
+
+from arbook.models import PROVIDER_CHOICES
+from arbook.status import RECEIVABLE, InvoiceStatus
+
+#: Below this many characters the search box matches identifiers exactly (a substring search of
+#: one or two characters cannot use a trigram index and matches half the table anyway).
+SEARCH_MIN_SUBSTRING = 3
+DRILLDOWN_FIELDS = ("as_of", "basis", "bucket", "row", "tz")
+
+
+class CurrencyField(forms.RegexField):
+    def __init__(self, **kwargs):
+        super().__init__(regex=r"^[A-Za-z]{3}$", error_messages={"invalid": "Use a 3-letter currency code, like IDR."},
+                         **kwargs)
+
+    def clean(self, value):
+        value = super().clean(value)
+        return value.upper() if value else value
+
+
+class CurrencyFilter(df.CharFilter):
+    field_class = CurrencyField
+
+
+class ZoneField(forms.CharField):
+    def clean(self, value):
+        value = super().clean(value)
+        if value:
+            try:
+                zoneinfo.ZoneInfo(value)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise forms.ValidationError("Unknown time zone.") from None
+        return value
+
+
+class ZoneFilter(df.CharFilter):
+    field_class = ZoneField
+
+
+def _date_input():
+    return forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+
+
+def _noop(queryset, name, value):
+    """The drill-down parameters are applied together in `filter_queryset`."""
+    return queryset
+
+
+class InvoiceFilter(df.FilterSet):
+    q = df.CharFilter(method="filter_search", label="Search", max_length=100,
+                      help_text="Invoice number, customer name, e-mail or external id")
+    customer = df.CharFilter(field_name="customer_name", lookup_expr="exact", label="Customer (exact name)",
+                             max_length=255)
+    merchant = df.ChoiceFilter(field_name="merchant_id", label="Merchant", empty_label="All merchants")
+    credential = df.ChoiceFilter(field_name="credential_id", label="Gateway account", empty_label="All accounts")
+    provider = df.ChoiceFilter(choices=PROVIDER_CHOICES, label="Gateway", empty_label="All gateways")
+    # distinct=False: no join can duplicate a row, and DISTINCT would cost a sort at a million rows.
+    status = df.MultipleChoiceFilter(choices=InvoiceStatus.choices, label="Status", distinct=False,
+                                     widget=forms.CheckboxSelectMultiple)
+    overdue = df.BooleanFilter(method="filter_overdue", label="Overdue only", widget=forms.CheckboxInput)
+    currency = CurrencyFilter(label="Currency", max_length=3)
+    due_from = df.DateFilter(method="filter_local_day", label="Due from", widget=_date_input())
+    due_to = df.DateFilter(method="filter_local_day", label="Due to", widget=_date_input())
+    issued_from = df.DateFilter(method="filter_local_day", label="Issued from", widget=_date_input())
+    issued_to = df.DateFilter(method="filter_local_day", label="Issued to", widget=_date_input())
+    paid_from = df.DateFilter(method="filter_local_day", label="Paid from", widget=_date_input())
+    paid_to = df.DateFilter(method="filter_local_day", label="Paid to", widget=_date_input())
+    outstanding_min = df.NumberFilter(field_name="outstanding", lookup_expr="gte", label="Outstanding from",
+                                      widget=forms.NumberInput(attrs={"step": "any"}))
+    outstanding_max = df.NumberFilter(field_name="outstanding", lookup_expr="lte", label="Outstanding to",
+                                      widget=forms.NumberInput(attrs={"step": "any"}))
+    # The aging report's drill-down (see module docstring).
+    as_of = df.DateFilter(method=_noop, label="Aging as of", widget=_date_input())
+    basis = df.ChoiceFilter(method=_noop, choices=[("due", "Due date"), ("issued", "Issue date")], label="Aging basis")
+    bucket = df.CharFilter(method=_noop, label="Aging bucket", max_length=20)
+    row = df.CharFilter(method=_noop, label="Aging row", max_length=32)
+    tz = ZoneFilter(method=_noop, label="Aging time zone", max_length=64)
+
+    DATE_FIELDS = {"due": "due_at", "issued": "issued_at", "paid": "paid_at"}
+
+    def __init__(self, data=None, queryset=None, *, request=None, merchants=(), credentials=(), now=None, **kwargs):
+        """`merchants`: (id, name, timezone) the user may see; `credentials`: (id, label) likewise.
+
+        Both are small, already-scoped lists (one query each), so validating a choice costs no query.
+        """
+        super().__init__(data, queryset, request=request, **kwargs)
+        self.merchants = list(merchants)
+        self.filters["merchant"].extra["choices"] = [(str(m[0]), m[1]) for m in self.merchants]
+        self.filters["credential"].extra["choices"] = [(str(c[0]), c[1]) for c in credentials]
+        self.now = now
+        self.notices: list[str] = []
+        self.drilldown: dict | None = None
+        #: Set when the search box ran a substring search (trigram-indexed on PostgreSQL).
+        self.substring_search = False
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @property
+    def zone_groups(self) -> dict[str, list[int]]:
+        groups: dict[str, list[int]] = defaultdict(list)
+        for pk, _name, tz in self.merchants:
+            groups[tz or "Asia/Jakarta"].append(pk)
+        return groups
+
+    def _local_moment_q(self, field: str, lookup: str, day: date) -> Q:
+        """`field <lookup> (start of `day` in the merchant's zone)`, one branch per zone in use."""
+        groups = self.zone_groups
+        if not groups:
+            return Q(pk__in=[])
+
+        def moment(tz: str) -> datetime:
+            return datetime.combine(day, time.min).replace(tzinfo=zoneinfo.ZoneInfo(tz))
+
+        if len(groups) == 1:
+            (tz,) = groups
+            return Q(**{f"{field}__{lookup}": moment(tz)})
+        q = Q()
+        for tz, ids in groups.items():
+            q |= Q(merchant_id__in=ids, **{f"{field}__{lookup}": moment(tz)})
+        # The exact rule is per zone (an OR no index range can serve); the loosest of the zones'
+        # bounds, ANDed beside it, is a plain range that the column's index can.
+        moments = [moment(tz) for tz in groups]
+        loose = min(moments) if lookup in ("gte", "gt") else max(moments)
+        return Q(**{f"{field}__{lookup}": loose}) & q
+
+    # -- filter methods --------------------------------------------------------------------
+
+    def filter_local_day(self, queryset: QuerySet, name: str, value: date) -> QuerySet:
+        prefix, _, end = name.partition("_")
+        field = self.DATE_FIELDS[prefix]
+        if end == "from":
+            return queryset.filter(self._local_moment_q(field, "gte", value))
+        return queryset.filter(self._local_moment_q(field, "lt", value + timedelta(days=1)))
+
+    def filter_overdue(self, queryset: QuerySet, name: str, value) -> QuerySet:
+        if not value:
+            return queryset
+        from django.utils import timezone
+
+        return queryset.filter(status__in=RECEIVABLE, due_at__lt=self.now or timezone.now())
+
+    def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        text = (value or "").strip()
+        if not text:
+            return queryset
+        if len(text) < SEARCH_MIN_SUBSTRING:
+            self.notices.append(f"Searching for “{text}” matches invoice numbers and external ids exactly; "
+                                f"type at least {SEARCH_MIN_SUBSTRING} characters to search names and e-mails.")
+            return queryset.filter(Q(number=text) | Q(external_id=text))
+        self.substring_search = True
+        # icontains compiles to UPPER(col::text) LIKE UPPER('%text%') on PostgreSQL, which the
+        # trigram GIN indexes of migration `invoices_search_indexes` serve (see its docstring).
+        return queryset.filter(Q(number__icontains=text) | Q(customer_name__icontains=text)
+                               | Q(customer_email__icontains=text) | Q(external_id__icontains=text))
+
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        queryset = super().filter_queryset(queryset)
+        data = self.form.cleaned_data
+        if any(data.get(f) for f in ("as_of", "bucket", "row")) and not any(
+                f in self.form.errors for f in DRILLDOWN_FIELDS):
+            from arbook.selectors.aging import aging_drilldown  # lazy: the modules must not import each other at load
+
+            try:
+                queryset = aging_drilldown(queryset, as_of=data.get("as_of"), basis=data.get("basis") or "due",
+                                           bucket=data.get("bucket") or "", row=data.get("row") or "",
+                                           tz=data.get("tz") or None)
+            except ValueError as exc:  # AgingParameterError: its message is written for the user
+                self.notices.append(f"The aging selection was not applied: {exc}")
+            else:
+                self.drilldown = {k: data.get(k) for k in DRILLDOWN_FIELDS}
+        return queryset
+
+    def date_range_columns(self) -> set[str]:
+        """The date columns a range filter (or an aging bucket) restricts in this request."""
+        data = self.form.cleaned_data if self.is_bound and hasattr(self.form, "cleaned_data") else {}
+        columns = {self.DATE_FIELDS[name.split("_")[0]] for name in data
+                   if data.get(name) and name.split("_")[0] in self.DATE_FIELDS and name.endswith(("_from", "_to"))}
+        if self.drilldown and self.drilldown.get("bucket") not in (None, "", "all"):
+            columns.add("issued_at" if self.drilldown.get("basis") == "issued" else "due_at")
+        return columns
+
+    # -- what the page says about bad parameters ---------------------------------------------
+
+    def error_messages(self) -> list[str]:
+        """One readable line per filter that was left out because its value is malformed."""
+        out = []
+        for name, errors in self.form.errors.items():
+            label = self.form.fields[name].label if name in self.form.fields else name
+            out.append(f"{label}: {' '.join(str(e) for e in errors)} This filter was not applied.")
+        return out

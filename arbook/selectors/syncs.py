@@ -1,0 +1,112 @@
+"""Sync runs as the syncs page reads them: scoped, filtered, keyset-paginated (no COUNT).
+
+The run table grows by one row per credential per sync interval, for ever; a page is read by
+keyset on (started_at, id) — the `syncrun_cred_started` / `syncrun_status_started` indexes — so
+page 500 costs what page 1 costs, and nobody waits for a COUNT(*).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
+
+from arbook.models import GatewayCredential, SyncRun
+from arbook.scoping import scope
+
+PAGE_SIZE = 25
+
+
+class CursorError(ValueError):
+    """A malformed page cursor (the message is for the user)."""
+
+
+def encode_cursor(run: SyncRun) -> str:
+    return f"{int(run.started_at.timestamp() * 1_000_000)}.{run.pk}"
+
+
+def decode_cursor(text: str) -> tuple[dt.datetime, int]:
+    try:
+        micros, pk = text.split(".", 1)
+        moment = dt.datetime.fromtimestamp(int(micros) / 1_000_000, tz=dt.timezone.utc)
+        return moment, int(pk)
+    except (ValueError, OverflowError, OSError):
+        raise CursorError("That page link is malformed; showing the newest runs.") from None
+
+
+def scoped_runs(*, user) -> QuerySet[SyncRun]:
+    return scope(SyncRun.objects.all(), user, merchant_field="credential__merchant")
+
+
+def scoped_credentials(*, user) -> QuerySet[GatewayCredential]:
+    return scope(GatewayCredential.objects.select_related("merchant"), user).order_by(
+        "merchant__name", "provider", "label", "pk")
+
+
+@dataclass
+class RunPage:
+    runs: list[SyncRun]
+    next_cursor: str | None
+
+
+def sync_runs(*, user, credential_id: int | None = None, status: str | None = None, cursor: str | None = None,
+              limit: int = PAGE_SIZE) -> RunPage:
+    """One page of runs, newest first; `next_cursor` is None on the last page."""
+    qs = scoped_runs(user=user).select_related("credential", "credential__merchant")
+    if credential_id:
+        qs = qs.filter(credential_id=credential_id)
+    if status:
+        qs = qs.filter(status=status)
+    if cursor:
+        started, pk = decode_cursor(cursor)
+        qs = qs.filter(Q(started_at__lt=started) | Q(started_at=started, pk__lt=pk))
+    runs = list(qs.order_by("-started_at", "-pk")[: limit + 1])
+    more = len(runs) > limit
+    runs = runs[:limit]
+    return RunPage(runs=runs, next_cursor=encode_cursor(runs[-1]) if more and runs else None)
+
+
+def credentials_with_latest_run(*, user) -> list[GatewayCredential]:
+    """The user's credentials, each with `latest_run_id/status/started` (one query, subqueries)."""
+    latest = SyncRun.objects.filter(credential=OuterRef("pk")).order_by("-started_at", "-pk")
+    return list(scoped_credentials(user=user).annotate(
+        latest_run_id=Subquery(latest.values("pk")[:1]),
+        latest_run_status=Subquery(latest.values("status")[:1]),
+        latest_run_started=Subquery(latest.values("started_at")[:1]),
+    ))
+
+
+def is_queued(credential: GatewayCredential) -> bool:
+    """Enqueued ("Sync now" or the scheduler) and no run has started since."""
+    requested = credential.sync_requested_at
+    started = getattr(credential, "latest_run_started", None)
+    return bool(requested and (started is None or started < requested))
+
+
+def run_json(run: SyncRun, *, now: dt.datetime | None = None) -> dict[str, Any]:
+    """What the progress poller needs about one run; the error text is already secret-free."""
+    now = now or timezone.now()
+    end = run.finished_at or now
+    return {
+        "id": run.pk, "credential": run.credential_id, "status": run.status,
+        "status_label": run.get_status_display(), "trigger": run.get_trigger_display(), "full": run.full,
+        "started_at": timezone.localtime(run.started_at).strftime("%Y-%m-%d %H:%M:%S"),
+        "finished_at": timezone.localtime(run.finished_at).strftime("%Y-%m-%d %H:%M:%S") if run.finished_at else None,
+        "seconds": round((end - run.started_at).total_seconds(), 1),
+        "pages": run.pages, "fetched": run.fetched, "created": run.created, "updated": run.updated,
+        "unchanged": run.unchanged, "missing": run.missing, "error": run.error,
+    }
+
+
+def sync_status(*, user, credential_id: int | None = None, status: str | None = None,
+                limit: int = PAGE_SIZE) -> dict[str, Any]:
+    """The newest runs (as on the page's first page) and which credentials wait in the queue."""
+    page = sync_runs(user=user, credential_id=credential_id, status=status, limit=limit)
+    creds = credentials_with_latest_run(user=user)
+    now = timezone.now()
+    runs = [run_json(r, now=now) for r in page.runs]
+    queued = [c.pk for c in creds if is_queued(c)]
+    running = [c.pk for c in creds if c.latest_run_status == SyncRun.Status.RUNNING]
+    return {"runs": runs, "queued": queued, "running": running, "active": bool(queued or running)}

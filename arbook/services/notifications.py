@@ -1,0 +1,713 @@
+"""Payment notifications: receive (store raw + verify, synchronously), then apply (in a task).
+
+Receiving (`notification_receive`, called by the view for `/hooks/<provider>/<token>/`):
+every delivery is stored as a `Notification` row with its verification result *before* anything
+is applied, and answered in the provider's own format. Only a verified delivery is applied; the
+apply runs in a Celery task enqueued on commit, so the receiver answers within milliseconds.
+
+| provider | verification (RESEARCH.md) | success reply | dedupe key | ordering key |
+|---|---|---|---|---|
+| Espay | PAYMENTREPORT signature over `key, rq_datetime, order_id` (A4); comm_code must be the credential's | 200 JSON signed with PAYMENTREPORT-RS, error_code 0000 | rq_uuid | rq_datetime (a payment, see below) |
+| Xendit | `x-callback-token` equals `secrets["callback_token"]` (C4) | 200 | id, status, updated | `updated` (the invoice's own last change) |
+| Faspay | `sha1(md5(username + password + transaction_number))` (B3) | 200 JSON `response_code` 00 | transaction_number, billing_status, payment_id, payment_date | payment_date |
+| FarPay | Standard Webhooks HMAC-SHA256, 5-minute replay window (E) | 200 | webhook-id | webhook-timestamp |
+
+Failures answer 401 (bad signature or token), 404 (unknown hook URL, or a provider that sends no
+notifications), 400 (malformed body), 413 (body over 64 KB) and 503 (the credential lacks the
+secret to verify with: the provider retries, so fixing the credential loses nothing); Espay gets
+its JSON reply shape with a non-0000 error_code, Faspay `response_code` 01.
+
+Applying (`notification_apply`), under a row lock on the invoice:
+- *Duplicate*: another delivery of the same provider event (same dedupe key) was already settled →
+  nothing changes.
+- *Invoice not synced yet*: the notification waits (`pending`) and a sync of its credential is
+  requested; `notifications_apply_pending` (called by the sync after each page) applies it when
+  the invoice appears.
+- *State* notifications (Xendit, Faspay, FarPay's non-payment events) carry the invoice's state
+  after the event. One whose provider time is older than the invoice's watermark (its
+  `provider_updated_at` or the newest provider time of a notification applied to it) is `stale`
+  and changes nothing. One without a provider time never undoes a final state (paid, cancelled).
+- *Payment* notifications (Espay always, FarPay "Succeeded" and "ReimbursedByBank") report money
+  moved, not a state: each distinct payment (dedupe key) counts once, whatever the order, so two
+  instalments that arrive newest first both count; a payment for an invoice that is paid already
+  changes nothing. For a polled provider (FarPay) the applied payment also clears the row's
+  `content_hash`, so the next sync rewrites it with the provider's own figures: should that sync's
+  read already have contained the payment, the count is corrected within one sync interval.
+- A change updates the invoice and appends an `InvoiceEvent` (source `notification`, with the
+  notification as its FK); the notification records its outcome.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone as dt_timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+import gateways
+from arbook.crypto import SecretsUnavailable
+from arbook.jsonutil import RawJSONEncoder
+from arbook.models import GatewayCredential, Invoice, InvoiceEvent, SyncRun
+from arbook.models.notifications import BODY_MAX, STORED_BODY_MAX, Notification
+from arbook.status import InvoiceStatus
+from gateways import espay as espay_gw
+from gateways import farpay as farpay_gw
+from gateways import faspay as faspay_gw
+from gateways import xendit as xendit_gw
+from gateways.base import JAKARTA
+
+logger = logging.getLogger(__name__)
+
+V = Notification.Verification
+Out = Notification.Outcome
+FINAL_STATES = (InvoiceStatus.PAID, InvoiceStatus.CANCELLED)
+#: Headers never stored: they carry a secret (or a session).
+SECRET_HEADERS = frozenset({"x-callback-token", "authorization", "proxy-authorization", "cookie", "x-api-key"})
+SECRET_HEADER_WORDS = ("token", "secret", "password", "api-key", "apikey")
+#: Body fields masked before the body is stored (Espay's optional `password`, Appgregator's token).
+SECRET_BODY_FIELDS = frozenset({"password", "callback_token"})
+#: HTTP status per rejection.
+REJECT_STATUS = {V.BAD_SIGNATURE: 401, V.UNKNOWN_TOKEN: 404, V.UNSUPPORTED: 404, V.MALFORMED: 400,
+                 V.OVERSIZE: 413, V.NOT_CONFIGURED: 503}
+PENDING_BATCH = 500
+
+
+# -- what the view hands over, what it answers -------------------------------------------------
+
+@dataclass(frozen=True)
+class Received:
+    """One HTTP delivery as the view read it (the body at most BODY_MAX + 1 bytes)."""
+
+    method: str
+    content_type: str
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    body_size: int
+    remote_addr: str = ""
+
+    @property
+    def oversize(self) -> bool:
+        return self.body_size > BODY_MAX or len(self.body) > BODY_MAX
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name.lower(), "")
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+class Rejected(Exception):
+    def __init__(self, verification: str, reason: str):
+        super().__init__(reason)
+        self.verification = verification
+        self.reason = reason[:255]
+
+
+@dataclass
+class Parsed:
+    """A verified delivery, normalized: which invoice, which event, what change."""
+
+    external_id: str
+    event_id: str
+    event_key: str
+    event_at: datetime | None
+    change: dict[str, Any]  # see `_apply_change`; JSON-safe
+    fields: dict[str, Any] = field(default_factory=dict)  # provider fields the reply echoes
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _decimal(value: Any, name: str) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, float):
+        value = repr(value)  # JSON numbers arrive as float only without parse_float; keep their text
+    try:
+        number = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise Rejected(V.MALFORMED, f"{name} is not a number") from None
+    if not number.is_finite():
+        raise Rejected(V.MALFORMED, f"{name} is not a number")
+    return number
+
+
+def _jakarta(value: Any, name: str, *, required: bool) -> datetime | None:
+    text = _text(value)
+    if not text:
+        if required:
+            raise Rejected(V.MALFORMED, f"{name} is missing")
+        return None
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return datetime.strptime(text[:19], fmt).replace(tzinfo=JAKARTA)
+        except ValueError:
+            continue
+    raise Rejected(V.MALFORMED, f"{name} is not YYYY-MM-DD hh:mm:ss")
+
+
+def _json_object(received: Received) -> dict[str, Any]:
+    try:
+        data = json.loads(received.body.decode("utf-8"), parse_float=Decimal)
+    except (UnicodeDecodeError, ValueError):
+        raise Rejected(V.MALFORMED, "the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise Rejected(V.MALFORMED, "the body is not a JSON object")
+    return data
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _secret(credential: GatewayCredential, name: str) -> str:
+    try:
+        value = _text(credential.secrets.get(name))
+    except SecretsUnavailable:
+        raise Rejected(V.NOT_CONFIGURED, "the credential's secrets cannot be decrypted") from None
+    if not value:
+        raise Rejected(V.NOT_CONFIGURED, f"the credential has no {name} to verify notifications with")
+    return value
+
+
+def _json_reply(status: int, payload: dict[str, Any]) -> Reply:
+    return Reply(status, json.dumps(payload, separators=(",", ":")).encode())
+
+
+# -- the providers ---------------------------------------------------------------------------------
+
+class Receiver:
+    provider = ""
+
+    def verify(self, *, credential: GatewayCredential, received: Received) -> Parsed:
+        raise NotImplementedError
+
+    def redact(self, body: bytes) -> str:
+        """The body as text for storage, with secret-bearing fields masked (JSON or form)."""
+        text = body[:STORED_BODY_MAX].decode("utf-8", "replace")
+        if not any(name in text for name in SECRET_BODY_FIELDS):
+            return text
+        try:
+            data = json.loads(text, parse_float=Decimal)
+            if isinstance(data, dict):
+                return json.dumps({k: ("***" if k in SECRET_BODY_FIELDS and v else v) for k, v in data.items()},
+                                  cls=RawJSONEncoder)
+        except ValueError:
+            pass
+        pairs = parse_qsl(text, keep_blank_values=True)
+        if pairs and any(k in SECRET_BODY_FIELDS for k, _ in pairs):
+            return urlencode([(k, "***" if k in SECRET_BODY_FIELDS and v else v) for k, v in pairs])
+        return text
+
+    def reply_ok(self, notification: Notification, parsed: Parsed, credential: GatewayCredential) -> Reply:
+        return _json_reply(200, {"received": True})
+
+    def reply_error(self, verification: str, reason: str, received: Received) -> Reply:
+        return _json_reply(REJECT_STATUS[verification], {"received": False, "error": reason})
+
+
+class EspayReceiver(Receiver):
+    """Espay payment notification (paymentnotification; form POST in the old docs, JSON in the new).
+
+    Espay notifies a *successful payment* of `amount` for `order_id` (= our doc_no). The reply is
+    the JSON of the current docs: rq_uuid, rs_datetime, error_code, error_message, signature
+    (`key, rq_uuid, rs_datetime, error_code, PAYMENTREPORT-RS`), order_id, reconcile_id (the
+    notification's id here) and reconcile_datetime.
+    """
+
+    provider = "espay"
+    ERRORS = {V.BAD_SIGNATURE: ("0101", "Invalid Signature"), V.UNKNOWN_TOKEN: ("0102", "Unknown merchant"),
+              V.UNSUPPORTED: ("0102", "Unknown merchant"), V.MALFORMED: ("0001", "Invalid request"),
+              V.OVERSIZE: ("0001", "Request too large"), V.NOT_CONFIGURED: ("0103", "Merchant not configured")}
+
+    @staticmethod
+    def fields(received: Received) -> dict[str, Any]:
+        body = received.body.lstrip()
+        if "json" in received.content_type or body.startswith(b"{"):
+            return _json_object(received)
+        try:
+            text = received.body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Rejected(V.MALFORMED, "the body is not UTF-8") from None
+        return dict(parse_qsl(text, keep_blank_values=True))
+
+    def verify(self, *, credential, received):
+        fields = self.fields(received)
+        for name in ("rq_uuid", "rq_datetime", "signature", "comm_code", "order_id", "amount"):
+            if not _text(fields.get(name)):
+                raise Rejected(V.MALFORMED, f"{name} is missing")
+        comm_code = _text((credential.options or {}).get("comm_code"))
+        if comm_code and _text(fields["comm_code"]) != comm_code:
+            raise Rejected(V.BAD_SIGNATURE, "comm_code is not this credential's community code")
+        key = _secret(credential, "signature_key")
+        rq_datetime, order_id = _text(fields["rq_datetime"]), _text(fields["order_id"])
+        expected = espay_gw.paymentreport_signature(key, rq_datetime, order_id)
+        if not espay_gw.signatures_match(expected, _text(fields["signature"])):
+            raise Rejected(V.BAD_SIGNATURE, "the signature does not match")
+        paid_at = _jakarta(rq_datetime, "rq_datetime", required=True)
+        amount = _decimal(fields["amount"], "amount")
+        tx_status = _text(fields.get("tx_status")) or "S"  # a payment report is a success unless it says so
+        status = espay_gw.STATUS_MAP.get(tx_status.upper(), InvoiceStatus.UNKNOWN)
+        bank = _text(fields.get("credit_to_bank")) or _text(fields.get("debit_from_bank"))
+        change = {"kind": "payment" if status == InvoiceStatus.PAID else "state", "status": status,
+                  "provider_status": tx_status[:64], "amount": _money(amount), "paid_at": _iso(paid_at),
+                  "currency": _text(fields.get("ccy")).upper()[:3],
+                  "payment_channel": f"VA {bank}".strip() if bank else "VA"}
+        rq_uuid = _text(fields["rq_uuid"])[:128]
+        return Parsed(external_id=order_id[:128], event_id=rq_uuid, event_key=f"espay:{rq_uuid}"[:255],
+                      event_at=paid_at, change=change, fields={"rq_uuid": rq_uuid, "order_id": order_id})
+
+    def _reply(self, status: int, *, rq_uuid: str, order_id: str, code: str, message: str, key: str = "",
+               reconcile_id: str = "") -> Reply:
+        now = espay_gw.format_datetime(timezone.now())
+        return _json_reply(status, {
+            "rq_uuid": rq_uuid, "rs_datetime": now, "error_code": code, "error_message": message,
+            # Only a verified request gets a signed reply: no signatures for whoever sends a forgery.
+            "signature": espay_gw.paymentreport_reply_signature(key, rq_uuid, now, code) if key else "",
+            "order_id": order_id, "reconcile_id": reconcile_id, "reconcile_datetime": now if reconcile_id else "",
+        })
+
+    def reply_ok(self, notification, parsed, credential):
+        return self._reply(200, rq_uuid=parsed.fields["rq_uuid"], order_id=parsed.fields["order_id"], code="0000",
+                           message="Success", key=_secret(credential, "signature_key"),
+                           reconcile_id=str(notification.pk))
+
+    def reply_error(self, verification, reason, received):
+        code, message = self.ERRORS[verification]
+        try:
+            fields = self.fields(received) if verification not in (V.OVERSIZE,) else {}
+        except Rejected:
+            fields = {}
+        return self._reply(REJECT_STATUS[verification], rq_uuid=_text(fields.get("rq_uuid"))[:64],
+                           order_id=_text(fields.get("order_id"))[:64], code=code, message=message)
+
+
+class XenditReceiver(Receiver):
+    """Xendit invoice callback: the body mirrors the invoice object; the token header is the proof."""
+
+    provider = "xendit"
+    #: Parses bodies only (no HTTP is made): direct mode needs nothing but a placeholder key.
+    _parser = None
+
+    @classmethod
+    def parser(cls) -> xendit_gw.Client:
+        if cls._parser is None:
+            cls._parser = xendit_gw.Client(secrets={"secret_key": "parser-only"}, options={"mode": "direct"})
+        return cls._parser
+
+    def verify(self, *, credential, received):
+        token = received.header("x-callback-token")
+        expected = _secret(credential, "callback_token")
+        if not token or not hmac.compare_digest(token.encode(), expected.encode()):
+            raise Rejected(V.BAD_SIGNATURE, "x-callback-token is missing or wrong")
+        data = _json_object(received)
+        try:
+            remote = self.parser().parse_invoice(data)
+        except gateways.BadResponseError as exc:
+            raise Rejected(V.MALFORMED, str(exc)[:200]) from None
+        if not remote.provider_status:
+            raise Rejected(V.MALFORMED, "status is missing")
+        from arbook.services.sync import content_hash
+
+        change = {"kind": "state", "status": remote.status, "provider_status": remote.provider_status[:64],
+                  "outstanding": _money(remote.outstanding), "paid_amount": _money(remote.paid_amount),
+                  "paid_at": _iso(remote.paid_at), "clear_paid_at": remote.paid_at is None,
+                  "invoice_amount": _money(remote.amount), "currency": remote.currency,
+                  "payment_channel": remote.payment_channel[:128],
+                  "raw": json.loads(json.dumps(remote.raw, cls=RawJSONEncoder)), "content_hash": content_hash(remote)}
+        key = f"xendit:{remote.external_id}:{remote.provider_status}:{_iso(remote.provider_updated_at)}"
+        event_id = received.header("webhook-id") or _text(data.get("payment_id")) or remote.external_id
+        return Parsed(external_id=remote.external_id[:128], event_id=event_id[:128], event_key=key[:255],
+                      event_at=remote.provider_updated_at, change=change)
+
+
+class FaspayReceiver(Receiver):
+    """Faspay Billing callback (JSON POST). `transaction_number` is the merchant's invoice number,
+    i.e. get-all-billing's `invoice_no` (INFERENCE: the callback page calls it "Merchant invoice
+    number"). No reply format is documented: 200 with `response_code` 00, as Faspay's own APIs answer."""
+
+    provider = "faspay"
+    STATES = ("UNPAID", "PAID", "EXPIRED", "CANCELLED")
+
+    def verify(self, *, credential, received):
+        data = _json_object(received)
+        number = _text(data.get("transaction_number"))
+        if not number or not _text(data.get("signature")):
+            raise Rejected(V.MALFORMED, "transaction_number or signature is missing")
+        username, password = _secret(credential, "username"), _secret(credential, "password")
+        inner = hashlib.md5((username + password + number).encode()).hexdigest()
+        expected = hashlib.sha1(inner.encode()).hexdigest()
+        if not espay_gw.signatures_match(expected, _text(data["signature"])):  # constant time, any hex case
+            raise Rejected(V.BAD_SIGNATURE, "the signature does not match")
+        billing_status = _text(data.get("billing_status")).upper()
+        if billing_status not in self.STATES:
+            raise Rejected(V.MALFORMED, "billing_status is not UNPAID, PAID, EXPIRED or CANCELLED")
+        total = _decimal(data.get("billing_total"), "billing_total")
+        paid = _decimal(data.get("payment_amount"), "payment_amount")
+        paid_at = _jakarta(data.get("payment_date"), "payment_date", required=False)
+        status = faspay_gw.STATUS_MAP[billing_status]
+        change: dict[str, Any] = {"kind": "state", "status": status, "provider_status": billing_status,
+                                  "invoice_amount": _money(total), "currency": "IDR",
+                                  "payment_channel": _text(data.get("payment_method"))[:128]}
+        if billing_status == "PAID":
+            change.update(outstanding="0", paid_amount=_money(paid if paid is not None else total),
+                          paid_at=_iso(paid_at))
+        elif billing_status == "CANCELLED":
+            change.update(outstanding="0", clear_paid_at=True)
+        else:  # UNPAID / EXPIRED: still owed in full
+            change.update(outstanding=_money(total), paid_amount="0" if total is not None else None,
+                          clear_paid_at=True)
+        payment_id = _text(data.get("payment_id")) or _text(data.get("billing_id"))
+        key = f"faspay:{number}:{billing_status}:{payment_id}:{_text(data.get('payment_date'))}"
+        return Parsed(external_id=number[:128], event_id=payment_id[:128], event_key=key[:255],
+                      event_at=paid_at, change=change)
+
+    def reply_ok(self, notification, parsed, credential):
+        return _json_reply(200, {"response_code": "00", "response_message": "Success"})
+
+    def reply_error(self, verification, reason, received):
+        return _json_reply(REJECT_STATUS[verification], {"response_code": "01", "response_message": reason})
+
+
+class FarpayReceiver(Receiver):
+    """FarPay payment webhook, JSON POST, signed per Standard Webhooks. The body names the invoice
+    by `InvoiceNumber` (our `Invoice.number`; FarPay's own Id is not in it)."""
+
+    provider = "farpay"
+    PAYMENT_EVENTS = {"succeeded": 1, "200": 1, "reimbursedbybank": -1, "240": -1}
+
+    def verify(self, *, credential, received):
+        msg_id, stamp = received.header("webhook-id"), received.header("webhook-timestamp")
+        signature = received.header("webhook-signature")
+        if not (msg_id and stamp and signature):
+            raise Rejected(V.BAD_SIGNATURE, "webhook-id, webhook-timestamp or webhook-signature is missing")
+        secret = _secret(credential, "webhook_secret")
+        try:
+            sent_at = datetime.fromtimestamp(int(stamp), tz=dt_timezone.utc)
+        except (ValueError, OverflowError, OSError):
+            raise Rejected(V.BAD_SIGNATURE, "webhook-timestamp is not a Unix time") from None
+        if abs((timezone.now() - sent_at).total_seconds()) > 300:
+            raise Rejected(V.BAD_SIGNATURE, "webhook-timestamp is outside the 5-minute window (replay?)")
+        if not farpay_gw.verify_webhook(secret, msg_id, stamp, received.body, signature):
+            raise Rejected(V.BAD_SIGNATURE, "the signature does not match")
+        data = _json_object(received)
+        payment = data.get("Payment")
+        if not isinstance(payment, dict):
+            raise Rejected(V.MALFORMED, "Payment is missing")
+        event, number = _text(payment.get("Event")), _text(payment.get("InvoiceNumber"))
+        if not event or not number:
+            raise Rejected(V.MALFORMED, "Payment.Event or Payment.InvoiceNumber is missing")
+        status = farpay_gw.STATUS_MAP.get(event) or farpay_gw.STATUS_MAP.get(event.lower())
+        if not status:
+            raise Rejected(V.MALFORMED, "Payment.Event is not a known payment event")
+        amount = _decimal(payment.get("Amount"), "Payment.Amount")
+        sign = self.PAYMENT_EVENTS.get(event.lower())
+        change: dict[str, Any] = {"kind": "payment" if sign else "state", "status": status,
+                                  "provider_status": event[:64], "currency": _text(payment.get("Currency")).upper()[:3],
+                                  "payment_channel": _text(payment.get("PaymentType"))[:128], "match": "number"}
+        if sign:
+            change["amount"] = _money(None if amount is None else sign * amount)
+            if sign > 0:
+                change["paid_at"] = _iso(sent_at)
+        return Parsed(external_id=number[:128], event_id=msg_id[:128], event_key=f"farpay:{msg_id}"[:255],
+                      event_at=sent_at, change=change)
+
+
+RECEIVERS: dict[str, Receiver] = {r.provider: r for r in (EspayReceiver(), XenditReceiver(), FaspayReceiver(),
+                                                           FarpayReceiver())}
+
+
+def _clean_headers(headers: dict[str, str]) -> dict[str, str]:
+    kept: dict[str, str] = {}
+    for name, value in list(headers.items())[:60]:
+        lower = name.lower()
+        if lower in SECRET_HEADERS or any(word in lower for word in SECRET_HEADER_WORDS):
+            kept[lower] = "***"
+            continue
+        kept[lower] = str(value)[:500]
+    return kept
+
+
+# -- receiving -------------------------------------------------------------------------------------
+
+@dataclass
+class Receipt:
+    notification: Notification
+    reply: Reply
+
+
+def notification_receive(*, provider: str, token: str, received: Received) -> Receipt:
+    """Store one delivery with its verification result, enqueue its apply, and build the reply.
+
+    Never raises for anything the sender controls; a rejected delivery is stored and answered
+    with the provider's failure status, and nothing of it is ever applied."""
+    receiver = RECEIVERS.get(provider)
+    credential = None
+    if receiver is not None and token and len(token) <= 64:
+        credential = (GatewayCredential.objects.filter(provider=provider, hook_token=token)
+                      .select_related("merchant").first())
+    parsed: Parsed | None = None
+    internal_error = False
+    try:
+        if receiver is None:
+            raise Rejected(V.UNSUPPORTED, "this provider sends no notifications arbook can receive")
+        if received.oversize:
+            raise Rejected(V.OVERSIZE, f"the body is larger than {BODY_MAX} bytes")
+        if credential is None:
+            raise Rejected(V.UNKNOWN_TOKEN, "no credential has this notification URL")
+        if received.method != "POST":
+            raise Rejected(V.MALFORMED, "notifications are POSTed")
+        parsed = receiver.verify(credential=credential, received=received)
+        verification, reason = V.VALID, ""
+    except Rejected as exc:
+        verification, reason = exc.verification, exc.reason
+    except Exception:  # a bug of ours: keep the delivery, answer 503 so the provider delivers again
+        logger.exception("notification could not be read provider=%s credential=%s", provider[:16],
+                         getattr(credential, "pk", None))
+        verification, reason, parsed = V.MALFORMED, "internal error while reading it (see the log)", None
+        internal_error = True
+
+    body_text = (receiver or Receiver()).redact(received.body)
+    queued: dict[str, bool] = {}
+    with transaction.atomic():
+        notification = Notification.objects.create(
+            credential=credential, provider=provider[:16], method=received.method[:8],
+            content_type=received.content_type[:100], remote_addr=received.remote_addr[:64],
+            headers=_clean_headers(received.headers), body=body_text, body_size=received.body_size,
+            body_truncated=len(received.body) > STORED_BODY_MAX or received.body_size > len(received.body),
+            verification=verification, verification_reason=reason,
+            parsed=parsed.change if parsed else None,
+            event_id=parsed.event_id if parsed else "", event_key=parsed.event_key if parsed else "",
+            event_at=parsed.event_at if parsed else None, external_id=parsed.external_id if parsed else "",
+            outcome=Out.QUEUED if parsed else Out.REJECTED,
+        )
+        if parsed:
+            transaction.on_commit(lambda: queued.update(ok=_enqueue(notification.pk)))
+
+    if parsed is None:
+        logger.warning("notification rejected id=%s provider=%s credential=%s verification=%s reason=%s",
+                       notification.pk, provider[:16], getattr(credential, "pk", None), verification, reason)
+        if internal_error:
+            return Receipt(notification, receiver.reply_error(V.NOT_CONFIGURED, "temporarily unavailable", received))
+        return Receipt(notification, (receiver or Receiver()).reply_error(verification, reason, received))
+    logger.info("notification received id=%s provider=%s credential=%s invoice=%s event=%s",
+                notification.pk, provider, credential.pk, parsed.external_id, parsed.event_id)
+    if queued.get("ok") is False:
+        # Stored, but no worker will hear of it: ask the provider to deliver again (the retry's
+        # record is applied; this one then counts as a duplicate if it is ever applied).
+        return Receipt(notification, receiver.reply_error(V.NOT_CONFIGURED, "temporarily unavailable", received))
+    return Receipt(notification, receiver.reply_ok(notification, parsed, credential))
+
+
+def _enqueue(notification_id: int) -> bool:
+    from arbook.tasks.notifications import apply_notification
+
+    try:
+        apply_notification.delay(notification_id)
+    except Exception:  # broker down: many exception classes
+        logger.exception("notification id=%s could not be queued", notification_id)
+        return False
+    return True
+
+
+# -- applying --------------------------------------------------------------------------------------
+
+def _find_invoice(notification: Notification, *, lock: bool) -> Invoice | None:
+    invoices = Invoice.objects.filter(credential_id=notification.credential_id)
+    if lock:
+        invoices = invoices.select_for_update()
+    if (notification.parsed or {}).get("match") == "number":
+        return invoices.filter(number=notification.external_id).order_by("-id").first()
+    return invoices.filter(external_id=notification.external_id).first()
+
+
+def _finish(notification: Notification, outcome: str, reason: str = "", *, invoice: Invoice | None = None) -> Notification:
+    notification.outcome = outcome
+    notification.outcome_reason = reason[:255]
+    if invoice is not None:
+        notification.invoice = invoice
+    if outcome in (Out.APPLIED, Out.UNCHANGED):
+        notification.applied_at = timezone.now()
+    notification.save(update_fields=["outcome", "outcome_reason", "invoice", "applied_at", "attempts"])
+    return notification
+
+
+def notification_apply(*, notification: Notification) -> Notification:
+    """Apply one verified notification (idempotent: a settled one is left as it is)."""
+    with transaction.atomic():
+        notification = Notification.objects.select_for_update().get(pk=notification.pk)
+        if notification.verification != V.VALID or notification.outcome not in (Out.QUEUED, Out.PENDING, Out.FAILED):
+            return notification
+        notification.attempts += 1
+        if notification.credential_id is None:
+            return _finish(notification, Out.FAILED, "its credential was deleted")
+        invoice = _find_invoice(notification, lock=True)
+        if invoice is None:
+            return _pending(notification)
+        return _apply_to(notification, invoice)
+
+
+def _pending_flag(credential_id: int) -> str:
+    return f"arbook:notifications-pending:{credential_id}"
+
+
+def _pending(notification: Notification) -> Notification:
+    first = notification.outcome != Out.PENDING
+    _finish(notification, Out.PENDING, "the invoice is not in arbook yet; applied when a sync or upload brings it")
+    # Tells the sync's per-page hook that there is something to look for (no query otherwise).
+    flag, value = _pending_flag(notification.credential_id), uuid.uuid4().hex
+    transaction.on_commit(lambda: cache.set(flag, value, timeout=None))
+    if first:
+        from arbook.services.sync import sync_enqueue
+
+        credential = notification.credential
+        if sync_enqueue(credential=credential, full=False, trigger=SyncRun.Trigger.NOTIFICATION):
+            logger.info("notification id=%s waits for invoice %s; sync of credential %s requested",
+                        notification.pk, notification.external_id, credential.pk)
+    return notification
+
+
+def _watermark(invoice: Invoice, notification: Notification) -> datetime | None:
+    """The newest provider time the invoice's state is known to reflect."""
+    newest = (Notification.objects.filter(invoice=invoice, outcome=Out.APPLIED).exclude(pk=notification.pk)
+              .aggregate(m=Max("event_at"))["m"])
+    candidates = [t for t in (invoice.provider_updated_at, newest) if t is not None]
+    return max(candidates) if candidates else None
+
+
+def _apply_to(notification: Notification, invoice: Invoice) -> Notification:
+    duplicate = (Notification.objects.filter(credential_id=notification.credential_id, event_key=notification.event_key,
+                                             outcome__in=Notification.SETTLED)
+                 .exclude(pk=notification.pk).order_by("pk").values_list("pk", flat=True).first())
+    if duplicate is not None:
+        return _finish(notification, Out.DUPLICATE, f"the same event was applied by notification #{duplicate}",
+                       invoice=invoice)
+    change = notification.parsed or {}
+    event_at = notification.event_at
+    if change.get("kind") == "payment":
+        amount = _dec(change.get("amount"))
+        if (amount is None or amount > 0) and invoice.status == InvoiceStatus.PAID and (invoice.outstanding or 0) <= 0:
+            return _finish(notification, Out.UNCHANGED, "the invoice is paid already", invoice=invoice)
+    else:
+        watermark = _watermark(invoice, notification)
+        if event_at and watermark and event_at < watermark:
+            return _finish(notification, Out.STALE, f"older than the invoice's state ({watermark.isoformat()})",
+                           invoice=invoice)
+        if event_at is None and invoice.status in FINAL_STATES and change.get("status") != invoice.status:
+            return _finish(notification, Out.STALE, "no provider time: it cannot undo a final state", invoice=invoice)
+    return _apply_change(notification, invoice, change)
+
+
+def _dec(value: Any) -> Decimal | None:
+    return None if value in (None, "") else Decimal(str(value))
+
+
+def _apply_change(notification: Notification, invoice: Invoice, change: dict[str, Any]) -> Notification:
+    before = (invoice.status, invoice.outstanding, invoice.paid_at)
+    updates: dict[str, Any] = {}
+    paid_at = datetime.fromisoformat(change["paid_at"]) if change.get("paid_at") else None
+    if change.get("kind") == "payment":
+        amount = _dec(change.get("amount"))
+        base = invoice.outstanding if invoice.outstanding is not None else invoice.amount
+        if amount is None:  # "paid", no amount given: nothing is left
+            outstanding, paid_amount = Decimal(0), invoice.amount
+        else:
+            outstanding = None if base is None else base - amount
+            paid_amount = (invoice.paid_amount or Decimal(0)) + amount
+        status = change["status"]
+        if status == InvoiceStatus.PAID and outstanding is not None and outstanding > 0:
+            status = InvoiceStatus.PARTIALLY_PAID
+        updates.update(status=status, outstanding=outstanding, paid_amount=paid_amount)
+        if paid_at and (invoice.paid_at is None or paid_at > invoice.paid_at):
+            updates["paid_at"] = paid_at
+        if gateways.client_class(invoice.provider).lists_invoices:
+            # The provider's list is the truth about what is left to pay: make the next sync
+            # rewrite this row even if its read already contained this payment.
+            updates["content_hash"] = ""
+    else:
+        updates["status"] = change["status"]
+        for name in ("outstanding", "paid_amount"):
+            if change.get(name) is not None:
+                updates[name] = _dec(change[name])
+        if paid_at:
+            updates["paid_at"] = paid_at
+        elif change.get("clear_paid_at"):
+            updates["paid_at"] = None
+        if change.get("raw") is not None:
+            updates.update(raw=change["raw"], content_hash=change.get("content_hash", ""))
+    updates["provider_status"] = change.get("provider_status", invoice.provider_status)
+    if change.get("payment_channel"):
+        updates["payment_channel"] = change["payment_channel"]
+    if invoice.amount is None and change.get("invoice_amount") is not None:
+        updates["amount"] = _dec(change["invoice_amount"])
+    if notification.event_at and (invoice.provider_updated_at is None
+                                  or notification.event_at > invoice.provider_updated_at):
+        updates["provider_updated_at"] = notification.event_at
+    changed = [name for name, value in updates.items() if getattr(invoice, name) != value]
+    for name in changed:
+        setattr(invoice, name, updates[name])
+    if changed:
+        invoice.save(update_fields=changed)
+    after = (invoice.status, invoice.outstanding, invoice.paid_at)
+    if after == before:
+        return _finish(notification, Out.UNCHANGED, "the invoice already was in this state", invoice=invoice)
+    InvoiceEvent.objects.create(
+        invoice=invoice, seen_at=timezone.now(), source=InvoiceEvent.Source.NOTIFICATION, notification=notification,
+        status_before=before[0], status_after=after[0], outstanding_before=before[1], outstanding_after=after[1],
+        paid_at_before=before[2], paid_at_after=after[2],
+        note=f"{invoice.get_provider_display()} notification #{notification.pk}: "
+             f"{change.get('provider_status') or change.get('status')}"
+             f"{' (event ' + notification.event_id + ')' if notification.event_id else ''}"[:255],
+    )
+    logger.info("notification id=%s applied to invoice=%s %s -> %s", notification.pk, invoice.pk, before[0], after[0])
+    return _finish(notification, Out.APPLIED, invoice=invoice)
+
+
+def notifications_apply_pending(*, credential: GatewayCredential) -> int:
+    """Apply the credential's notifications that wait for an invoice which now exists.
+
+    Called by the sync after each page, inside that page's transaction (so a page and the
+    notifications it unblocks commit together), and usable after an upload creates invoices.
+    Costs no query unless a notification of this credential went pending (a cache flag set when
+    one does, cleared here once none waits); returns how many were settled.
+    """
+    flag = _pending_flag(credential.pk)
+    marker = cache.get(flag)
+    if marker is None:
+        return 0
+    waiting = list(Notification.objects.filter(credential=credential, outcome=Out.PENDING).order_by("pk")[:PENDING_BATCH])
+    if not waiting:
+        if cache.get(flag) == marker:  # not re-set meanwhile by a notification that just went pending
+            cache.delete(flag)
+        return 0
+    by_number = {n.external_id for n in waiting if (n.parsed or {}).get("match") == "number"}
+    by_id = {n.external_id for n in waiting} - by_number
+    known_ids = set(Invoice.objects.filter(credential=credential, external_id__in=by_id)
+                    .values_list("external_id", flat=True)) if by_id else set()
+    known_numbers = set(Invoice.objects.filter(credential=credential, number__in=by_number)
+                        .values_list("number", flat=True)) if by_number else set()
+    settled = 0
+    for notification in waiting:
+        if notification.external_id in (known_numbers if notification.external_id in by_number else known_ids):
+            if notification_apply(notification=notification).outcome != Out.PENDING:
+                settled += 1
+    return settled

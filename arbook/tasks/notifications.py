@@ -1,0 +1,18 @@
+"""Notification tasks: apply one stored, verified payment notification.
+
+`acks_late` is safe: applying is idempotent (a settled notification is left as it is, and the
+invoice row lock serializes two deliveries of one event)."""
+from __future__ import annotations
+
+from celery import shared_task
+
+from arbook.models import Notification
+from arbook.services.notifications import notification_apply
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def apply_notification(notification_id: int) -> str:
+    notification = Notification.objects.filter(pk=notification_id).first()
+    if notification is None:
+        return "gone"
+    return notification_apply(notification=notification).outcome

@@ -1,0 +1,136 @@
+"""`/invoices/` (list, filters in the query string, `?_export=csv|xlsx`) and `/invoices/<id>/`.
+
+Thin: the query string is parsed and the data read by `arbook.selectors.invoices`; the files are
+written by `arbook.services.exports`.
+"""
+from __future__ import annotations
+
+import json
+
+from django.shortcuts import render
+from django.urls import NoReverseMatch, path, reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from arbook.filters import DRILLDOWN_FIELDS
+from arbook.jsonutil import RawJSONEncoder
+from arbook.selectors import invoices as selectors
+from arbook.services.exports import EXPORT_FORMATS, stream_csv_bytes, stream_xlsx
+from arbook.tables import InvoiceTable
+from arbook.status import InvoiceStatus
+from arbook.templatetags.money import CURRENCY_FORMATS, days_overdue
+
+
+@require_GET
+def invoice_list(request):
+    listing = selectors.invoice_list(user=request.user, params=request.GET)
+    fmt = request.GET.get("_export")
+    if fmt:
+        if fmt not in EXPORT_FORMATS:
+            listing.notices.append("Export as csv or xlsx.")
+        elif listing.has_filter_errors:
+            listing.notices.append("Nothing was exported: fix the filters marked below first, so the file holds "
+                                   "exactly what you asked for.")
+        else:
+            stamp = timezone.localtime(listing.now).strftime("%Y%m%d-%H%M")
+            if fmt == "csv":
+                return stream_csv_bytes(listing.csv_chunks(), f"invoices-{stamp}.csv")
+            return stream_xlsx(listing.export_rows(), listing.export_header(), f"invoices-{stamp}.xlsx",
+                               sheet_title="Invoices")
+    if request.GET.get("_totals"):
+        # The totals aggregate the whole filtered set (hundreds of ms at a million rows): the page
+        # fetches them separately, so its rows show at once (static/arbook/invoices.js).
+        return render(request, "arbook/invoices/_totals.html", {"totals": listing.totals(), "listing": listing})
+    page = listing.page()
+    table = InvoiceTable(page.rows, now=listing.now, show_merchant=len(listing.merchants) != 1)
+    table.set_keyset_order(listing.sort.param)
+    params = request.GET.copy()
+    for key in ("after", "before", "last", "_export", "_totals"):
+        params.pop(key, None)
+    plain = params.copy()
+    for key in ("as_of", "basis", "bucket", "row", "tz"):
+        plain.pop(key, None)
+    direction = "descending" if listing.sort.descending else "ascending"
+    return render(request, "arbook/invoices/list.html", {
+        **_filter_form(listing.filterset),
+        "listing": listing,
+        "filter": listing.filterset,
+        "form": listing.filterset.form,
+        "table": table,
+        "page": page,
+        "notices": listing.notices,
+        "page_sizes": selectors.PAGE_SIZES,
+        "query": params.urlencode(),
+        "query_without_drilldown": plain.urlencode(),
+        "sort_label": f"{selectors.SORT_FIELDS[listing.sort.field].lower()} ({direction})",
+        "has_merchants": bool(listing.merchants),
+        "sync_list_url": _url("sync_list"),
+    })
+
+
+@require_GET
+def invoice_detail(request, pk: int):
+    invoice = selectors.invoice_for_user(user=request.user, pk=pk)
+    vas = selectors.invoice_virtual_accounts(invoice=invoice)
+    for va in vas:
+        va.url = _url("espay_batch_detail", va.batch_id) if va.batch_id else ""
+    checkout = invoice.checkout_url if invoice.checkout_url.lower().startswith(("https://", "http://")) else ""
+    return render(request, "arbook/invoices/detail.html", {
+        "invoice": invoice,
+        "tz": invoice.merchant.timezone,
+        "days_overdue": days_overdue(status=invoice.status, due_at=invoice.due_at, tz=invoice.merchant.timezone),
+        "events": selectors.invoice_history(invoice=invoice),
+        "history_limit": selectors.HISTORY_LIMIT,
+        "virtual_accounts": vas,
+        "raw_pretty": json.dumps(invoice.raw, indent=2, sort_keys=True, ensure_ascii=False, cls=RawJSONEncoder),
+        "checkout_url": checkout,
+    })
+
+
+#: (parameter, input type) of the filter form, in display order; labels and choices come from the FilterSet.
+FORM_FIELDS = [
+    ("customer", "text"), ("merchant", "select"), ("credential", "select"), ("provider", "select"),
+    ("currency", "text"), ("due_from", "date"), ("due_to", "date"), ("issued_from", "date"), ("issued_to", "date"),
+    ("paid_from", "date"), ("paid_to", "date"), ("outstanding_min", "number"), ("outstanding_max", "number"),
+]
+EMPTY_CHOICE = {"merchant": "All merchants", "credential": "All accounts", "provider": "All gateways"}
+
+
+def _filter_form(filterset) -> dict:
+    """The filter form's fields as plain values: written out in the template, which is several
+    times faster than rendering each widget through Django's form templates."""
+    data, errors = filterset.data, filterset.form.errors
+    fields = []
+    for name, kind in FORM_FIELDS:
+        label = filterset.filters[name].label
+        choices = None
+        if kind == "select":
+            choices = filterset.filters[name].extra["choices"]
+            choices = choices() if callable(choices) else choices
+        fields.append({"name": name, "label": label, "type": kind, "value": (data.get(name) or "")[:200],
+                       "choices": choices, "empty": EMPTY_CHOICE.get(name, ""), "errors": errors.get(name, ()),
+                       "list": "currencies" if name == "currency" else ""})
+    return {
+        "text_fields": fields,
+        "q_value": (data.get("q") or "")[:100],
+        "status_choices": InvoiceStatus.choices,
+        "selected_status": set(data.getlist("status")),
+        "status_errors": errors.get("status", ()),
+        "overdue_checked": data.get("overdue") not in (None, "", "0", "false"),
+        "currencies": sorted(CURRENCY_FORMATS),
+        "drilldown_hidden": [(k, data.get(k)) for k in DRILLDOWN_FIELDS if data.get(k)],
+    }
+
+
+def _url(name: str, *args) -> str:
+    """An area's URL when it is routed; blank otherwise (the page then shows plain text)."""
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return ""
+
+
+urlpatterns = [
+    path("invoices/", invoice_list, name="invoice_list"),
+    path("invoices/<int:pk>/", invoice_detail, name="invoice_detail"),
+]

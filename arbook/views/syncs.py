@@ -1,0 +1,100 @@
+"""`/syncs/`: the sync runs (filterable, keyset-paginated), "Sync now" per credential, and a JSON
+status endpoint that static/arbook/syncs.js polls so a run's progress shows without a reload."""
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.http import JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from arbook.models import GatewayCredential, SyncRun
+from arbook.scoping import get_scoped_or_404
+from arbook.selectors import syncs as sel
+
+
+class RunFilterForm(forms.Form):
+    credential = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label="Gateway account")
+    status = forms.ChoiceField(required=False, label="Status", choices=[("", "Any status"), *SyncRun.Status.choices])
+
+    def __init__(self, data, *, credentials):
+        super().__init__(data)
+        self.fields["credential"].choices = [("", "All accounts")] + [(str(c.pk), _label(c)) for c in credentials]
+
+
+def _label(c: GatewayCredential) -> str:
+    return " · ".join(x for x in (c.merchant.name, c.get_provider_display(), c.label) if x)
+
+
+def _filters(request, credentials) -> tuple[RunFilterForm, int | None, str | None, list[str]]:
+    form = RunFilterForm(request.GET, credentials=credentials)
+    notes = []
+    if not form.is_valid():
+        for name, errors in form.errors.items():
+            notes.append(f"{form.fields[name].label}: {' '.join(errors)} This filter was not applied.")
+    data = getattr(form, "cleaned_data", {})
+    return form, data.get("credential") if "credential" not in form.errors else None, \
+        (data.get("status") or None) if "status" not in form.errors else None, notes
+
+
+@require_GET
+def sync_list(request):
+    credentials = sel.credentials_with_latest_run(user=request.user)
+    form, credential_id, status, notes = _filters(request, credentials)
+    try:
+        page = sel.sync_runs(user=request.user, credential_id=credential_id, status=status,
+                             cursor=request.GET.get("after") or None)
+    except sel.CursorError as exc:
+        notes.append(str(exc))
+        page = sel.sync_runs(user=request.user, credential_id=credential_id, status=status)
+    for c in credentials:
+        c.queued = sel.is_queued(c)
+        c.display = _label(c)
+    params = request.GET.copy()
+    params.pop("after", None)
+    status_params = params.copy()
+    return render(request, "arbook/syncs/list.html", {
+        "credentials": credentials,
+        "form": form,
+        "page": page,
+        "notes": notes,
+        "query": params.urlencode(),
+        "first_page": not request.GET.get("after"),
+        "status_url": reverse("sync_status") + ("?" + status_params.urlencode() if status_params else ""),
+        "active": any(c.queued or c.latest_run_status == SyncRun.Status.RUNNING for c in credentials),
+    })
+
+
+@require_POST
+def sync_now(request, credential_id: int):
+    """Enqueue a sync of one of the user's credentials (404 for anyone else's)."""
+    from arbook.services.sync import sync_enqueue
+
+    credential = get_scoped_or_404(GatewayCredential.objects.select_related("merchant"), request.user,
+                                   pk=credential_id)
+    if sync_enqueue(credential=credential, full=False, trigger=SyncRun.Trigger.MANUAL):
+        messages.success(request, f"Sync of {_label(credential)} queued; its progress shows below.")
+    elif not credential.is_active:
+        messages.warning(request, f"{_label(credential)} is inactive, so it is not synced.")
+    else:
+        messages.warning(request, f"{credential.get_provider_display()} has no list API to sync: its invoices "
+                                  "come from uploads and payment notifications.")
+    return redirect(reverse("sync_list") + f"?credential={credential.pk}")
+
+
+@never_cache
+@require_GET
+def sync_status(request):
+    """The newest runs and the queue, for the progress poller (scoped like the page)."""
+    credentials = list(sel.scoped_credentials(user=request.user))
+    _form, credential_id, status, _notes = _filters(request, credentials)
+    return JsonResponse(sel.sync_status(user=request.user, credential_id=credential_id, status=status))
+
+
+urlpatterns = [
+    path("syncs/", sync_list, name="sync_list"),
+    path("syncs/status.json", sync_status, name="sync_status"),
+    path("syncs/<int:credential_id>/run/", sync_now, name="sync_now"),
+]
