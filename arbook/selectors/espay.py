@@ -141,19 +141,21 @@ def batch_problem_rows(*, batch: EspayBatch) -> tuple[list[str], list[list[Any]]
 
 def invoice_virtual_accounts(*, invoice: Invoice) -> list[dict[str, Any]]:
     """The VA numbers of an Espay invoice, one dict per bank: bank_code, bank (label), va_number,
-    expires_at (aware datetime or None), description. Empty for other providers, and for a line
-    Espay confirmed only as "already listed" (Espay did not repeat its numbers).
+    expires_at (aware datetime or None), expires_text (as Espay wrote it, when not a date),
+    description, batch_id and source ("batch #N" or "payload"). Empty for other providers, and
+    for a line Espay confirmed only as "already listed" (Espay did not repeat its numbers).
 
     Reads the batch lines' VA rows; falls back to `invoice.raw["list_va"]` (what the upload stored
     on the invoice) so the numbers show even if the batch was deleted."""
     if invoice.provider != "espay":
         return []
     rows = list(EspayVirtualAccount.objects.filter(line__invoice=invoice).order_by("-line__sent_at", "bank_code")
-                .values("bank_code", "va_number", "expires_at", "description", "line_id"))
+                .values("bank_code", "va_number", "expires_at", "description", "line_id", "line__batch_id"))
     if rows:
         newest = rows[0]["line_id"]
         return [{"bank_code": r["bank_code"], "bank": bank_label(r["bank_code"]), "va_number": r["va_number"],
-                 "expires_at": r["expires_at"], "description": r["description"]}
+                 "expires_at": r["expires_at"], "expires_text": "", "description": r["description"],
+                 "batch_id": r["line__batch_id"], "source": f"batch #{r['line__batch_id']}"}
                 for r in sorted((r for r in rows if r["line_id"] == newest), key=lambda r: r["bank_code"])]
     list_va = (invoice.raw or {}).get("list_va") or {}
     result = []
@@ -165,5 +167,7 @@ def invoice_virtual_accounts(*, invoice: Invoice) -> list[dict[str, Any]]:
             expires_at = parse_datetime(expires) if isinstance(expires, str) else None
             result.append({"bank_code": str(item.get("bank_code") or code), "bank": bank_label(str(code)),
                            "va_number": str(item["va_number"]), "expires_at": expires_at,
-                           "description": str(item.get("description") or "")})
+                           "expires_text": expires if isinstance(expires, str) else "",
+                           "description": str(item.get("description") or ""), "batch_id": None,
+                           "source": "payload"})
     return result

@@ -43,7 +43,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from arbook.models import PROVIDER_CHOICES, EspayVirtualAccount, GatewayCredential, Invoice, InvoiceEvent
+from arbook.models import PROVIDER_CHOICES, GatewayCredential, Invoice, InvoiceEvent
 from arbook.status import STATUSES
 from arbook.scoping import get_scoped_or_404, scope, visible_merchants
 from arbook.services.exports import copy_csv_chunks, csv_chunks, safe_text_sql
@@ -404,50 +404,6 @@ def invoice_for_user(*, user, pk: int) -> Invoice:
 def invoice_history(*, invoice: Invoice, limit: int = HISTORY_LIMIT) -> list[InvoiceEvent]:
     """The newest `limit` events, newest first, with the sync run that saw each."""
     return list(invoice.events.select_related("sync_run").order_by("-seen_at", "-id")[:limit])
-
-
-@dataclass
-class VirtualAccount:
-    bank_code: str
-    va_number: str
-    expires_at: datetime | None
-    expires_text: str  # as the gateway wrote it, when it could not be read as a date
-    source: str  # "batch #12" or "payload"
-    batch_id: int | None = None
-    url: str = ""  # the batch page, set by the view when that area is routed
-
-
-def invoice_virtual_accounts(*, invoice: Invoice) -> list[VirtualAccount]:
-    """Espay VA numbers per bank with expiry: from the Espay batch lines linked to the invoice,
-    else from the `list_va` the Espay flow stores in `raw` (keyed by bank code, or a list)."""
-    if invoice.provider != "espay":
-        return []
-    out = [VirtualAccount(va.bank_code, va.va_number, va.expires_at, "", f"batch #{va.line.batch_id}",
-                          va.line.batch_id)
-           for va in EspayVirtualAccount.objects.filter(line__invoice=invoice).select_related("line")
-           .order_by("bank_code", "-line__sent_at", "-id")]
-    if out:
-        return out
-    listed = (invoice.raw or {}).get("list_va") if isinstance(invoice.raw, dict) else None
-    items = listed.values() if isinstance(listed, dict) else listed if isinstance(listed, list) else []
-    for item in items:
-        if not isinstance(item, dict) or not item.get("va_number"):
-            continue
-        text = str(item.get("expired") or item.get("expires_at") or "")
-        out.append(VirtualAccount(str(item.get("bank_code") or ""), str(item["va_number"]),
-                                  _espay_time(text), text, "payload"))
-    return sorted(out, key=lambda v: v.bank_code)
-
-
-def _espay_time(text: str) -> datetime | None:
-    """Espay writes naive `YYYY-MM-DD HH:MM:SS` in Jakarta time."""
-    import zoneinfo
-
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    return value if timezone.is_aware(value) else value.replace(tzinfo=zoneinfo.ZoneInfo("Asia/Jakarta"))
 
 
 # -- the list page as a whole ----------------------------------------------------------------

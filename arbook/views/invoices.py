@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET
 from arbook.filters import DRILLDOWN_FIELDS
 from arbook.jsonutil import RawJSONEncoder
 from arbook.selectors import invoices as selectors
+from arbook.selectors.espay import invoice_virtual_accounts
 from arbook.services.exports import EXPORT_FORMATS, stream_csv_bytes, stream_xlsx
 from arbook.tables import InvoiceTable
 from arbook.status import InvoiceStatus
@@ -71,9 +72,9 @@ def invoice_list(request):
 @require_GET
 def invoice_detail(request, pk: int):
     invoice = selectors.invoice_for_user(user=request.user, pk=pk)
-    vas = selectors.invoice_virtual_accounts(invoice=invoice)
+    vas = invoice_virtual_accounts(invoice=invoice)
     for va in vas:
-        va.url = _url("espay_batch_detail", va.batch_id) if va.batch_id else ""
+        va["url"] = _url("espay_batch_detail", va["batch_id"]) if va["batch_id"] else ""
     checkout = invoice.checkout_url if invoice.checkout_url.lower().startswith(("https://", "http://")) else ""
     return render(request, "arbook/invoices/detail.html", {
         "invoice": invoice,
