@@ -20,8 +20,11 @@ class Invoice(models.Model):
     (a receivable state with `due_at` in the past), never stored.
     """
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="invoices")
-    credential = models.ForeignKey(GatewayCredential, on_delete=models.PROTECT, related_name="invoices")
+    # No single-column indexes on the foreign keys: the composite indexes below lead with them
+    # (merchant, ...) and (credential, external_id), and every index is paid for on each write.
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="invoices", db_index=False)
+    credential = models.ForeignKey(GatewayCredential, on_delete=models.PROTECT, related_name="invoices",
+                                   db_index=False)
     provider = models.CharField(max_length=16, choices=PROVIDER_CHOICES)
     external_id = models.CharField(max_length=128)
     number = models.CharField(max_length=128, blank=True)
@@ -49,7 +52,7 @@ class Invoice(models.Model):
     #: deleted, and the flag clears when the invoice is seen again.
     missing_since = models.DateTimeField(null=True, blank=True)
     missing_since_run = models.ForeignKey("arbook.SyncRun", null=True, blank=True, on_delete=models.SET_NULL,
-                                          related_name="+", db_constraint=False)
+                                          related_name="+", db_constraint=False, db_index=False)
 
     class Meta:
         constraints = [
