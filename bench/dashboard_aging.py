@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DEBUG", "0")  # no query log, no debug templates: production-like timings
 
-from bench.seed import migrate, seed_invoices, setup_django  # noqa: E402
+from bench.seed import seeded_database, setup_django  # noqa: E402
 
 
 def median_ms(fn, runs: int) -> float:
@@ -52,21 +52,9 @@ def main() -> None:
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from arbook.models import Invoice, InvoiceEvent, Merchant
+    from arbook.models import InvoiceEvent, Merchant
 
-    if connection.vendor != "postgresql":
-        raise SystemExit("run under scripts/with-services.sh (PostgreSQL)")
-    migrate()
-    existing = Invoice.objects.count()
-    if existing < args.rows:
-        seed_invoices(args.rows - existing)
-    total = Invoice.objects.count()
-    # Steady state: autovacuum sets the visibility map of a table that has been written to (PG 13+
-    # also after inserts only); a freshly COPYed table has none yet, which would deny the
-    # report its index-only scan. Do now what autovacuum does within minutes.
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM (ANALYZE) arbook_invoice")
-        cursor.execute("VACUUM (ANALYZE) arbook_invoiceevent")
+    total = seeded_database(args.rows)
     user, _ = get_user_model().objects.get_or_create(username="bench-accountant")
     for m in Merchant.objects.all():
         m.members.add(user)

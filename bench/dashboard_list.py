@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DEBUG", "0")  # no query log, no debug templates: production-like timings
 
-from bench.seed import ensure_superuser, migrate, seed_invoices, setup_django  # noqa: E402
+from bench.seed import ensure_superuser, seeded_database, setup_django  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -55,13 +55,7 @@ def main() -> None:
 
     from arbook.models import GatewayCredential, Invoice, Merchant
 
-    if connection.vendor != "postgresql":
-        raise SystemExit("run under scripts/with-services.sh (PostgreSQL)")
-    migrate()
-    existing = Invoice.objects.count()
-    if existing < args.rows:
-        seed_invoices(args.rows - existing)
-    total = Invoice.objects.count()
+    total = seeded_database(args.rows)
     client = Client()
     admin = ensure_superuser()
     client.force_login(admin)

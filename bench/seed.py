@@ -249,3 +249,24 @@ if __name__ == "__main__":
     setup_django()
     migrate()
     seed_invoices(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
+
+
+def seeded_database(rows: int) -> int:
+    """Migrate the benchmark database and top it up to `rows` invoices; returns the count.
+
+    Then VACUUM (ANALYZE), as autovacuum would within minutes: a freshly COPYed table has no
+    visibility map yet, which would deny the pages their index-only scans."""
+    from django.db import connection
+
+    from arbook.models import Invoice
+
+    if connection.vendor != "postgresql":
+        raise SystemExit("run under scripts/with-services.sh (PostgreSQL)")
+    migrate()
+    existing = Invoice.objects.count()
+    if existing < rows:
+        seed_invoices(rows - existing)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE) arbook_invoice")
+        cursor.execute("VACUUM (ANALYZE) arbook_invoiceevent")
+    return Invoice.objects.count()
