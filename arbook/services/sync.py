@@ -153,7 +153,8 @@ def _ensure_stage(cursor, column_list: str) -> None:
                    f"FROM {connection.ops.quote_name(Invoice._meta.db_table)} WITH NO DATA")
 
 
-STATE_COLUMNS = ("id", "external_id", "content_hash", "status", "outstanding", "paid_at", "missing_since")
+STATE_COLUMNS = ("id", "external_id", "content_hash", "status", "outstanding", "paid_at", "missing_since",
+                 "provider_updated_at")
 
 
 def _stored_state(credential_id: int, external_ids: list[str]) -> list[tuple]:
@@ -192,6 +193,11 @@ def write_page(*, credential: GatewayCredential, invoices: Iterable[RemoteInvoic
         if old is not None and old[2] == digest and old[6] is None:
             counts.unchanged += 1
             continue
+        if old is not None and old[7] and remote.provider_updated_at and remote.provider_updated_at < old[7]:
+            # The stored state is newer by the provider's own clock (a payment notification
+            # applied after this list page was produced): a lagging read must not undo it.
+            counts.unchanged += 1
+            continue
         row = {name: getattr(remote, name) for name in INVOICE_FIELDS}
         row.update(merchant_id=credential.merchant_id, credential_id=credential.pk, provider=credential.provider,
                    external_id=external_id, first_seen_at=seen_at, content_hash=digest, last_synced_at=seen_at,
@@ -201,7 +207,7 @@ def write_page(*, credential: GatewayCredential, invoices: Iterable[RemoteInvoic
             counts.created += 1
             continue
         counts.updated += 1
-        _, _, _, old_status, old_outstanding, old_paid_at, _ = old
+        _, _, _, old_status, old_outstanding, old_paid_at, _, _ = old
         if (old_status, old_outstanding, old_paid_at) != (remote.status, remote.outstanding, remote.paid_at):
             events.append(InvoiceEvent(
                 invoice_id=old[0], seen_at=seen_at, source=source, sync_run=run,

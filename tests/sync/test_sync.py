@@ -89,6 +89,19 @@ def test_a_change_at_the_sandbox_is_picked_up_with_one_event(provider, sandbox, 
     assert_mirrors(sandbox, credential)
 
 
+def test_a_lagging_list_read_does_not_undo_a_newer_state(sandbox, make_credential):
+    credential = make_credential("xendit")
+    invoices_sync(credential=credential)
+    invoice = Invoice.objects.filter(credential=credential, status="open").first()
+    later = invoice.provider_updated_at + timezone.timedelta(hours=1)
+    # As if a payment notification stamped one hour after the provider's list snapshot was applied:
+    Invoice.objects.filter(pk=invoice.pk).update(status="paid", outstanding=0, provider_updated_at=later)
+    run = invoices_sync(credential=credential, full=True)
+    assert run.updated == 0 and run.unchanged == run.fetched
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.outstanding, invoice.provider_updated_at) == ("paid", 0, later)
+
+
 def test_incremental_read_picks_up_a_payment(sandbox, make_credential):
     credential = make_credential("xendit")
     invoices_sync(credential=credential)
