@@ -17,25 +17,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DEBUG", "0")  # no query log, no debug templates: production-like timings
 
-from bench.seed import seeded_database, setup_django  # noqa: E402
-
-
-def median_ms(fn, runs: int) -> float:
-    fn()  # warm-up (plans, caches)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+from bench.seed import median_ms, seeded_database, setup_django  # noqa: E402
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import statistics
 import sys
 import time
 from datetime import datetime, timedelta, timezone as dt_timezone
@@ -249,6 +250,16 @@ if __name__ == "__main__":
     setup_django()
     migrate()
     seed_invoices(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
+
+
+def median_ms(fn, runs: int) -> float:
+    fn()  # warm-up (plans, caches)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
 
 
 def seeded_database(rows: int) -> int:

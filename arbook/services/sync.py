@@ -87,7 +87,6 @@ class PageCounts:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
-    events: int = 0
     ids: list[str] = field(default_factory=list)
 
 
@@ -175,8 +174,8 @@ def _refresh_statistics() -> None:
             cursor.execute(f"ANALYZE {connection.ops.quote_name(Invoice._meta.db_table)}")
 
 
-def write_page(*, credential: GatewayCredential, invoices: Iterable[RemoteInvoice], run: SyncRun | None,
-               seen_at: datetime, source: str = InvoiceEvent.Source.SYNC) -> PageCounts:
+def write_page(*, credential: GatewayCredential, invoices: Iterable[RemoteInvoice], run: SyncRun,
+               seen_at: datetime) -> PageCounts:
     """Upsert one page of remote invoices (call inside a transaction). Returns what it did."""
     by_id: dict[str, RemoteInvoice] = {}
     for remote in invoices:
@@ -210,7 +209,7 @@ def write_page(*, credential: GatewayCredential, invoices: Iterable[RemoteInvoic
         _, _, _, old_status, old_outstanding, old_paid_at, _, _ = old
         if (old_status, old_outstanding, old_paid_at) != (remote.status, remote.outstanding, remote.paid_at):
             events.append(InvoiceEvent(
-                invoice_id=old[0], seen_at=seen_at, source=source, sync_run=run,
+                invoice_id=old[0], seen_at=seen_at, source=InvoiceEvent.Source.SYNC, sync_run=run,
                 status_before=old_status, status_after=remote.status,
                 outstanding_before=old_outstanding, outstanding_after=remote.outstanding,
                 paid_at_before=old_paid_at, paid_at_after=remote.paid_at,
@@ -218,7 +217,6 @@ def write_page(*, credential: GatewayCredential, invoices: Iterable[RemoteInvoic
     _upsert(rows)
     if events:
         InvoiceEvent.objects.bulk_create(events)
-    counts.events = len(events)
     return counts
 
 
