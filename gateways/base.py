@@ -113,6 +113,8 @@ def to_decimal(value: Any, *, field: str = "", provider: str = "") -> Decimal | 
     """Decimal from a JSON number or decimal string; None stays None; garbage is a BadResponseError."""
     if value is None or value == "":
         return None
+    if type(value) is int or type(value) is Decimal:  # what our JSON parser gives for numbers
+        return Decimal(value)
     if isinstance(value, float):  # never reached with our JSON parser; be exact anyway
         value = repr(value)
     try:
@@ -132,6 +134,13 @@ def to_datetime(value: Any, *, naive_tz: timezone | ZoneInfo = timezone.utc, fie
     """
     if value is None or value == "":
         return None
+    if isinstance(value, str):  # the common case first: ISO-8601 as sent (3.11 reads a "Z" too)
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=naive_tz)
     text = str(value).strip()
     if text.endswith("Z") or text.endswith("z"):
         text = text[:-1] + "+00:00"

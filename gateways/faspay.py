@@ -15,6 +15,7 @@ The API (docs.faspay.co.id, Faspay Billing API > Get List Invoice; RESEARCH.md s
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -158,7 +159,8 @@ class Client(GatewayClient):
             if rows:
                 number += 1
                 marker = self._resume_marker(plan_bounds, next_index, next_page)
-                yield Page(invoices=[self._parse(row, task.code) for row in rows], number=number, resume=marker)
+                yield Page(items=rows, parse=functools.partial(self._parse, requested_code=task.code), number=number,
+                           resume=marker)
             task_index, page = next_index, next_page
 
     def check_connection(self) -> str:

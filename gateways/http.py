@@ -18,6 +18,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -35,6 +36,19 @@ logger = logging.getLogger("gateways.http")
 DEFAULT_TIMEOUT = (5.0, 30.0)  # (connect, read) seconds
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MASK = "***"
+
+
+def _session_for(base_url: str) -> requests.Session:
+    """A session that reads the proxy and CA-bundle environment once, not on every request
+    (requests' per-call lookup costs ~0.5 ms). NO_PROXY is honoured for this base URL; .netrc
+    credentials are deliberately not picked up for a gateway."""
+    session = requests.Session()
+    session.trust_env = False
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    return session
 
 
 class HttpClient:
@@ -56,7 +70,7 @@ class HttpClient:
     ):
         self.provider = provider
         self.base_url = base_url.rstrip("/")
-        self.session = session or requests.Session()
+        self.session = session or _session_for(self.base_url)
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff_base = backoff_base

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable, Sequence
 
 
 @dataclass(frozen=True)
@@ -37,14 +37,35 @@ class RemoteInvoice:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
-@dataclass(frozen=True)
 class Page:
     """One page of a listing.
 
     `resume` is an opaque, JSON-safe string: pass it back as `iter_pages(resume=...)` to continue
     with the page *after* this one (the sync engine stores it only once this page is committed).
+
+    A client may hand over the page's raw items and their parser instead of parsed invoices
+    (`Page(items=..., parse=...)`): `invoices` is then parsed on first access, so the sync's
+    reader thread can already fetch the next page while the writer parses this one. A parse
+    error (`BadResponseError`) is raised by that first access.
     """
 
-    invoices: list[RemoteInvoice]
-    number: int
-    resume: str | None = None
+    __slots__ = ("number", "resume", "_invoices", "_items", "_parse")
+
+    def __init__(self, invoices: list[RemoteInvoice] | None = None, number: int = 0, resume: str | None = None, *,
+                 items: Sequence[Any] = (), parse: Callable[[Any], RemoteInvoice] | None = None):
+        if (invoices is None) == (parse is None):
+            raise TypeError("Page needs either invoices or items with their parser")
+        self.number = number
+        self.resume = resume
+        self._invoices = invoices
+        self._items, self._parse = items, parse
+
+    @property
+    def invoices(self) -> list[RemoteInvoice]:
+        if self._invoices is None:
+            self._invoices = [self._parse(item) for item in self._items]
+            self._items = ()
+        return self._invoices
+
+    def __repr__(self) -> str:
+        return f"Page(number={self.number}, resume={self.resume!r})"

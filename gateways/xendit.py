@@ -170,18 +170,14 @@ class Client(GatewayClient):
                     next_pass, cursor = pass_index, str(items[-1]["id"])
                 else:  # a short page ends this pass (the answer has no has_more flag)
                     next_pass, cursor = pass_index + 1, None
-                invoices = []
-                for item in items:
-                    if str(item["id"]) in seen:
-                        continue
-                    invoices.append(self.parse_invoice(item))
+                fresh = [item for item in items if str(item["id"]) not in seen]
                 if plan["m"] != "full" and pass_index + 1 < len(passes):
-                    seen.update(inv.external_id for inv in invoices)
+                    seen.update(str(item["id"]) for item in fresh)
                 marker = json.dumps({"m": plan["m"], "p": next_pass, "a": plan["a"], "b": plan["b"],
                                      "c": cursor}, separators=(",", ":"))
-                if invoices:
+                if fresh:
                     number += 1
-                    yield Page(invoices=invoices, number=number, resume=marker)
+                    yield Page(items=fresh, parse=self.parse_invoice, number=number, resume=marker)
                 previous_ids = {str(i["id"]) for i in items}
                 if not full:
                     break
@@ -199,7 +195,7 @@ class Client(GatewayClient):
         invoice_id = str(item.get("id") or "").strip()
         if not invoice_id:
             raise BadResponseError("xendit: an invoice has no id", provider=p)
-        raw = {k: v for k, v in item.items() if k not in DROP_FIELDS}
+        raw = {k: v for k, v in item.items() if k not in DROP_FIELDS} if DROP_FIELDS.intersection(item) else dict(item)
         provider_status = str(item.get("status") or "")
         status = self.map_status(provider_status)
         amount = to_decimal(item.get("amount"), field="amount", provider=p)
@@ -213,8 +209,9 @@ class Client(GatewayClient):
             outstanding = amount
             if paid_amount is None:
                 paid_amount = Decimal(0)
-        customer = item.get("customer") if isinstance(item.get("customer"), Mapping) else {}
-        name = " ".join(str(customer.get(k) or "").strip() for k in ("given_names", "surname")).strip()
+        customer = item.get("customer")
+        customer = customer if isinstance(customer, Mapping) else {}
+        name = f'{str(customer.get("given_names") or "").strip()} {str(customer.get("surname") or "").strip()}'.strip()
         email = str(customer.get("email") or item.get("payer_email") or "").strip()
         channel = (item.get("payment_channel") or item.get("bank_code") or item.get("ewallet_type")
                    or item.get("retail_outlet_name") or item.get("payment_method") or "")

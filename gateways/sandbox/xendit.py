@@ -20,6 +20,7 @@ expiry already passed (Xendit's expiry job lags; the dashboard shows them overdu
 from __future__ import annotations
 
 import base64
+import functools
 import heapq
 import json
 import re
@@ -65,8 +66,12 @@ def fmt(ms: int | None) -> str | None:
     """Xendit's timestamp format: UTC with milliseconds and Z."""
     if ms is None:
         return None
-    moment = EPOCH + timedelta(milliseconds=ms)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+    return (EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+@functools.lru_cache(maxsize=8)
+def day_ms(anchor: date) -> int:
+    return to_ms(datetime(anchor.year, anchor.month, anchor.day, tzinfo=timezone.utc))
 
 
 def parse_iso(text: str) -> int:
@@ -106,8 +111,7 @@ class Sandbox(ProviderSandbox):
     # -- geometry (pure functions of seed, size, anchor, i) ---------------------------------
     @property
     def anchor_ms(self) -> int:
-        anchor: date = self.sandbox.anchor
-        return to_ms(datetime(anchor.year, anchor.month, anchor.day, tzinfo=timezone.utc))
+        return day_ms(self.sandbox.anchor)
 
     @property
     def step_ms(self) -> int:
@@ -127,8 +131,9 @@ class Sandbox(ProviderSandbox):
         step = self.step_ms
         return self.anchor_ms - 3_600_000 - i * step - int(self._u(i, 1) * (step - 1))
 
-    def _id(self, i: int) -> str:
-        return f"{self._created(i) // 1000:08x}{self.sandbox.seed & 0xFFFF:04x}{i:012x}"
+    def _id(self, i: int, created: int | None = None) -> str:
+        created = self._created(i) if created is None else created
+        return f"{created // 1000:08x}{self.sandbox.seed & 0xFFFF:04x}{i:012x}"
 
     def _index(self, invoice_id: str) -> int | None:
         """Id -> index in O(1); None when it is not one of ours."""
@@ -141,9 +146,9 @@ class Sandbox(ProviderSandbox):
 
     def _base_facts(self, i: int) -> tuple[int, int, str, int | None]:
         """(created, expiry, status, paid_at) before mutations: what the filters need, cheaply."""
-        created = self._created(i)
+        anchor, step = self.anchor_ms, self.step_ms
+        created = anchor - 3_600_000 - i * step - int(self._u(i, 1) * (step - 1))  # = self._created(i)
         expiry = created + EXPIRY_DAYS[int(self._u(i, 2) * len(EXPIRY_DAYS))] * DAY_MS
-        anchor = self.anchor_ms
         r = self._u(i, 3)
         if expiry > anchor:  # still payable at the anchor
             status = "PENDING" if r < 0.55 else "PAID"
@@ -188,11 +193,12 @@ class Sandbox(ProviderSandbox):
         return CHANNELS[int(self._u(i, 9) * len(CHANNELS))]
 
     def _paid_amount(self, i: int, amount: Decimal) -> Decimal:
-        return self.overrides.get(i, {}).get("paid_amount", amount)
+        ov = self.overrides.get(i)
+        return ov.get("paid_amount", amount) if ov else amount
 
     def _updated(self, i: int, facts: tuple[int, int, str, int | None]) -> int:
-        ov = self.overrides.get(i, {})
-        if "updated_ms" in ov:
+        ov = self.overrides.get(i)
+        if ov and "updated_ms" in ov:
             return ov["updated_ms"]
         created, expiry, status, paid = facts
         if status == "SETTLED" and paid is not None:
@@ -204,20 +210,21 @@ class Sandbox(ProviderSandbox):
         return created + 350
 
     # -- the invoice as the API shows it ----------------------------------------------------
-    def invoice(self, i: int) -> dict[str, Any]:
-        facts = self._facts(i)
+    def invoice(self, i: int, facts: tuple[int, int, str, int | None] | None = None) -> dict[str, Any]:
+        facts = facts or self._facts(i)
         created, expiry, status, paid = facts
-        invoice_id = self._id(i)
+        invoice_id = self._id(i, created)
         currency, amount = self._amount(i)
+        number = self._number(i)
         body: dict[str, Any] = {
             "id": invoice_id,
-            "external_id": self._number(i),
+            "external_id": number,
             "user_id": "6279ce4495d10c9afc3171b8",
             "status": status,
             "merchant_name": "arbook sandbox",
             "merchant_profile_picture_url": "https://du8nwjtfkinx.cloudfront.net/xendit.png",
             "amount": amount,
-            "description": f"Invoice {self._number(i)}",
+            "description": f"Invoice {number}",
             "expiry_date": fmt(expiry),
             "invoice_url": f"https://checkout-staging.xendit.co/web/{invoice_id}",
             "should_send_email": False,
@@ -435,13 +442,14 @@ class Sandbox(ProviderSandbox):
 
         with self.lock:
             candidates = self._candidates(start, pairs, external_id)
-            found: list[int] = []
+            found: list[tuple[int, tuple[int, int, str, int | None]]] = []
             for i in candidates:
-                if self._matches(i, pairs, statuses, external_id):
-                    found.append(i)
+                facts = self._facts(i)
+                if self._matches(i, facts, pairs, statuses, external_id):
+                    found.append((i, facts))
                     if len(found) >= limit:
                         break
-            return Response(200, [self.invoice(i) for i in found])
+            return Response(200, [self.invoice(i, facts) for i, facts in found])
 
     def _first_below(self, moment: int) -> int:
         """The first index whose `created` is below `moment` (created decreases with the index)."""
@@ -471,9 +479,9 @@ class Sandbox(ProviderSandbox):
         extra = sorted(i for i in self.overrides if i >= start and not lo <= i < hi)
         return heapq.merge(range(lo, max(lo, hi)), extra)
 
-    def _matches(self, i: int, pairs: dict[str, tuple[int, int]], statuses: set[str],
-                 external_id: str | None) -> bool:
-        created, expiry, status, paid = self._facts(i)
+    def _matches(self, i: int, facts: tuple[int, int, str, int | None], pairs: dict[str, tuple[int, int]],
+                 statuses: set[str], external_id: str | None) -> bool:
+        created, expiry, status, paid = facts
         values = {"created": created, "paid": paid, "expired": expiry}
         for field, (after, before) in pairs.items():
             value = values[field]

@@ -257,3 +257,16 @@ def test_secrets_never_appear_in_log_lines_or_messages(server, caplog):
     # so the only rule that protects them is "no secret in a URL path". Bodies never show up there.
     third_party = "\n".join(r.getMessage() for r in caplog.records if r not in client_side)
     assert "http-secret" not in third_party and "signature=" not in third_party
+
+
+def test_the_proxy_environment_is_read_once_per_client(monkeypatch):
+    from gateways.http import HttpClient
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "sandbox.local")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corp-bundle.pem")
+    proxied = HttpClient(provider="xendit", base_url="https://api.xendit.co").session
+    assert proxied.proxies.get("https") == "http://proxy.internal:3128" and proxied.verify == "/etc/ssl/corp-bundle.pem"
+    assert not proxied.trust_env  # no per-request environment lookups, no .netrc credentials
+    direct = HttpClient(provider="xendit", base_url="https://sandbox.local/xendit").session
+    assert not direct.proxies

@@ -255,20 +255,42 @@ def test_two_concurrent_syncs_of_one_credential_one_runs_the_other_skips(sandbox
     assert Invoice.objects.filter(credential=credential).count() == 250
 
 
-def test_statements_per_page_are_a_small_constant(sandbox, make_credential):
-    def statements(size):
+def test_a_page_that_fails_to_parse_ends_the_batches_after_the_good_ones():
+    from arbook.services.sync import batches
+    from gateways import BadResponseError, Page, RemoteInvoice
+
+    def parse(item):
+        if item == "bad":
+            raise BadResponseError("xendit: an invoice has no id", provider="xendit")
+        return RemoteInvoice(external_id=item, status="open", provider_status="PENDING")
+
+    pages = [Page(items=["a", "b"], parse=parse, number=1), Page(items=["c"], parse=parse, number=2),
+             Page(items=["d", "bad"], parse=parse, number=3)]
+    got = batches(iter(pages), min_rows=10)
+    assert [p.number for p in next(got)] == [1, 2]  # handed out (and so committed) before the error
+    with pytest.raises(BadResponseError):
+        next(got)
+
+
+def test_pages_are_written_in_batches_of_a_few_fixed_statements(sandbox, make_credential, monkeypatch):
+    """Consecutive pages are written together; each batch costs the same statements whatever
+    its size, so the statements per invoice fall as batches grow."""
+    from arbook.services import sync
+
+    def statements(size, batch_rows):
+        monkeypatch.setattr(sync, "WRITE_BATCH_ROWS", batch_rows)
         sandbox.sandbox.sizes["xendit"] = size
         credential = make_credential("xendit")
         with CaptureQueriesContext(connection) as queries:
             run = invoices_sync(credential=credential)
-        assert run.created == size
-        return len(queries), run.pages
+        assert run.status == SyncRun.Status.SUCCEEDED and run.created == size and run.pages == -(-size // 100)
+        return len(queries)
 
-    small, small_pages = statements(150)
-    large, large_pages = statements(350)
-    per_page = (large - small) / (large_pages - small_pages)
-    assert per_page == int(per_page) and per_page <= 9  # the same fixed statements for every page
-    assert large == small + per_page * (large_pages - small_pages)
+    # 100 invoices a page: 250 -> pages 100+100 | 50 (2 batches); 650 -> 4 batches; 650 in one batch.
+    two, four, one = statements(250, 200), statements(650, 200), statements(650, 1000)
+    per_batch = (four - two) / 2
+    assert per_batch == int(per_batch) and per_batch <= 9
+    assert one == two - per_batch  # the batch's size does not change its statements
 
 
 def test_espay_has_nothing_to_poll(make_credential):
