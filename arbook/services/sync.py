@@ -34,7 +34,7 @@ from typing import Any, Iterable, Iterator
 
 from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from django.db.models import Subquery
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 import gateways
@@ -447,9 +447,11 @@ def prefetch(pages: Iterator[Page], depth: int = 2) -> Iterator[Page]:
 
 
 def _flag_missing(*, credential: GatewayCredential, pass_id: int, run: SyncRun) -> int:
-    seen = SyncSeen.objects.filter(credential_id=credential.pk, pass_id=pass_id).values("external_id")
+    # NOT EXISTS, not NOT IN: PostgreSQL turns it into a hash anti-join that spills to disk when
+    # the pass saw millions of ids; a NOT IN whose hash does not fit work_mem is quadratic.
+    seen = SyncSeen.objects.filter(credential_id=credential.pk, pass_id=pass_id, external_id=OuterRef("external_id"))
     flagged = (Invoice.objects.filter(credential=credential, missing_since__isnull=True)
-               .exclude(external_id__in=Subquery(seen))
+               .exclude(Exists(seen))
                .update(missing_since=run.started_at, missing_since_run=run))
     SyncSeen.objects.filter(credential_id=credential.pk).delete()
     return flagged
