@@ -144,22 +144,24 @@ def batch_discard(request, pk: int):
     return redirect("espay_batch_detail", pk=batch.pk)
 
 
-@require_GET
-def batch_export(request, pk: int, fmt: str):
+def _batch_rows_export(request, pk: int, fmt: str, *, rows_of, name: str, sheet_title: str):
     if fmt not in EXPORT_FORMATS:
         raise Http404("Export as csv or xlsx.")
     batch = selectors.espay_batch_for(user=request.user, pk=pk)
-    header, rows = selectors.batch_export(batch=batch)
-    return export_response(fmt, rows, header, f"espay-batch-{batch.pk}-va-numbers", sheet_title="VA numbers")
+    header, rows = rows_of(batch=batch)
+    return export_response(fmt, rows, header, f"espay-batch-{batch.pk}-{name}", sheet_title=sheet_title)
+
+
+@require_GET
+def batch_export(request, pk: int, fmt: str):
+    return _batch_rows_export(request, pk, fmt, rows_of=selectors.batch_export, name="va-numbers",
+                              sheet_title="VA numbers")
 
 
 @require_GET
 def batch_problems(request, pk: int, fmt: str):
-    if fmt not in EXPORT_FORMATS:
-        raise Http404("Export as csv or xlsx.")
-    batch = selectors.espay_batch_for(user=request.user, pk=pk)
-    header, rows = selectors.batch_problem_rows(batch=batch)
-    return export_response(fmt, rows, header, f"espay-batch-{batch.pk}-problems", sheet_title="Problems")
+    return _batch_rows_export(request, pk, fmt, rows_of=selectors.batch_problem_rows, name="problems",
+                              sheet_title="Problems")
 
 
 @require_GET
