@@ -1,8 +1,10 @@
 """Invoices as last seen at their gateway, and the append-only history of their changes."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db import models
-from django.db.models import Q
+from django.db.models import Max, OuterRef, Q, Subquery
 
 from arbook.jsonutil import RawJSONEncoder
 from arbook.status import InvoiceStatus
@@ -76,11 +78,46 @@ class Invoice(models.Model):
         return self.number or self.external_id
 
 
+class InvoiceEventQuerySet(models.QuerySet):
+    def append(self, events: Iterable["InvoiceEvent"]) -> list["InvoiceEvent"]:
+        """Insert new events, each linked to its invoice's previous event (`prev_seen_at`).
+
+        One query for the invoices' latest events, one insert. An event dated before one already
+        stored (a clock step back) relinks that invoice's whole chain, so the links always follow
+        (seen_at, id) order.
+        """
+        events = list(events)
+        if not events:
+            return events
+        latest = dict(self.model.objects.filter(invoice_id__in={e.invoice_id for e in events})
+                      .order_by().values("invoice_id").annotate(m=Max("seen_at")).values_list("invoice_id", "m"))
+        out_of_order = set()
+        for event in events:
+            previous = latest.get(event.invoice_id)
+            if previous is not None and event.seen_at < previous:
+                out_of_order.add(event.invoice_id)
+            event.prev_seen_at = previous
+            latest[event.invoice_id] = event.seen_at if previous is None else max(previous, event.seen_at)
+        created = self.bulk_create(events)
+        if out_of_order:
+            self.relink(out_of_order)
+        return created
+
+    def relink(self, invoice_ids: Iterable[int] | None = None) -> int:
+        """Recompute `prev_seen_at` of these invoices' events (all events when None)."""
+        earlier = (self.model.objects.filter(invoice_id=OuterRef("invoice_id"))
+                   .filter(Q(seen_at__lt=OuterRef("seen_at")) | Q(seen_at=OuterRef("seen_at"), id__lt=OuterRef("id")))
+                   .order_by().values("invoice_id").annotate(m=Max("seen_at")).values("m"))
+        qs = self.model.objects.all() if invoice_ids is None else self.model.objects.filter(invoice_id__in=invoice_ids)
+        return qs.update(prev_seen_at=Subquery(earlier))
+
+
 class InvoiceEvent(models.Model):
     """One observed change of an invoice's status, outstanding or paid date (append-only).
 
     The state of an invoice at a past moment is the `*_before` of its first event after that
-    moment (or its current state when there is none): that is what as-of aging reads.
+    moment (or its current state when there is none): that is what as-of aging reads. Insert
+    events with `InvoiceEvent.objects.append()` (or `save()`), which keep `prev_seen_at` right.
     """
 
     class Source(models.TextChoices):
@@ -103,6 +140,12 @@ class InvoiceEvent(models.Model):
     paid_at_before = models.DateTimeField(null=True, blank=True)
     paid_at_after = models.DateTimeField(null=True, blank=True)
     note = models.CharField(max_length=255, blank=True)
+    #: `seen_at` of the invoice's previous event (None for its first). It makes "the first event
+    #: at or after a moment" a plain join condition (seen_at >= t and (prev null or prev < t)),
+    #: which as-of aging joins in one pass instead of one lookup per invoice.
+    prev_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = InvoiceEventQuerySet.as_manager()
 
     class Meta:
         ordering = ["invoice", "seen_at", "id"]
@@ -111,3 +154,9 @@ class InvoiceEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.invoice}: {self.status_before or '-'} → {self.status_after or '-'}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self._state.adding and self.pk is None:
+            type(self).objects.append([self])  # links prev_seen_at; bulk_create sets pk and state
+            return
+        super().save(*args, **kwargs)

@@ -21,13 +21,15 @@ Definitions (the page says them too):
   after the as-of date are excluded (no issue date: first seen after it). As of today, the report
   is simply every invoice in its current state.
 
-Everything is an ORM expression, so the report (one aggregate query for all the ungrouped tables,
-one per grouped table) and the drill-down (`aging_drilldown`, which the invoice list's FilterSet
-calls) read the very same definition: a cell's list sums to the cell.
+Everything is an ORM expression, so the report and the drill-down (`aging_drilldown`, which the
+invoice list's FilterSet calls) read the very same definition of the state then (`_with_state`)
+and of the buckets (`_bucket_q`): a cell's list sums to the cell. The report is one aggregate
+query for all the ungrouped tables (grouped by the plain state values, mapped to rows by
+`row_for`, whose SQL twin `_row_case` filters the drill-down), plus one per grouped table.
 
-For speed at a million invoices, the event history is only consulted for invoices that have an
-event after the cutoff (a hashed `id IN (...)` gate), and then through two subqueries (row,
-amount) that each read that invoice's first such event once.
+For speed at a million invoices, "the first event at or after the cutoff" is a join condition
+(each event knows the `seen_at` of the previous one), so PostgreSQL reads the history in one
+parallel hash join; as of today no history is read at all and covering indexes answer.
 """
 from __future__ import annotations
 
@@ -41,17 +43,16 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import (
+    BooleanField,
     Case,
     CharField,
     Count,
-    DateTimeField,
     DecimalField,
     ExpressionWrapper,
     F,
-    OuterRef,
+    FilteredRelation,
     Q,
     QuerySet,
-    Subquery,
     Sum,
     Value,
     When,
@@ -59,7 +60,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
-from arbook.models import Invoice, InvoiceEvent
+from arbook.models import Invoice
 from arbook.models.invoices import MONEY
 from arbook.status import APART, RECEIVABLE, STATUSES
 
@@ -192,87 +193,76 @@ def day_start(day: dt.date, tz) -> dt.datetime:
 
 # -- the state as of a date, as ORM expressions ---------------------------------------------
 
-def _row_from(status, outstanding, *, paid_later: Q | None) -> Case:
-    """The aging row of one invoice from its (status, outstanding) expressions/lookups prefix."""
-    whens = []
-    if paid_later is not None:
-        whens.append(When(paid_later, then=Value(RECEIVABLE[0])))
+def row_for(status: str | None, negative: bool | None, paid_later: bool | None) -> str | None:
+    """The aging row of an invoice in `status` (`negative`: outstanding < 0; `paid_later`: its
+    paid date is after the cutoff), or None when it does not age. `_row_case` is this in SQL."""
+    if status == PAID and paid_later:
+        return RECEIVABLE[0]
+    if negative and status in CREDIT_STATES:
+        return CREDIT
+    return status if status in (*RECEIVABLE, *APART) else None
+
+
+def _row_case(paid_later: Q | None) -> Case:
+    """`row_for` as an SQL CASE over the `h_status` / `h_out` aliases, for filtering."""
+    whens = [When(Q(h_status=PAID) & paid_later, then=Value(RECEIVABLE[0]))] if paid_later is not None else []
     whens += [
-        When(Q(**{f"{outstanding}__lt": 0, f"{status}__in": CREDIT_STATES}), then=Value(CREDIT)),
-        When(Q(**{f"{status}__in": (*RECEIVABLE, *APART)}), then=F(status)),
+        When(Q(h_out__lt=0, h_status__in=CREDIT_STATES), then=Value(CREDIT)),
+        When(Q(h_status__in=(*RECEIVABLE, *APART)), then=F("h_status")),
     ]
     return Case(*whens, default=Value(None), output_field=CharField())
 
 
 def _with_state(queryset: QuerySet[Invoice], *, as_of: dt.date, tz) -> QuerySet[Invoice]:
-    """Alias `aging_row` (None = not in aging) and `aging_outstanding` as they stood on `as_of`."""
-    cutoff = day_start(as_of + dt.timedelta(days=1), tz)
+    """Alias the state of each invoice as it stood on `as_of`:
+
+    `h_status`, `h_out` (status and outstanding then), `h_paid_later` (paid after the cutoff, a
+    boolean), `aging_row` (None = not in aging) and `aging_outstanding` (what it owed then);
+    `h_status` is the first non-empty of `h_before`, `h_after` and `status` (the report groups by
+    these three plain columns, whose groups PostgreSQL can estimate).
+    """
+    blank = Value("", output_field=CharField())
     if as_of >= timezone.localdate(timezone=_zone(tz)):
         # Today: every invoice in its current state (one dated to be issued later is already a
-        # receivable in its gateway). Plain columns only, so that the (merchant, status, due_at)
-        # INCLUDE (currency, outstanding) index answers the due-basis report without the table.
-        return queryset.alias(
-            aging_row=_row_from("status", "outstanding", paid_later=None),
+        # receivable in its gateway). Plain columns, so the covering indexes answer it.
+        return queryset.alias(h_status=F("status"), h_out=F("outstanding"), h_before=blank, h_after=blank,
+                              h_paid_later=Value(False, output_field=BooleanField())).alias(
+            aging_row=_row_case(None),
             aging_outstanding=F("outstanding"),
         )
 
+    cutoff = day_start(as_of + dt.timedelta(days=1), tz)
     qs = queryset.filter(Q(issued_at__lt=cutoff) | Q(issued_at__isnull=True, first_seen_at__lt=cutoff))
-    paid_later = Q(status=PAID, paid_at__gte=cutoff)
-    owed_then = Coalesce(F("amount"), F("paid_amount"), output_field=_money)
-    current_row = _row_from("status", "outstanding", paid_later=paid_later)
-    current_amount = Case(When(paid_later, then=owed_then), default=F("outstanding"), output_field=_money)
-
-    # The first event at or after the cutoff: its *_before is the state then; with no status_before
-    # it records the first sighting and its *_after is the earliest known state.
-    first_after = (InvoiceEvent.objects.filter(invoice=OuterRef("pk"), seen_at__gte=cutoff)
-                   .order_by("seen_at", "id"))
-    ev = first_after.annotate(
-        h_status=Coalesce(NullIf(F("status_before"), Value("")), NullIf(F("status_after"), Value("")),
-                          OuterRef("status"), output_field=CharField()),
+    # The first event at or after the cutoff, as a join: the only such event whose previous one
+    # (prev_seen_at) is before the cutoff, or that has none. Its *_before is the state then; with
+    # no status_before it records the first sighting and its *_after is the earliest known state.
+    qs = qs.alias(first_after=FilteredRelation("events", condition=Q(events__seen_at__gte=cutoff) & (
+        Q(events__prev_seen_at__isnull=True) | Q(events__prev_seen_at__lt=cutoff))))
+    # Aliased once: each new lookup through the filtered relation would join it again.
+    qs = qs.alias(event_id=F("first_after__id"), h_before=F("first_after__status_before"),
+                  h_after=F("first_after__status_after"))
+    paid_later = Q(paid_at__gte=cutoff)
+    qs = qs.alias(
+        h_status=Coalesce(NullIf(F("h_before"), blank), NullIf(F("h_after"), blank), F("status"),
+                          output_field=CharField()),
         # The sync writes full snapshots (status, outstanding and paid date before and after), so
         # a null outstanding_before means "unknown then", not "unchanged".
-        h_out=Case(
-            When(status_before="", then=Coalesce(F("outstanding_after"), OuterRef("outstanding"),
-                                                 output_field=_money)),
-            default=F("outstanding_before"), output_field=_money),
+        h_out=Case(When(event_id__isnull=True, then=F("outstanding")),
+                   When(h_before="", then=Coalesce(F("first_after__outstanding_after"), F("outstanding"))),
+                   default=F("first_after__outstanding_before"), output_field=_money),
+        # paid_at of the invoice itself decides "paid after the cutoff" (the events' paid dates
+        # only refine it when a payment was reversed, which the status history already shows).
+        h_paid_later=ExpressionWrapper(paid_later, output_field=BooleanField()),
     )
-    # paid_at of the invoice itself decides "paid after the cutoff" (the events' paid dates only
-    # refine it when a payment was reversed, which the status history already shows).
-    hist_row = ev.annotate(
-        outer_paid_at=ExpressionWrapper(OuterRef("paid_at"), output_field=DateTimeField()),
-    ).annotate(
-        k=Case(
-            When(Q(h_status=PAID, outer_paid_at__gte=cutoff), then=Value(RECEIVABLE[0])),
-            When(Q(h_out__lt=0, h_status__in=CREDIT_STATES), then=Value(CREDIT)),
-            When(h_status__in=(*RECEIVABLE, *APART), then=F("h_status")),
-            default=Value(None), output_field=CharField()),
-    ).values("k")[:1]
-    hist_amount = ev.annotate(
-        outer_paid_at=ExpressionWrapper(OuterRef("paid_at"), output_field=DateTimeField()),
-        a=Case(
-            When(Q(h_status=PAID, outer_paid_at__gte=cutoff),
-                 then=Coalesce(OuterRef("amount"), OuterRef("paid_amount"), output_field=_money)),
-            default=F("h_out"), output_field=_money),
-    ).values("a")[:1]
-    changed = Q(pk__in=InvoiceEvent.objects.filter(seen_at__gte=cutoff).values("invoice_id"))
-    # Only these can be in aging then; the cheap test spares the rest (most paid, drafts, cancelled)
-    # the CASE and the history lookups.
-    qs = qs.filter(Q(status__in=(*RECEIVABLE, *APART)) | Q(outstanding__lt=0) | paid_later | changed)
+    # Only these can be in aging then; the cheap test spares the rest (most paid, drafts, cancelled).
+    qs = qs.filter(Q(status__in=(*RECEIVABLE, *APART)) | Q(outstanding__lt=0) | paid_later
+                   | Q(event_id__isnull=False))
+    owed_then = Coalesce(F("amount"), F("paid_amount"), output_field=_money)
     return qs.alias(
-        aging_row=Case(When(changed, then=Subquery(hist_row, output_field=CharField())),
-                       default=current_row, output_field=CharField()),
-        aging_outstanding=Case(When(changed, then=Subquery(hist_amount, output_field=_money)),
-                               default=current_amount, output_field=_money),
+        aging_row=_row_case(paid_later),
+        aging_outstanding=Case(When(Q(h_status=PAID) & paid_later, then=owed_then), default=F("h_out"),
+                               output_field=_money),
     )
-
-
-def _bucket_case(*, basis: str, as_of: dt.date, tz, buckets: list[Bucket]) -> Case:
-    ref = "due_at" if basis == "due" else "issued_at"
-    whens = [When(**{f"{ref}__isnull": True}, then=Value(CURRENT)),
-             When(**{f"{ref}__gte": day_start(as_of, tz)}, then=Value(CURRENT))]
-    for b in buckets[1:-1]:
-        whens.append(When(**{f"{ref}__gte": day_start(as_of - dt.timedelta(days=b.hi), tz)}, then=Value(b.key)))
-    return Case(*whens, default=Value(buckets[-1].key), output_field=CharField())
 
 
 def _bucket_q(*, basis: str, as_of: dt.date, tz, bucket: Bucket) -> Q:
@@ -426,28 +416,64 @@ def invoice_aging(*, queryset: QuerySet[Invoice], as_of: dt.date, basis: str = "
     row_set = parse_row(rows) if group else ROWS
     buckets = buckets_for(bounds)
     live = _is_live(as_of, zone)
-    index = {b.key: i for i, b in enumerate(buckets)}
-
-    base = _in_aging(_with_state(queryset, as_of=as_of, tz=zone), row_set, live=live)
-    bucket_expr = _bucket_case(basis=basis, as_of=as_of, tz=zone, buckets=buckets)
-    raw = (base.annotate(g_row=F("aging_row"), g_bucket=bucket_expr)
-           .values("currency", "g_row", "g_bucket")
-           .annotate(amount=Sum("aging_outstanding"), n=Count("currency"))  # currency is NOT NULL and in the covering index: COUNT(id) would need the table
-           .order_by())
-
-    per_currency: dict[str, dict[str, list[Cell]]] = {}
+    state = _with_state(queryset, as_of=as_of, tz=zone)
+    aggregates = _bucket_aggregates(basis=basis, as_of=as_of, tz=zone, buckets=buckets)
+    summary = _summary(state, row_set=row_set, live=live, aggregates=aggregates)
     with reporting_query():
-        raw = list(raw)
-        tables = _tables(raw, per_currency=per_currency, base=base, group=group, rows=rows, row_set=row_set,
-                         buckets=buckets, index=index, bucket_expr=bucket_expr, top=top)
+        tables = _tables(list(summary), base=_in_aging(state, row_set, live=live), group=group, rows=rows,
+                         row_set=row_set, buckets=buckets, aggregates=aggregates, top=top)
     return AgingReport(as_of=as_of, basis=basis, buckets=buckets, group=group, rows=rows if group else ALL,
                        tz=zone, tables=tables, top=top, live=live)
 
 
-def _tables(raw, *, per_currency, base, group, rows, row_set, buckets, index, bucket_expr, top) -> list[Table]:
-    for r in raw:
-        cells = per_currency.setdefault(r["currency"], {}).setdefault(r["g_row"], _empty_cells(buckets, r["g_row"]))
-        cells[index[r["g_bucket"]]].add(r["amount"], r["n"])
+def _bucket_aggregates(*, basis: str, as_of: dt.date, tz, buckets: list[Bucket]) -> dict[str, Any]:
+    """Per bucket i, `a{i}` (owed then) and `n{i}` (count): aggregates filtered by date ranges."""
+    aggregates: dict[str, Any] = {}
+    for i, b in enumerate(buckets):
+        in_bucket = _bucket_q(basis=basis, as_of=as_of, tz=tz, bucket=b)
+        aggregates[f"a{i}"] = Sum("aging_outstanding", filter=in_bucket)
+        # currency is NOT NULL and in the covering indexes: COUNT(id) would need the table
+        aggregates[f"n{i}"] = Count("currency", filter=in_bucket)
+    return aggregates
+
+
+def _summary(state: QuerySet[Invoice], *, row_set: tuple[str, ...], live: bool, aggregates: dict) -> QuerySet:
+    """The per-bucket sums per (currency, state then, negative, paid later): one query.
+
+    Grouped by plain columns and booleans (the state then is the first non-empty of the event's
+    status before, after and the invoice's status), not by the row (`row_for` maps them in Python, a few dozen
+    groups): PostgreSQL estimates their groups, so it aggregates in its parallel workers; a CASE
+    key it cannot estimate made it gather every row into one process and aggregate there. Rows
+    outside `row_set` are dropped by the caller, so the WHERE only has to be a superset.
+    """
+    def grouped(qs: QuerySet[Invoice]) -> QuerySet:
+        return (qs.values("currency", k_status=F("status"), k_before=F("h_before"), k_after=F("h_after"),
+                          k_negative=ExpressionWrapper(Q(h_out__lt=0), output_field=BooleanField()),
+                          k_paid_later=F("h_paid_later"))
+                .annotate(**aggregates).order_by())
+
+    if not live:
+        return grouped(state)
+    # Today: the states in the index range, and apart (a union branch, so that the first stays
+    # an index range) the paid invoices with an unapplied credit, found by the outstanding index.
+    states = {r for r in row_set if r != CREDIT}
+    if CREDIT in row_set:
+        states |= {s for s in CREDIT_STATES if s != PAID}
+    main = grouped(state.filter(status__in=sorted(states)))
+    if CREDIT not in row_set:
+        return main
+    return main.union(grouped(state.filter(status=PAID, outstanding__lt=0)), all=True)
+
+
+def _tables(summary, *, base, group, rows, row_set, buckets, aggregates, top) -> list[Table]:
+    per_currency: dict[str, dict[str, list[Cell]]] = {}
+    for r in summary:
+        row = row_for(r["k_before"] or r["k_after"] or r["k_status"], r["k_negative"], r["k_paid_later"])
+        if row not in row_set:
+            continue
+        cells = per_currency.setdefault(r["currency"], {}).setdefault(row, _empty_cells(buckets, row))
+        for i, cell in enumerate(cells):
+            cell.add(r[f"a{i}"], r[f"n{i}"])
 
     tables = []
     for currency in sorted(per_currency):
@@ -470,7 +496,7 @@ def _tables(raw, *, per_currency, base, group, rows, row_set, buckets, index, bu
                     table.lines.append(_line("receivable", ROW_LABELS["receivable"], receivable, "subtotal"))
             table.lines.append(_line(ALL, ROW_LABELS[ALL], totals, "total"))
         else:
-            _grouped_lines(table, base=base, group=group, bucket_expr=bucket_expr, buckets=buckets,
+            _grouped_lines(table, base=base, group=group, aggregates=aggregates, buckets=buckets,
                            rows=rows or "receivable", top=top, totals=totals)
         tables.append(table)
     return tables
@@ -483,13 +509,9 @@ def _line(key: str, label: str, cells: list[Cell], kind: str, group_value: Any =
     return Line(key=key, label=label, cells=cells, total=total, kind=kind, group_value=group_value)
 
 
-def _grouped_lines(table: Table, *, base, group, bucket_expr, buckets, rows, top, totals) -> None:
+def _grouped_lines(table: Table, *, base, group, aggregates, buckets, rows, top, totals) -> None:
     column = GROUPS[group]
-    aggregates = {}
-    for i, b in enumerate(buckets):
-        aggregates[f"a{i}"] = Sum("aging_outstanding", filter=Q(g_bucket=b.key))
-        aggregates[f"n{i}"] = Count("currency", filter=Q(g_bucket=b.key))
-    qs = (base.filter(currency=table.currency).alias(g_bucket=bucket_expr)
+    qs = (base.filter(currency=table.currency)
           .values(column).annotate(total=Coalesce(Sum("aging_outstanding"), Value(Decimal("0")), output_field=_money),
                                    count=Count("currency"), **aggregates)
           .order_by("-total", column)[:top])

@@ -648,6 +648,7 @@ def _upsert_invoices(batch: EspayBatch, chunk: EspayChunk, listed: Sequence[tupl
     if new:
         new_ids = _insert(Invoice, new, need_ids=True)
         ids.update(zip((row["external_id"] for row in new), new_ids))
+        # The first event of a new invoice: no previous one, so prev_seen_at stays null.
         _insert(InvoiceEvent, [
             {"invoice_id": invoice_id, "seen_at": now, "source": InvoiceEvent.Source.UPLOAD, "status_before": "",
              "status_after": InvoiceStatus.OPEN, "outstanding_before": None, "outstanding_after": row["outstanding"],

@@ -270,7 +270,7 @@ def write_invoices(*, credential: GatewayCredential, invoices: Iterable[RemoteIn
             ))
     _upsert(rows)
     if events:
-        InvoiceEvent.objects.bulk_create(events)
+        InvoiceEvent.objects.append(events)
     return counts
 
 

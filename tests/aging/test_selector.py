@@ -131,3 +131,33 @@ def test_bad_parameters_raise_readable_errors():
         aging_drilldown(Invoice.objects.all(), as_of="", basis="due", bucket="x", row="open")
     with pytest.raises(AgingParameterError):
         aging_drilldown(Invoice.objects.all(), as_of="", basis="due", bucket="1-30", row="paid")
+
+
+def test_past_date_reads_the_first_event_after_it(user):
+    """Several events before and after the as-of date: the state then is the `*_before` of the
+    first event after it (an event before it, or a later one, must not be read instead)."""
+    from tests.aging.population import day
+    from tests.factories import CredentialFactory, InvoiceEventFactory, InvoiceFactory, MerchantFactory
+
+    merchant = MerchantFactory()
+    merchant.members.add(user)
+    D = Decimal
+    invoice = InvoiceFactory(credential=CredentialFactory(merchant=merchant), status="paid", outstanding=D("0"),
+                             amount=D("100"), paid_amount=D("100"), paid_at=day(1), issued_at=day(60), due_at=day(50))
+    for seen, before, after, out_before, out_after in [
+        (day(20), "open", "processing", "100", "100"),  # before the as-of date (10 days ago)
+        (day(5), "processing", "failed", "100", "100"),  # the first after it: failed... was processing then
+        (day(3), "failed", "partially_paid", "100", "40"),
+        (day(1), "partially_paid", "paid", "40", "0"),
+    ]:
+        InvoiceEventFactory(invoice=invoice, seen_at=seen, status_before=before, status_after=after,
+                            outstanding_before=D(out_before), outstanding_after=D(out_after))
+    queryset = scope(Invoice.objects.all(), user)
+    for days_ago, expected in [(10, ("processing", "31-60", D("100"))), (4, ("failed", "31-60", D("100"))),
+                               (2, ("partially_paid", "31-60", D("40")))]:
+        report = invoice_aging(queryset=queryset, as_of=timezone.localdate() - dt.timedelta(days=days_ago))
+        got, _ = cells(report)
+        assert got == {expected[:2]: expected[2]}, days_ago
+        drill = aging_drilldown(queryset, as_of=timezone.localdate() - dt.timedelta(days=days_ago), basis="due",
+                                bucket=expected[1], row=expected[0])
+        assert [(i.pk, i.aging_outstanding) for i in drill] == [(invoice.pk, expected[2])]

@@ -59,3 +59,51 @@ def test_events_hang_off_their_invoice_in_order():
 def test_credential_gets_an_unguessable_hook_token():
     a, b = CredentialFactory(), CredentialFactory()
     assert len(a.hook_token) >= 40 and a.hook_token != b.hook_token
+
+
+def _links(invoice):
+    return [(e.seen_at, e.prev_seen_at) for e in invoice.events.order_by("seen_at", "id")]
+
+
+def test_events_link_to_their_previous_event_however_they_are_inserted():
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from arbook.models import InvoiceEvent
+
+    t0 = timezone.now() - dt.timedelta(days=10)
+    at = [t0 + dt.timedelta(days=n) for n in range(4)]
+    invoice, other = InvoiceFactory(), InvoiceFactory()
+    InvoiceEventFactory(invoice=invoice, seen_at=at[1])  # save(): the first has no previous one
+    InvoiceEvent.objects.append([  # in order, two in one batch, and another invoice alongside
+        InvoiceEvent(invoice=invoice, seen_at=at[2]), InvoiceEvent(invoice=other, seen_at=at[0]),
+        InvoiceEvent(invoice=invoice, seen_at=at[3])])
+    assert _links(invoice) == [(at[1], None), (at[2], at[1]), (at[3], at[2])]
+    assert _links(other) == [(at[0], None)]
+    # A clock step back: an event dated before stored ones relinks the whole chain.
+    InvoiceEventFactory(invoice=invoice, seen_at=at[0])
+    assert _links(invoice) == [(at[0], None), (at[1], at[0]), (at[2], at[1]), (at[3], at[2])]
+    # Two events at the same moment: the later id follows the earlier.
+    InvoiceEventFactory(invoice=other, seen_at=at[0])
+    assert _links(other) == [(at[0], None), (at[0], at[0])]
+
+
+def test_migration_backfill_links_existing_events():
+    import datetime as dt
+    import importlib
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from arbook.models import InvoiceEvent
+
+    backfill = importlib.import_module("arbook.migrations.0007_event_prev_seen_at").BACKFILL
+    t0 = timezone.now()
+    invoice = InvoiceFactory()
+    InvoiceEvent.objects.bulk_create([  # as stored before the column existed: no links
+        InvoiceEvent(invoice=invoice, seen_at=t0 + dt.timedelta(hours=h)) for h in (2, 0, 1)])
+    assert [p for _, p in _links(invoice)] == [None, None, None]
+    with connection.cursor() as cursor:
+        cursor.execute(backfill)
+    assert [p for _, p in _links(invoice)] == [None, t0, t0 + dt.timedelta(hours=1)]
