@@ -47,16 +47,25 @@ class Page:
     (`Page(items=..., parse=...)`): `invoices` is then parsed on first access, so the sync's
     reader thread can already fetch the next page while the writer parses this one. A parse
     error (`BadResponseError`) is raised by that first access.
+
+    When an item alone (with the client's code and options, which `salt` stands for) decides its
+    parsed invoice, the client also passes `identify`: item -> (external id, the raw payload the
+    invoice keeps). The sync then recognises an unchanged invoice from its raw payload and
+    parses only the changed ones (`identify` raises `BadResponseError` for an item with no id).
     """
 
-    __slots__ = ("number", "resume", "_invoices", "_items", "_parse")
+    __slots__ = ("number", "resume", "identify", "salt", "_invoices", "_items", "_parse")
 
     def __init__(self, invoices: list[RemoteInvoice] | None = None, number: int = 0, resume: str | None = None, *,
-                 items: Sequence[Any] = (), parse: Callable[[Any], RemoteInvoice] | None = None):
+                 items: Sequence[Any] = (), parse: Callable[[Any], RemoteInvoice] | None = None,
+                 identify: Callable[[Any], tuple[str, dict[str, Any]]] | None = None, salt: str = ""):
         if (invoices is None) == (parse is None):
             raise TypeError("Page needs either invoices or items with their parser")
+        if identify is not None and (parse is None or not salt):
+            raise TypeError("identify needs lazily parsed items and the client's salt")
         self.number = number
         self.resume = resume
+        self.identify, self.salt = identify, salt
         self._invoices = invoices
         self._items, self._parse = items, parse
 
@@ -66,6 +75,19 @@ class Page:
             self._invoices = [self._parse(item) for item in self._items]
             self._items = ()
         return self._invoices
+
+    @property
+    def items(self) -> Sequence[Any]:
+        """The raw items not parsed yet (empty once `invoices` was read, or for parsed pages)."""
+        return self._items
+
+    def parse(self, item: Any) -> RemoteInvoice:
+        if self._parse is None:
+            raise TypeError("this page holds parsed invoices")
+        return self._parse(item)
+
+    def __len__(self) -> int:
+        return len(self._invoices) if self._invoices is not None else len(self._items)
 
     def __repr__(self) -> str:
         return f"Page(number={self.number}, resume={self.resume!r})"

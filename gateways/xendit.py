@@ -177,13 +177,24 @@ class Client(GatewayClient):
                                      "c": cursor}, separators=(",", ":"))
                 if fresh:
                     number += 1
-                    yield Page(items=fresh, parse=self.parse_invoice, number=number, resume=marker)
+                    yield Page(items=fresh, parse=self.parse_invoice, identify=self.identify, salt=self.digest_salt,
+                               number=number, resume=marker)
                 previous_ids = {str(i["id"]) for i in items}
                 if not full:
                     break
             pass_index = next_pass
 
     # -- parsing -----------------------------------------------------------------------------
+    def identify(self, item: Any) -> tuple[str, dict[str, Any]]:
+        """(id, the raw payload kept): all `parse_invoice` reads, so equal raws parse equally."""
+        if not isinstance(item, Mapping):
+            raise BadResponseError("xendit: an invoice is not a JSON object", provider=self.provider)
+        invoice_id = str(item.get("id") or "").strip()
+        if not invoice_id:
+            raise BadResponseError("xendit: an invoice has no id", provider=self.provider)
+        raw = {k: v for k, v in item.items() if k not in DROP_FIELDS} if DROP_FIELDS.intersection(item) else dict(item)
+        return invoice_id, raw
+
     def parse_invoice(self, item: Mapping[str, Any]) -> RemoteInvoice:
         """One Xendit invoice object -> RemoteInvoice.
 
@@ -192,10 +203,7 @@ class Client(GatewayClient):
         unknown (None).
         """
         p = self.provider
-        invoice_id = str(item.get("id") or "").strip()
-        if not invoice_id:
-            raise BadResponseError("xendit: an invoice has no id", provider=p)
-        raw = {k: v for k, v in item.items() if k not in DROP_FIELDS} if DROP_FIELDS.intersection(item) else dict(item)
+        invoice_id, raw = self.identify(item)
         provider_status = str(item.get("status") or "")
         status = self.map_status(provider_status)
         amount = to_decimal(item.get("amount"), field="amount", provider=p)

@@ -5,7 +5,8 @@ One call of `invoices_sync` is one `SyncRun`:
 - It reads the provider page by page through the gateway client and writes consecutive pages in
   batches of about `WRITE_BATCH_ROWS` invoices, each in one transaction: one SELECT of the
   stored digests for the batch's ids (an unchanged invoice, recognised by its `content_hash`, is
-  not rewritten), one SELECT of the stored state of the changed ones (only when there are some),
+  not rewritten, nor even parsed when its client can `identify` raw items: see `_identified`),
+  one SELECT of the stored state of the changed ones (only when there are some),
   one multi-row ``INSERT ... ON CONFLICT (credential, external_id) DO UPDATE`` for the new and
   changed rows only (COPY into a staging table and one merge, on PostgreSQL), one insert of
   `InvoiceEvent` rows for changes of status, outstanding or paid date.
@@ -94,7 +95,12 @@ class WriteCounts:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    fetched: int = 0
     ids: list[str] = field(default_factory=list)
+    #: Pages of the batch written: all of them, unless one failed to parse (`error`), which the
+    #: caller raises once the pages before it are committed.
+    pages: int = 0
+    error: gateways.BadResponseError | None = None
 
 
 _normalized_values = operator.attrgetter(*NORMALIZED_FIELDS)
@@ -114,6 +120,25 @@ def content_hash(remote: RemoteInvoice) -> str:
     return serialized(remote)[0]
 
 
+def _identified(page: Page) -> Iterator[tuple[str, str, str, RemoteInvoice | None, Any]]:
+    """(external id, digest, raw JSON text, parsed invoice or None, raw item) of each invoice.
+
+    A page whose client can `identify` its items is not parsed here: the digest of an item is
+    that of its raw payload, salted with what else decides its parse (the client's code and
+    options), so an unchanged invoice is recognised without parsing it. Other pages are parsed
+    and digested by `serialized`."""
+    if page.identify is not None and page.items:
+        salt = page.salt
+        for item in page.items:
+            external_id, raw = page.identify(item)
+            raw_text = _raw_json(raw)
+            yield external_id, hashlib.sha1(f"{salt}\x1e{raw_text}".encode()).hexdigest(), raw_text, None, item
+        return
+    for remote in page.invoices:
+        digest, raw_text = serialized(remote)
+        yield remote.external_id, digest, raw_text, remote, None
+
+
 def _is_postgresql() -> bool:
     return connections[DEFAULT_DB_ALIAS].vendor == "postgresql"
 
@@ -126,7 +151,7 @@ def _copy_rows(cursor, table: str, columns: str, rows: Iterable[tuple]) -> None:
             copy.write_row(row)
 
 
-#: The columns of a written row, in the order `write_invoices` builds them.
+#: The columns of a written row, in the order `write_pages` builds them.
 WRITE_COLUMNS = (*INSERT_ONLY, *UPDATED)
 
 
@@ -224,20 +249,39 @@ def _refresh_statistics() -> None:
             cursor.execute(f"ANALYZE {connection.ops.quote_name(Invoice._meta.db_table)}")
 
 
-def write_invoices(*, credential: GatewayCredential, invoices: Iterable[RemoteInvoice], run: SyncRun,
-                   seen_at: datetime) -> WriteCounts:
-    """Upsert a batch of remote invoices (call inside a transaction). Returns what it did."""
-    by_id: dict[str, RemoteInvoice] = {}
-    for remote in invoices:
-        by_id[remote.external_id] = remote  # a provider repeating an id in a batch: last wins
-    counts = WriteCounts(ids=list(by_id))
-    if not by_id:
-        return counts
+def write_pages(*, credential: GatewayCredential, pages: list[Page], run: SyncRun, seen_at: datetime) -> WriteCounts:
+    """Upsert a batch of pages (call inside a transaction). Returns what it did.
+
+    Only new and changed invoices are parsed (where the page allows it, see `_identified`) and
+    written. A page that fails to parse ends the batch there: the pages before it are written,
+    and the error is handed back in `counts.error`, to be raised once they are committed.
+    """
+    counts = WriteCounts(pages=len(pages))
+    entries: list[tuple[int, str, str, str, RemoteInvoice | None, Any]] = []
+    for index, page in enumerate(pages):
+        try:
+            entries.extend((index, *entry) for entry in _identified(page))
+        except gateways.BadResponseError as exc:
+            counts.pages, counts.error = index, exc
+            break
     digests = {external_id: (digest, missing) for external_id, digest, missing
-               in _stored(credential.pk, counts.ids, DIGEST_COLUMNS)}
+               in _stored(credential.pk, list({e[1] for e in entries}), DIGEST_COLUMNS)} if entries else {}
+    for position, (index, external_id, digest, raw_text, remote, item) in enumerate(entries):
+        if remote is None and digests.get(external_id) != (digest, None):
+            try:
+                entries[position] = (index, external_id, digest, raw_text, pages[index].parse(item), item)
+            except gateways.BadResponseError as exc:
+                counts.pages, counts.error = index, exc
+                break
+    by_id: dict[str, tuple[str, str, RemoteInvoice | None]] = {}
+    for index, external_id, digest, raw_text, remote, _ in entries:
+        if index >= counts.pages:
+            break
+        counts.fetched += 1
+        by_id[external_id] = (digest, raw_text, remote)  # a provider repeating an id in a batch: last wins
+    counts.ids = list(by_id)
     changed: list[tuple[RemoteInvoice, str, str]] = []
-    for external_id, remote in by_id.items():
-        digest, raw_text = serialized(remote)
+    for external_id, (digest, raw_text, remote) in by_id.items():
         if digests.get(external_id) == (digest, None):
             counts.unchanged += 1
         else:
@@ -344,29 +388,31 @@ def _run(*, credential: GatewayCredential, full: bool, trigger: str, client: Any
         page_by_page = not run.full and client.stop_when_unchanged
         pages_read = prefetch(client.iter_pages(since=since, resume=plan["resume"]), depth=PREFETCH_PAGES)
         for pages in batches(pages_read, min_rows=1 if page_by_page else WRITE_BATCH_ROWS):
-            invoices = [invoice for page in pages for invoice in page.invoices]
             seen_at = timezone.now()
             with transaction.atomic():
-                counts = write_invoices(credential=credential, invoices=invoices, run=run, seen_at=seen_at)
+                counts = write_pages(credential=credential, pages=pages, run=run, seen_at=seen_at)
                 # Notifications that arrived before their invoice was synced are applied now, in
                 # this batch's transaction (see arbook.services.notifications).
                 notifications_apply_pending(credential=credential)
                 if run.full:
                     _record_seen(credential_id=credential.pk, pass_id=plan["pass_id"], external_ids=counts.ids)
-                run.pages += len(pages)
-                run.fetched += len(invoices)
+                run.pages += counts.pages
+                run.fetched += counts.fetched
                 run.created += counts.created
                 run.updated += counts.updated
                 run.unchanged += counts.unchanged
                 run.save(update_fields=["pages", "fetched", "created", "updated", "unchanged"])
-                plan["resume"] = pages[-1].resume
-                credential.sync_state = {**(credential.sync_state or {}), "pending": plan}
-                credential.save(update_fields=["sync_state"])
+                if counts.pages:
+                    plan["resume"] = pages[counts.pages - 1].resume
+                    credential.sync_state = {**(credential.sync_state or {}), "pending": plan}
+                    credential.save(update_fields=["sync_state"])
+            if counts.error is not None:
+                raise counts.error  # a page that failed to parse, after the pages before it
             lock.refresh()
             if run.created >= analyze_at:
                 _refresh_statistics()
                 analyze_at *= 4
-            if page_by_page and invoices and counts.created == counts.updated == 0:
+            if page_by_page and counts.fetched and counts.created == counts.updated == 0:
                 break  # newest first and nothing changed here: older pages are as they were
         with transaction.atomic():
             if run.full:
@@ -382,12 +428,13 @@ def batches(pages: Iterator[Page], *, min_rows: int) -> Iterator[list[Page]]:
 
     Providers page by 50-100 invoices; a statement's fixed costs (round trip, planning, the
     per-batch bookkeeping) are paid once per batch instead of once per page. When the read
-    fails, the pages read before the failure are still handed out (and committed) first."""
+    fails, the pages read before the failure are still handed out (and committed) first. Pages
+    are not parsed here (`write_pages` parses what it needs, and stops at a page that fails)."""
     batch: list[Page] = []
     rows = 0
     try:
         for page in pages:
-            rows += len(page.invoices)  # parses a lazily parsed page: a bad one raises here
+            rows += len(page)
             batch.append(page)
             if rows >= min_rows:
                 yield batch

@@ -255,21 +255,74 @@ def test_two_concurrent_syncs_of_one_credential_one_runs_the_other_skips(sandbox
     assert Invoice.objects.filter(credential=credential).count() == 250
 
 
-def test_a_page_that_fails_to_parse_ends_the_batches_after_the_good_ones():
-    from arbook.services.sync import batches
-    from gateways import BadResponseError, Page, RemoteInvoice
+class ListedClient:
+    """A client whose listing is given pages (no HTTP): for what a real provider rarely sends."""
+
+    stop_when_unchanged = False
+
+    def __init__(self, pages):
+        self.pages = pages
+
+    def iter_pages(self, **kwargs):
+        yield from self.pages
+
+
+def _parse_letters(item):
+    from gateways import BadResponseError, RemoteInvoice
+
+    if item == "bad":
+        raise BadResponseError("xendit: an invoice has no id", provider="xendit")
+    return RemoteInvoice(external_id=item, status="open", provider_status="PENDING")
+
+
+@pytest.mark.parametrize("identified", [False, True])
+def test_a_page_that_fails_to_parse_fails_the_run_after_committing_the_pages_before_it(identified,
+                                                                                         make_credential):
+    from gateways import Page
+
+    credential = make_credential("xendit")
+    extra = {"identify": lambda item: (item, {"id": item}), "salt": "s"} if identified else {}
+    pages = [Page(items=["a", "b"], parse=_parse_letters, number=1, resume="after-1", **extra),
+             Page(items=["c"], parse=_parse_letters, number=2, resume="after-2", **extra),
+             Page(items=["d", "bad"], parse=_parse_letters, number=3, resume="after-3", **extra)]
+    run = invoices_sync(credential=credential, client=ListedClient(pages), full=True)
+    assert run.status == SyncRun.Status.FAILED and run.error_kind == "bad_response"
+    assert "no id" in run.error
+    # Pages 1 and 2 share page 3's batch, yet they are committed, and the run resumes after them.
+    assert run.pages == 2 and run.fetched == run.created == 3
+    assert set(Invoice.objects.filter(credential=credential).values_list("external_id", flat=True)) == {"a", "b", "c"}
+    credential.refresh_from_db()
+    assert credential.sync_state["pending"]["resume"] == "after-2"
+
+
+def test_identified_pages_parse_only_new_and_changed_invoices(make_credential):
+    """A client that can `identify` its raw items has unchanged invoices recognised unparsed;
+    a change of the client's salt (its code or options) parses and rewrites them all once."""
+    from gateways import Page, RemoteInvoice
+
+    credential = make_credential("xendit")
+    parsed = []
 
     def parse(item):
-        if item == "bad":
-            raise BadResponseError("xendit: an invoice has no id", provider="xendit")
-        return RemoteInvoice(external_id=item, status="open", provider_status="PENDING")
+        parsed.append(item["id"])
+        return RemoteInvoice(external_id=item["id"], status=item["status"], provider_status=item["status"].upper())
 
-    pages = [Page(items=["a", "b"], parse=parse, number=1), Page(items=["c"], parse=parse, number=2),
-             Page(items=["d", "bad"], parse=parse, number=3)]
-    got = batches(iter(pages), min_rows=10)
-    assert [p.number for p in next(got)] == [1, 2]  # handed out (and so committed) before the error
-    with pytest.raises(BadResponseError):
-        next(got)
+    def listing(items, salt="v1"):
+        return ListedClient([Page(items=items, parse=parse, identify=lambda i: (i["id"], dict(i)), salt=salt)])
+
+    items = [{"id": "a", "status": "open"}, {"id": "b", "status": "open"}]
+    first = invoices_sync(credential=credential, client=listing(items), full=True)
+    assert (first.created, sorted(parsed)) == (2, ["a", "b"])
+    parsed.clear()
+    again = invoices_sync(credential=credential, client=listing(items), full=True)
+    assert (again.unchanged, parsed) == (2, [])  # nothing parsed, nothing written
+    changed = invoices_sync(credential=credential, client=listing([items[0], {"id": "b", "status": "paid"}]), full=True)
+    assert (changed.updated, changed.unchanged, parsed) == (1, 1, ["b"])
+    assert InvoiceEvent.objects.get().status_after == "paid"
+    parsed.clear()
+    resalted = invoices_sync(credential=credential, client=listing([items[0], {"id": "b", "status": "paid"}], "v2"),
+                             full=True)
+    assert (resalted.updated, sorted(parsed)) == (2, ["a", "b"]) and InvoiceEvent.objects.count() == 1
 
 
 def test_pages_are_written_in_batches_of_a_few_fixed_statements(sandbox, make_credential, monkeypatch):
