@@ -159,8 +159,9 @@ class Client(GatewayClient):
             if rows:
                 number += 1
                 marker = self._resume_marker(plan_bounds, next_index, next_page)
+                # The status bucket asked for decides a row without a status label: it salts the digest.
                 yield Page(items=rows, parse=functools.partial(self._parse, requested_code=task.code), number=number,
-                           resume=marker)
+                           resume=marker, identify=self.identify, salt=f"{self.digest_salt}:{task.code}")
             task_index, page = next_index, next_page
 
     def check_connection(self) -> str:
@@ -263,6 +264,13 @@ class Client(GatewayClient):
         return rows, total_pages
 
     # -- parsing -------------------------------------------------------------------------------
+    def identify(self, row: Any) -> tuple[str, dict[str, Any]]:
+        """(invoice_no, the raw row kept): with the requested status, all `_parse` reads."""
+        invoice_no = str(row.get("invoice_no") or "").strip() if isinstance(row, dict) else ""
+        if not invoice_no:
+            raise BadResponseError("faspay: a get-all-billing row has no invoice_no", provider=self.provider)
+        return invoice_no, dict(row)
+
     def _parse(self, row: dict[str, Any], requested_code: int) -> RemoteInvoice:
         """One `data[]` item. The table spells the label `Invoice_status`, the example
         `invoice_status`: both are read; without either, the bucket we asked for stands in."""
