@@ -260,10 +260,11 @@ def write_pages(*, credential: GatewayCredential, pages: list[Page], run: SyncRu
     entries: list[tuple[int, str, str, str, RemoteInvoice | None, Any]] = []
     for index, page in enumerate(pages):
         try:
-            entries.extend((index, *entry) for entry in _identified(page))
-        except gateways.BadResponseError as exc:
+            page_entries = [(index, *entry) for entry in _identified(page)]
+        except gateways.BadResponseError as exc:  # none of the bad page's invoices is kept
             counts.pages, counts.error = index, exc
             break
+        entries.extend(page_entries)
     digests = {external_id: (digest, missing) for external_id, digest, missing
                in _stored(credential.pk, list({e[1] for e in entries}), DIGEST_COLUMNS)} if entries else {}
     for position, (index, external_id, digest, raw_text, remote, item) in enumerate(entries):
