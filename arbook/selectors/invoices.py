@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -83,8 +83,14 @@ def credential_choices(*, user) -> list[tuple[int, str]]:
     return [(pk, " · ".join(x for x in (m, PROVIDER_LABELS.get(p, p), label) if x)) for pk, m, p, label in rows]
 
 
-def scoped_invoices(*, user) -> QuerySet[Invoice]:
-    return scope(Invoice.objects.all(), user)
+def scoped_invoices(*, user, merchant_ids: Iterable[int] | None = None) -> QuerySet[Invoice]:
+    """The invoices `user` may see. `merchant_ids`: the ids of `visible_merchants(user)`, when the
+    caller has read them anyway: as literals PostgreSQL estimates the share of rows from its
+    statistics, where the membership subquery is a guess (~8%) that kept the aging aggregate out
+    of its parallel workers (375 ms instead of ~200 at a million invoices)."""
+    if merchant_ids is None or getattr(user, "is_superuser", False):
+        return scope(Invoice.objects.all(), user)
+    return Invoice.objects.filter(merchant_id__in=list(merchant_ids))
 
 
 def list_queryset(queryset: QuerySet[Invoice]) -> QuerySet[Invoice]:
@@ -488,7 +494,8 @@ def invoice_list(*, user, params, now: datetime | None = None) -> InvoiceList:
     now = now or timezone.now()
     notices: list[str] = []
     merchants = merchant_choices(user=user)
-    filterset = InvoiceFilter(params, scoped_invoices(user=user), merchants=merchants,
+    filterset = InvoiceFilter(params, scoped_invoices(user=user, merchant_ids=[m[0] for m in merchants]),
+                              merchants=merchants,
                               credentials=credential_choices(user=user), now=now)
     queryset = filterset.qs
     notices += filterset.error_messages() + filterset.notices

@@ -28,9 +28,10 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 import gateways
-from arbook.models import GatewayCredential, Invoice, SyncRun
+from arbook.models import GatewayCredential, SyncRun
 from arbook.models.invoices import MONEY
 from arbook.scoping import scope, visible_merchants
+from arbook.selectors.invoices import scoped_invoices
 from arbook.selectors.aging import day_start
 from arbook.status import RECEIVABLE
 
@@ -172,7 +173,7 @@ def overview_context(*, user, now: dt.datetime | None = None) -> dict[str, Any]:
                        .order_by("merchant__name", "provider", "label"))
     runs = scope(SyncRun.objects.all(), user, merchant_field="credential__merchant")
     last = runs.aggregate(last=Max("finished_at"), first=Min("started_at"))
-    invoices = scope(Invoice.objects.all(), user)
+    invoices = scoped_invoices(user=user, merchant_ids=[m.pk for m in merchants])
     figures = currency_figures(queryset=invoices, now=now) if merchants else []
     return {
         "merchants": merchants,
@@ -182,6 +183,7 @@ def overview_context(*, user, now: dt.datetime | None = None) -> dict[str, Any]:
         "has_synced": last["first"] is not None or bool(figures),
         "last_sync_finished_at": last["last"],
         "figures": figures,
+        "invoices": invoices,
         "now": now,
         "dso_window": DSO_WINDOW_DAYS,
         "collected_window": COLLECTED_WINDOW_DAYS,

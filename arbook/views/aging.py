@@ -99,8 +99,8 @@ def filtered_invoices(request) -> tuple[QuerySet[Invoice], object, list[str], di
     data = request.GET.copy()
     for key in (*OPTION_KEYS, *DRILLDOWN_KEYS):
         data.pop(key, None)
-    filterset = InvoiceFilter(data, queryset=scoped_invoices(user=user), request=request,
-                              merchants=merchants, credentials=credentials)
+    queryset = scoped_invoices(user=user, merchant_ids=[m[0] for m in merchants])
+    filterset = InvoiceFilter(data, queryset=queryset, request=request, merchants=merchants, credentials=credentials)
     qs = filterset.qs
     notes = [*filterset.error_messages(), *filterset.notices]
     applied = {k: v for k, v in data.lists() if any(x != "" for x in v) and k not in filterset.form.errors}

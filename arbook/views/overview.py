@@ -8,8 +8,6 @@ from urllib.parse import urlencode
 from django.shortcuts import render
 from django.utils import timezone
 
-from arbook.models import Invoice
-from arbook.scoping import scope
 from arbook.selectors.aging import invoice_aging
 from arbook.selectors.overview import overview_context
 from arbook.status import RECEIVABLE
@@ -22,7 +20,7 @@ def overview(request):
     today = timezone.localdate(context["now"], timezone=zone)
     charts = []
     if context["figures"]:
-        report = invoice_aging(queryset=scope(Invoice.objects.all(), request.user), as_of=today, tz=zone)
+        report = invoice_aging(queryset=context.pop("invoices"), as_of=today, tz=zone)
         _attach_links(report, {})
         charts = [bucket_chart(t, report.buckets, report.bucket_labels, width=520, height=170) for t in report.tables]
     base = _list_url()
