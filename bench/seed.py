@@ -179,6 +179,7 @@ def seed_invoices(n: int = 1_000_000, *, merchants=DEFAULT_MERCHANTS, customers:
                 "payment_channel": "VA" if provider == "espay" else "",
                 "checkout_url": f"https://pay.example/{provider}/{inv_id}", "raw": raw, "content_hash": "",
                 "first_seen_at": _ts(issued), "last_synced_at": _ts(now),
+                "last_event_at": _ts(paid_at if events and status == "paid" else None),  # its event below
             }
             yield inv_id, "\t".join(str(values[c]) for c in columns) + "\n", (status, paid_at, amount, outstanding)
 
@@ -187,7 +188,8 @@ def seed_invoices(n: int = 1_000_000, *, merchants=DEFAULT_MERCHANTS, customers:
     columns = [c for c in ("id", "merchant_id", "credential_id", "provider", "external_id", "number", "customer_name",
                            "customer_email", "customer_ref", "currency", "amount", "outstanding", "paid_amount",
                            "status", "provider_status", "issued_at", "due_at", "paid_at", "payment_channel",
-                           "checkout_url", "raw", "content_hash", "first_seen_at", "last_synced_at") if c in known]
+                           "checkout_url", "raw", "content_hash", "first_seen_at", "last_synced_at", "last_event_at")
+               if c in known]
     event_columns = ("id, invoice_id, seen_at, source, sync_run_id, status_before, status_after, outstanding_before, "
                      "outstanding_after, paid_at_before, paid_at_after, note")
     if connection.vendor != "postgresql":

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from django.db import models
 from django.db.models import Max, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce, Greatest
 
 from arbook.jsonutil import RawJSONEncoder
 from arbook.status import InvoiceStatus
@@ -55,6 +57,14 @@ class Invoice(models.Model):
     missing_since = models.DateTimeField(null=True, blank=True)
     missing_since_run = models.ForeignKey("arbook.SyncRun", null=True, blank=True, on_delete=models.SET_NULL,
                                           related_name="+", db_constraint=False, db_index=False)
+    #: `seen_at` of its latest InvoiceEvent (None: none yet), kept by `InvoiceEvent.objects.append()`.
+    last_event_at = models.DateTimeField(null=True, blank=True, editable=False)
+    #: The latest of `last_event_at` and `paid_at`: an invoice whose `changed_at` is before a moment
+    #: (or null) stood then as it stands now, so as-of aging reads its history only for the others.
+    #: Computed by the database, so no writer of `paid_at` can forget it.
+    changed_at = models.GeneratedField(
+        expression=Greatest(Coalesce("last_event_at", "paid_at"), Coalesce("paid_at", "last_event_at")),
+        output_field=models.DateTimeField(null=True, blank=True), db_persist=True)
 
     class Meta:
         constraints = [
@@ -76,6 +86,17 @@ class Invoice(models.Model):
 
     def __str__(self) -> str:
         return self.number or self.external_id
+
+
+def _advance_last_event_at(latest: dict[int, datetime]) -> None:
+    """Move `Invoice.last_event_at` forward to these times (one UPDATE per distinct time: a sync
+    batch's events share one); never backwards, and no write when it is already there."""
+    by_time: dict = {}
+    for invoice_id, seen_at in latest.items():
+        by_time.setdefault(seen_at, []).append(invoice_id)
+    for seen_at, ids in by_time.items():
+        (Invoice.objects.filter(pk__in=ids).filter(Q(last_event_at__isnull=True) | Q(last_event_at__lt=seen_at))
+         .update(last_event_at=seen_at))
 
 
 class InvoiceEventQuerySet(models.QuerySet):
@@ -101,6 +122,7 @@ class InvoiceEventQuerySet(models.QuerySet):
         created = self.bulk_create(events)
         if out_of_order:
             self.relink(out_of_order)
+        _advance_last_event_at({e.invoice_id: latest[e.invoice_id] for e in events})
         return created
 
     def relink(self, invoice_ids: Iterable[int] | None = None) -> int:

@@ -516,7 +516,7 @@ def _insert(model, rows: Sequence[dict[str, Any]], *, need_ids: bool = False) ->
         return [obj.pk for obj in objs]
     meta = model._meta
     quote = connection.ops.quote_name
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    fields = [f for f in meta.concrete_fields if not f.primary_key and not f.generated]
     ids: list[int] = []
     with connection.cursor() as cursor:
         if need_ids:
@@ -637,7 +637,7 @@ def _upsert_invoices(batch: EspayBatch, chunk: EspayChunk, listed: Sequence[tupl
                 "outstanding": line.amount, "paid_amount": Decimal(0), "status": InvoiceStatus.OPEN,
                 "provider_status": "LISTED", "issued_at": line.sent_at, "due_at": line.expires_at,
                 "payment_channel": f"VA {banks}" if banks else "VA", "raw": raw, "first_seen_at": now,
-                "last_synced_at": now,
+                "last_synced_at": now, "last_event_at": now,  # its upload event below
             })
         elif list_va and not (invoice.raw or {}).get("list_va"):
             invoice.raw = {**(invoice.raw or {}), **raw}

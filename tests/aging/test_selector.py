@@ -161,3 +161,42 @@ def test_past_date_reads_the_first_event_after_it(user):
         drill = aging_drilldown(queryset, as_of=timezone.localdate() - dt.timedelta(days=days_ago), basis="due",
                                 bucket=expected[1], row=expected[0])
         assert [(i.pk, i.aging_outstanding) for i in drill] == [(invoice.pk, expected[2])]
+
+
+def test_past_date_splits_changed_invoices_exactly_at_the_cutoff(user):
+    """As of a past date the report sums invoices unchanged since the cutoff in their current
+    state and reads history only for the changed ones (`changed_at`); an event or a payment
+    exactly at the cutoff is "after" it, one a second earlier is not."""
+    from arbook.selectors.aging import day_start
+    from tests.factories import CredentialFactory, InvoiceEventFactory, InvoiceFactory, MerchantFactory
+
+    merchant = MerchantFactory()
+    merchant.members.add(user)
+    credential = CredentialFactory(merchant=merchant)
+    as_of = timezone.localdate() - dt.timedelta(days=10)
+    cutoff = day_start(as_of + dt.timedelta(days=1), timezone.get_current_timezone())
+    second = dt.timedelta(seconds=1)
+    D = Decimal
+    common = {"credential": credential, "issued_at": cutoff - dt.timedelta(days=40),
+              "due_at": cutoff - dt.timedelta(days=20)}  # 20 days late then: bucket 1-30
+    at_cutoff = InvoiceFactory(status="processing", outstanding=D("10"), **common)
+    InvoiceEventFactory(invoice=at_cutoff, seen_at=cutoff, status_before="open", status_after="processing",
+                        outstanding_before=D("10"), outstanding_after=D("10"))
+    before = InvoiceFactory(status="failed", outstanding=D("20"), **common)
+    InvoiceEventFactory(invoice=before, seen_at=cutoff - second, status_before="open", status_after="failed",
+                        outstanding_before=D("20"), outstanding_after=D("20"))
+    InvoiceFactory(status="paid", outstanding=D("0"), amount=D("30"), paid_amount=D("30"), paid_at=cutoff, **common)
+    InvoiceFactory(status="paid", outstanding=D("0"), amount=D("40"), paid_amount=D("40"), paid_at=cutoff - second,
+                   **common)
+    InvoiceFactory(status="open", outstanding=D("50"), **common)  # never changed
+    InvoiceFactory(status="paid", outstanding=D("-6"), amount=D("60"), paid_amount=D("66"), paid_at=cutoff - second,
+                   **common)  # an unapplied credit, paid before the cutoff
+
+    queryset = scope(Invoice.objects.all(), user)
+    report = invoice_aging(queryset=queryset, as_of=as_of)
+    got, table = cells(report)
+    assert got == {("open", "1-30"): D("90"), ("failed", "1-30"): D("20"), ("credit", "1-30"): D("-6")}
+    for line in table.lines:
+        for c in [*line.cells, line.total]:
+            drill = aging_drilldown(queryset, as_of=as_of, basis="due", bucket=c.bucket, row=c.row)
+            assert (drill.aggregate(s=Sum("aging_outstanding"))["s"] or 0, drill.count()) == (c.amount, c.count)

@@ -107,3 +107,57 @@ def test_migration_backfill_links_existing_events():
     with connection.cursor() as cursor:
         cursor.execute(backfill)
     assert [p for _, p in _links(invoice)] == [None, t0, t0 + dt.timedelta(hours=1)]
+
+
+def test_events_move_last_event_at_forward_and_changed_at_follows_payments():
+    """`last_event_at` is the latest event's time (never moved back by an older one), and the
+    generated `changed_at` the latest of it and `paid_at`: as-of aging trusts both."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from arbook.models import InvoiceEvent
+
+    t0 = timezone.now() - dt.timedelta(days=10)
+    at = [t0 + dt.timedelta(days=n) for n in range(4)]
+    invoice, other, untouched = InvoiceFactory(paid_at=None), InvoiceFactory(paid_at=None), InvoiceFactory(paid_at=None)
+
+    def stamps(inv):
+        inv.refresh_from_db()
+        return inv.last_event_at, inv.changed_at
+
+    assert stamps(untouched) == (None, None)
+    InvoiceEventFactory(invoice=invoice, seen_at=at[1])  # save()
+    assert stamps(invoice) == (at[1], at[1])
+    InvoiceEvent.objects.append([InvoiceEvent(invoice=invoice, seen_at=at[2]), InvoiceEvent(invoice=other, seen_at=at[0])])
+    assert stamps(invoice) == (at[2], at[2]) and stamps(other) == (at[0], at[0])
+    InvoiceEventFactory(invoice=invoice, seen_at=at[0])  # a clock step back: stays at the latest
+    assert stamps(invoice) == (at[2], at[2])
+    # A payment recorded without an event (any writer of paid_at) still moves changed_at.
+    Invoice.objects.filter(pk=other.pk).update(paid_at=at[3])
+    assert stamps(other) == (at[0], at[3])
+    Invoice.objects.filter(pk=untouched.pk).update(paid_at=at[1])
+    assert stamps(untouched) == (None, at[1])
+
+
+def test_migration_backfill_sets_last_event_at():
+    import datetime as dt
+    import importlib
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from arbook.models import InvoiceEvent
+
+    backfill = importlib.import_module("arbook.migrations.0009_invoice_changed_at").BACKFILL
+    t0 = timezone.now()
+    invoice, bare = InvoiceFactory(paid_at=None), InvoiceFactory(paid_at=None)
+    InvoiceEvent.objects.bulk_create([  # as stored before the column existed
+        InvoiceEvent(invoice=invoice, seen_at=t0 + dt.timedelta(hours=h)) for h in (2, 0, 1)])
+    Invoice.objects.update(last_event_at=None)
+    with connection.cursor() as cursor:
+        cursor.execute(backfill)
+    invoice.refresh_from_db()
+    bare.refresh_from_db()
+    assert (invoice.last_event_at, invoice.changed_at) == (t0 + dt.timedelta(hours=2), t0 + dt.timedelta(hours=2))
+    assert (bare.last_event_at, bare.changed_at) == (None, None)

@@ -62,6 +62,7 @@ def test_1201_rows_go_out_as_500_500_201_with_stored_rq_uuids_and_valid_signatur
     assert invoice.raw["list_va"]["014"]["va_number"] == truth["INV-00007"]["vas"]["014"]
     event = invoice.events.get()
     assert (event.source, event.status_after, event.outstanding_after) == ("upload", "open", Decimal(150000))
+    assert invoice.last_event_at == invoice.changed_at == event.seen_at  # as-of aging splits on it
     assert Invoice.objects.count() == 1201 and InvoiceEvent.objects.count() == 1201
     assert EspayVirtualAccount.objects.count() == 1201 * 4
     vas = invoice_virtual_accounts(invoice=invoice)
