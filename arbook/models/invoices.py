@@ -80,7 +80,7 @@ class Invoice(models.Model):
                          name="inv_status_due"),
             models.Index(fields=["merchant", "-issued_at", "-id"], name="inv_merchant_issued"),
             # Date ranges carry what the overview sums (sales by issue date, collections by paid
-            # date) and what the list needs to choose a page's ids: index-only scans (0012).
+            # date) and what the list needs to choose a page's ids: index-only scans (migration 0011).
             models.Index(fields=["issued_at"], include=ISSUED_INCLUDE, name="inv_issued_cover"),
             models.Index(fields=["paid_at"], include=PAID_INCLUDE, name="inv_paid_cover",
                          condition=Q(paid_at__isnull=False)),

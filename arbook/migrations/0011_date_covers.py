@@ -38,7 +38,7 @@ def backward(apps, schema_editor):
 class Migration(migrations.Migration):
     atomic = False
 
-    dependencies = [("arbook", "0011_due_cover")]
+    dependencies = [("arbook", "0010_changed_cover")]
 
     operations = [
         migrations.SeparateDatabaseAndState(
