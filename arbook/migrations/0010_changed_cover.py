@@ -9,6 +9,8 @@
   due-date range and sorted by issue date (the default) first picks the page's ids from the
   matches (see `_walk`), now an index-only scan where it read every matching row from the table
   (a month of due dates at a million invoices: 42k rows on 27k pages, 130-180 ms; now ~15 ms).
+  With status, outstanding, paid and first-seen dates too, an as-of aging drill-down (a due-date
+  bucket) finds its page the same way (150 -> 54 ms at a million).
 
 PostgreSQL only (INCLUDE), built CONCURRENTLY before the old indexes go, so the queries never
 lose theirs.
@@ -22,7 +24,7 @@ CHANGED = ('CREATE INDEX CONCURRENTLY IF NOT EXISTS inv_changed_cover ON arbook_
            'INCLUDE ("status", "currency", "amount", "outstanding", "paid_amount", "merchant_id", "due_at", '
            '"issued_at", "first_seen_at", "paid_at", "provider", "id") WHERE "changed_at" IS NOT NULL')
 DUE_COVER = ('CREATE INDEX CONCURRENTLY IF NOT EXISTS inv_due_cover ON arbook_invoice ("due_at") '
-             'INCLUDE ("issued_at", "merchant_id", "id")')
+             'INCLUDE ("issued_at", "merchant_id", "id", "status", "outstanding", "paid_at", "first_seen_at")')
 DUE_PLAIN = 'CREATE INDEX CONCURRENTLY IF NOT EXISTS inv_due_at_sort ON arbook_invoice ("due_at")'
 
 
