@@ -90,6 +90,8 @@ def scoped_invoices(*, user, merchant_ids: Iterable[int] | None = None) -> Query
     of its parallel workers (375 ms instead of ~200 at a million invoices)."""
     if merchant_ids is None or getattr(user, "is_superuser", False):
         return scope(Invoice.objects.all(), user)
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return Invoice.objects.none()
     return Invoice.objects.filter(merchant_id__in=list(merchant_ids))
 
 
