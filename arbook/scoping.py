@@ -6,6 +6,7 @@ member of, a superuser sees all, anyone else nothing; an object outside that ans
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TypeVar
 
 from django.db.models import Model, QuerySet
@@ -24,12 +25,21 @@ def visible_merchants(user) -> QuerySet[Merchant]:
     return Merchant.objects.filter(members=user)
 
 
-def scope(queryset: QuerySet[M], user, *, merchant_field: str = "merchant") -> QuerySet[M]:
-    """Restrict `queryset` to rows whose `merchant_field` is a merchant `user` may see."""
+def scope(queryset: QuerySet[M], user, *, merchant_field: str = "merchant",
+          merchant_ids: Iterable[int] | None = None) -> QuerySet[M]:
+    """Restrict `queryset` to rows whose `merchant_field` is a merchant `user` may see.
+
+    `merchant_ids`: the ids of `visible_merchants(user)`, when the caller has read them anyway.
+    As literals PostgreSQL estimates the share of rows from its statistics; the membership
+    subquery it guesses at ~8%, which on the invoice table kept the aging aggregate out of its
+    parallel workers (375 ms instead of ~200 at a million invoices).
+    """
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return queryset.none()
     if user.is_superuser:
         return queryset
+    if merchant_ids is not None:
+        return queryset.filter(**{f"{merchant_field}__in": list(merchant_ids)})
     # A subquery rather than a list of ids: one query, and it stays correct for big member lists.
     return queryset.filter(**{f"{merchant_field}__in": Merchant.objects.filter(members=user).values("pk")})
 

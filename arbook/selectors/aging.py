@@ -246,12 +246,12 @@ def _with_state(queryset: QuerySet[Invoice], *, as_of: dt.date, tz) -> QuerySet[
     `h_status` is the first non-empty of `h_before`, `h_after` and `status` (the report groups by
     these three plain columns, whose groups PostgreSQL can estimate).
     """
-    blank = Value("", output_field=CharField())
-    if as_of >= timezone.localdate(timezone=_zone(tz)):
+    if _is_live(as_of, tz):
         # Today: every invoice in its current state (one dated to be issued later is already a
         # receivable in its gateway).
         return _current_state(queryset)
 
+    blank = Value("", output_field=CharField())
     cutoff = _cutoff(as_of, tz)
     qs = _existing_at(queryset, cutoff)
     # The first event at or after the cutoff, as a join: the only such event whose previous one
