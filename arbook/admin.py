@@ -150,7 +150,7 @@ class InvoiceAdmin(ReadOnlyAdmin):
 @admin.register(SyncRun)
 class SyncRunAdmin(ReadOnlyAdmin):
     list_display = ["credential", "trigger", "full", "status", "started_at", "finished_at", "pages", "fetched",
-                    "created", "updated", "unchanged", "missing"]
+                    "created", "updated", "unchanged", "lookups", "missing"]
     list_filter = ["status", "trigger", "full", "credential__provider"]
     list_select_related = ["credential__merchant"]
     show_full_result_count = False

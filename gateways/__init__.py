@@ -9,12 +9,12 @@ from typing import Any
 
 from .errors import (AuthError, BadResponseError, ConfigurationError, GatewayError, OutcomeUnknownError,
                      TransientError)
-from .models import Page, RemoteInvoice
+from .models import InvoiceRef, Page, RemoteInvoice, SettledScope
 
 PROVIDERS = ("faspay", "xendit", "munio", "farpay", "espay")
 
 __all__ = [
-    "PROVIDERS", "get_client", "client_class", "Page", "RemoteInvoice", "GatewayError", "TransientError",
+    "PROVIDERS", "get_client", "client_class", "Page", "RemoteInvoice", "InvoiceRef", "SettledScope", "GatewayError", "TransientError",
     "AuthError", "BadResponseError", "ConfigurationError", "OutcomeUnknownError",
 ]
 

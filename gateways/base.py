@@ -6,7 +6,7 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from pathlib import Path
@@ -18,7 +18,7 @@ import requests
 from . import status as st
 from .errors import BadResponseError
 from .http import HttpClient
-from .models import Page
+from .models import InvoiceRef, Page, RemoteInvoice, SettledScope
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 logger = logging.getLogger("gateways")
@@ -45,6 +45,12 @@ class GatewayClient(ABC):
     #: True when pages come newest first and an incremental read may stop at the first page in
     #: which nothing changed (Munio: no date filter, so this is its only watermark).
     stop_when_unchanged: ClassVar[bool] = False
+    #: The zone of the provider's date filters: its windows follow this calendar (FarPay is
+    #: Danish, Faspay and Xendit Indonesian). Every date the client derives comes from one aware
+    #: instant (`now()`) read in this zone.
+    zone: ClassVar[tzinfo] = timezone.utc
+    #: True when `lookup` can find one invoice by itself (after a full read that missed it).
+    can_lookup: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -113,12 +119,50 @@ class GatewayClient(ABC):
             logger.warning("provider=%s unknown status %r mapped to unknown", self.provider, key[:64])
         return st.UNKNOWN
 
+    def lookup(self, ref: InvoiceRef) -> RemoteInvoice | None:
+        """One stored invoice read by itself (`can_lookup`); None when the provider no longer
+        knows it. The sync calls it after a full read for every stored unsettled invoice that no
+        read of the run returned (paid after leaving the window, say)."""
+        raise NotImplementedError(f"{self.provider} has no lookup of a single invoice")
+
+    def settled_scope(self) -> SettledScope:
+        """Which settled invoices a full read returns (see `SettledScope`); by default all."""
+        return SettledScope()
+
+    # -- the clock ----------------------------------------------------------------------------
+    def today(self) -> date:
+        """Today in the provider's zone, from the one instant `now()`."""
+        return self.now().astimezone(self.zone).date()
+
+    def midnight(self, day: date) -> datetime:
+        """The instant `day` starts in the provider's zone."""
+        return datetime.combine(day, time.min, tzinfo=self.zone)
+
     def window(self) -> tuple[date, date]:
-        """The full-sync window: `window_months_back` (24) before today to `window_months_ahead` (12) after."""
-        today = self.now().astimezone(JAKARTA).date()
-        back = int(self.options.get("window_months_back", 24))
-        ahead = int(self.options.get("window_months_ahead", 12))
+        """The settled window: `window_months_back` (24) before today to `window_months_ahead` (12)
+        after, inclusive, in the provider's zone."""
+        today = self.today()
+        back = self._months_option("window_months_back", 24)
+        ahead = self._months_option("window_months_ahead", 12)
         return add_months(today, -back), add_months(today, ahead)
+
+    def owed_from(self) -> date:
+        """The earliest date to which unsettled invoices are read: `owed_years_back` (10) years
+        before today, never later than the settled window's start."""
+        years = self._months_option("owed_years_back", 10)
+        return min(add_months(self.today(), -12 * years), self.window()[0])
+
+    def _months_option(self, name: str, default: int) -> int:
+        from .errors import ConfigurationError
+
+        try:
+            value = int(self.options.get(name, default))
+        except (TypeError, ValueError):
+            value = -1
+        if value < 0:
+            raise ConfigurationError(f"{self.provider}: option {name} must be a whole number >= 0",
+                                     provider=self.provider)
+        return value
 
 
 # -- parsing helpers (shared by the provider modules) ----------------------------------------

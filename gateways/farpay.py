@@ -16,13 +16,21 @@ list item carries no payment status):
   doubles the (cheap) list traffic but finds receivables stuck in FarPay's error state. (An
   invoice whose status changes between those reads may be reported as N/A once; the next sync
   corrects it.) N/A invoices without a due date are not found: that would take a read of everything.
+- Old debt: the windows bound the settled history (Paid) only. Every owed status (100, 300-700) is
+  also read once without dates on a full sync; FarPay needs no date bound for that, and the read
+  returns that status's whole list, so it keeps both the invoices without a due date and those due
+  before the window (back to `owed_from()`, `owed_years_back` = 10 years by default). With
+  `undated="none"` the same old owed invoices come from one dated read per owed status instead
+  ([owed_from, window start)). An owed invoice due before the window that a later full read no
+  longer returns (paid since: Paid is not read that far back) is looked up by id (`lookup`).
 - `PaymentDueDate` may be null, and such invoices never match a due-date filter. On a full sync
-  (`since=None`) the client therefore reads each status once without dates and keeps only the
-  undated items (`undated` option): "all" (default) does this for every status, so a full sync
-  mirrors the account exactly; "receivable" skips Paid, whose unfiltered read returns the whole
-  paid history (an account with a very long history may prefer it: an undated invoice that gets
-  paid then drops out instead of showing as paid); "none" skips these reads. Undated invoices are not read by incremental syncs;
-  they show up at the next full sync.
+  (`since=None`) the undated reads keep them (`undated` option): "all" (default) reads Paid too, so a
+  full sync mirrors the account exactly; "receivable" skips Paid, whose unfiltered read returns the
+  whole paid history (an account with a very long history may prefer it: an undated invoice that
+  gets paid is then found by its lookup); "none" skips undated invoices. Undated invoices are not
+  read by incremental syncs; they show up at the next full sync.
+- Dates: FarPay is Danish, so windows are calendar months of Europe/Copenhagen (`zone`), and an
+  item belongs to the window holding its due date read in that zone.
 - Incremental (`since`): FarPay has no updated-since filter. Every status that is still owed
   (100, 300, 400, 500, 600, 700) is read across the whole window, so a change into any of them is
   never missed (Chargeback is read in full too: it is rare, cheap, and money owed again). Paid is
@@ -55,11 +63,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from . import status as st
 from .base import GatewayClient, add_months, to_datetime, to_decimal
 from .errors import AuthError, BadResponseError, ConfigurationError
-from .models import Page, RemoteInvoice
+from .models import InvoiceRef, Page, RemoteInvoice, SettledScope
 
 logger = logging.getLogger("gateways.farpay")
 
@@ -99,13 +108,24 @@ _VERSION_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 _DETAIL_KEYS = ("Id", "InvoiceNumber", "InvoiceDate", "Currency", "InvoiceTypeCode", "Created")
 
 
+COPENHAGEN = ZoneInfo("Europe/Copenhagen")
+#: The list fields a lookup keeps from the detail, so a looked-up invoice is stored as a list read
+#: would store it (plus the status, which the list gives by its filter).
+_REFERENCE_KEYS = ("Id", "Created", "InvoiceNumber", "PaymentDueDate", "InvoiceAmount", "ToBePaidAmount",
+                   "PaymentReferenceStatus", "PaymentType", "SendStatus", "ErrorDescription")
+
+
 @dataclass(frozen=True)
 class _Step:
-    """One list read: a due window [start, end) and a status, or an undated read (start None)."""
+    """One list read: a due window [start, end) and a status, or an undated read (start None).
+
+    An undated read of an owed status also keeps the items due in `older` = [from, to) (the owed
+    invoices due before the window): one call finds both."""
 
     start: date | None
     end: date | None
     status: int
+    older: tuple[date, date] | None = None
 
     @property
     def key(self) -> tuple:
@@ -128,6 +148,8 @@ class Client(GatewayClient):
     default_base_url = "https://api.farpay.io"
     required_secrets = (("api_key",),)
     STATUS_MAP = STATUS_MAP
+    zone = COPENHAGEN
+    can_lookup = True
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -169,7 +191,7 @@ class Client(GatewayClient):
     # -- public API ----------------------------------------------------------------------------
     def check_connection(self) -> str:
         """One list call for a one-day due window (today, all statuses)."""
-        today = self.now().astimezone(timezone.utc).date()
+        today = self.today()
         refs = self._get_list({"fromDueDate": today.isoformat(), "toDueDate": today.isoformat()})
         count = len(refs)
         return f"Connected: {count} invoice{'' if count == 1 else 's'} due {today.isoformat()} visible"
@@ -187,7 +209,7 @@ class Client(GatewayClient):
             if after is not None and step.key <= after:
                 continue
             if step.start is None:
-                refs = [r for r in self._read(step) if not r.get("PaymentDueDate")]
+                refs = self._read(step)
             elif step.status == NA:
                 for missing in (s for s in LIST_STATUSES if s not in read.get(step.start, set())):
                     seen.setdefault(step.start, set()).update(
@@ -212,7 +234,7 @@ class Client(GatewayClient):
         na = self.options.get("na_invoices", "diff") == "diff"
         paid_from: date | None = None
         if since is not None:
-            since_day = since.astimezone(timezone.utc).date()
+            since_day = since.astimezone(self.zone).date()
             paid_from = add_months(since_day, -int(self.options.get("paid_lookback_months", 3)))
         steps: list[_Step] = []
         for w_start, w_end in _calendar_windows(start, end, months):
@@ -222,10 +244,14 @@ class Client(GatewayClient):
             if na and len(statuses) == len(LIST_STATUSES):
                 steps.append(_Step(w_start, w_end, NA))
         if since is None:
+            older = (self.owed_from(), start)
             undated = self.options.get("undated", "all")
-            if undated != "none":
+            if undated == "none":  # the owed invoices due before the window, by date
+                if older[0] < older[1]:
+                    steps += [_Step(older[0], older[1], s) for s in OWED_STATUSES]
+            else:
                 statuses = LIST_STATUSES if undated == "all" else OWED_STATUSES
-                steps += [_Step(None, None, s) for s in statuses]
+                steps += [_Step(None, None, s, older if s in OWED_STATUSES else None) for s in statuses]
         return sorted(steps, key=lambda s: s.key)
 
     def _parse_resume(self, resume: str) -> tuple:
@@ -240,20 +266,54 @@ class Client(GatewayClient):
 
     # -- HTTP ----------------------------------------------------------------------------------
     def _read(self, step: _Step) -> list[dict[str, Any]]:
-        """One list call for a step; keeps only the items whose UTC due date lies in its window."""
+        """One list call for a step; keeps only the items whose due date (in FarPay's zone) lies in
+        its window; an undated step keeps the items without a due date, and those in `older`."""
         params: dict[str, str] = {}
         if step.status != NA:
             params["paymentStatus"] = str(step.status)
-        if step.start is None:
-            return self._get_list(params)
-        params["fromDueDate"] = (step.start - PAD).isoformat()
-        params["toDueDate"] = (step.end - timedelta(days=1) + PAD).isoformat()
+        if step.start is not None:
+            params["fromDueDate"] = (step.start - PAD).isoformat()
+            params["toDueDate"] = (step.end - timedelta(days=1) + PAD).isoformat()
+        lo, hi = (step.start, step.end) if step.start is not None else (step.older or (None, None))
         kept = []
         for ref in self._get_list(params):
-            due = to_datetime(ref.get("PaymentDueDate"), field="PaymentDueDate", provider=self.provider)
-            if due is not None and step.start <= due.astimezone(timezone.utc).date() < step.end:
+            due = self._due_day(ref)
+            if due is None:
+                if step.start is None:
+                    kept.append(ref)
+            elif lo is not None and lo <= due < hi:
                 kept.append(ref)
         return kept
+
+    def _due_day(self, ref: dict[str, Any]) -> date | None:
+        due = to_datetime(ref.get("PaymentDueDate"), field="PaymentDueDate", provider=self.provider)
+        return None if due is None else due.astimezone(self.zone).date()
+
+    # -- one invoice ---------------------------------------------------------------------------
+    def lookup(self, ref: InvoiceRef) -> RemoteInvoice | None:
+        """`GET /{version}/invoices/{id}`: the detail carries the payment status, amounts and due
+        date (the deep view); None on 404. Stored with the list's fields, like a list read."""
+        external_id = str(ref.external_id).strip()
+        if not external_id.isdigit():  # FarPay ids are integers: nothing else can be known there
+            return None
+        data = self._get(f"{self._path}/{external_id}", missing_ok=True)
+        if data is None:
+            return None
+        if not isinstance(data, dict) or data.get("PaymentStatus") in (None, ""):
+            raise BadResponseError(f"farpay: GET {self._path}/{{id}} did not return an invoice with a "
+                                   "PaymentStatus", provider=self.provider)
+        if self.options.get("details", "always") != "never":
+            self._keep_detail(external_id, data)  # `_invoice` reads it from the cache: one call
+        reference = {k: data[k] for k in _REFERENCE_KEYS if k in data}
+        reference.setdefault("Id", external_id)
+        status = str(data["PaymentStatus"]).strip()
+        return self._invoice(reference, int(status) if status.isdigit() else status)
+
+    def settled_scope(self) -> SettledScope:
+        """Paid invoices are read when due in the window, and without a due date with `undated=all`."""
+        start, end = self.window()
+        return SettledScope(field="due_at", start=self.midnight(start), end=self.midnight(end + timedelta(days=1)),
+                            undated=self.options.get("undated", "all") == "all")
 
     def _get_list(self, params: dict[str, str]) -> list[dict[str, Any]]:
         data = self._get(self._path, params)
@@ -294,13 +354,16 @@ class Client(GatewayClient):
         if cached is not None:
             self._details.move_to_end(external_id)
             return cached
-        path = f"{self._path}/{external_id}"
-        data = self._get(path, missing_ok=True)
+        data = self._get(f"{self._path}/{external_id}", missing_ok=True)
         if data is None:  # deleted between list and detail: keep the list's facts, say so once
             if not self._missing_detail_logged:
                 self._missing_detail_logged = True
                 logger.warning("provider=farpay invoice detail not found (404); using list fields only")
             return None
+        return self._keep_detail(external_id, data)
+
+    def _keep_detail(self, external_id: str, data: Any) -> dict[str, Any]:
+        """Cache the immutable part of a detail answer (LRU) and return it."""
         if not isinstance(data, dict):
             raise BadResponseError(f"farpay: GET {self._path}/{{id}} did not return an object",
                                    provider=self.provider)
@@ -315,7 +378,7 @@ class Client(GatewayClient):
         return kept
 
     # -- parsing -------------------------------------------------------------------------------
-    def _invoice(self, ref: dict[str, Any], status_code: int) -> RemoteInvoice:
+    def _invoice(self, ref: dict[str, Any], status_code: int | str) -> RemoteInvoice:
         """A list reference (+ detail) as a RemoteInvoice; the status is the one the read filtered on."""
         p = self.provider
         external_id = _id(ref)

@@ -28,7 +28,7 @@ from typing import Any
 from . import status as st
 from .base import JAKARTA, GatewayClient, add_months, month_windows, to_datetime, to_decimal
 from .errors import AuthError, BadResponseError, ConfigurationError
-from .models import Page, RemoteInvoice
+from .models import InvoiceRef, Page, RemoteInvoice, SettledScope
 
 logger = logging.getLogger("gateways.faspay")
 
@@ -98,8 +98,10 @@ class Client(GatewayClient):
 
     Options (all optional): `customer_id` (numeric; only that customer's invoices),
     `window_months_back`/`window_months_ahead` (the full-sync window, see `GatewayClient.window`),
-    `split_months` (window size per query, default 12), `incremental_lookback_months` (default 6,
-    see `iter_pages`), `period_format` (`datetime`, the documented example's form and the default,
+    `split_months` (window size per query, default 12), `owed_years_back` (default 10: how far
+    back the owed buckets are read, see `iter_pages`), `old_split_months` (window size of those
+    older owed reads, default 60), `incremental_lookback_months` (default 6, see `iter_pages`),
+    `period_format` (`datetime`, the documented example's form and the default,
     or `date`, the parameter table's form).
     """
 
@@ -107,6 +109,8 @@ class Client(GatewayClient):
     default_base_url = "https://fasbill-dev.faspay.co.id"
     required_secrets = (("username", "password"),)
     STATUS_MAP = STATUS_MAP
+    zone = JAKARTA
+    can_lookup = True
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -114,6 +118,7 @@ class Client(GatewayClient):
         self.http.add_secret(self.signature)
         self.customer_id = self._customer_option()
         self.split_months = self._int_option("split_months", 12, minimum=1)
+        self.old_split_months = self._int_option("old_split_months", 60, minimum=1)
         self.lookback_months = self._int_option("incremental_lookback_months", 6, minimum=0)
         self.period_format = str(self.options.get("period_format") or "datetime")
         if self.period_format not in ("datetime", "date"):
@@ -132,6 +137,13 @@ class Client(GatewayClient):
         window is 28 calls at 12 months, 259 at 1). Windows are whole calendar months because the
         server may filter on the invoice `period` (YYYYMM) rather than the exact date;
         month-aligned bounds give the same rows either way.
+
+        Old debt: the window bounds the settled history only. The owed buckets (Draft, Proforma,
+        Unpaid, Overdue, Partial Paid) are also read for invoices issued before the window, back to
+        `owed_from()` (`owed_years_back`, 10 years), in blocks of `old_split_months` (60): with the
+        default options that is two blocks, 10 calls more per full read when they are empty. A
+        bill issued before the window that a later full read no longer returns (paid or cancelled
+        since) is looked up by itself (`lookup`).
 
         Incremental (`since`): Faspay has no updated-since filter. Every change we care about
         leaves or enters an open-ish bucket (Draft, Proforma, Unpaid, Overdue, Partial Paid), so
@@ -166,26 +178,32 @@ class Client(GatewayClient):
 
     def check_connection(self) -> str:
         """One call: Unpaid (status 1), page 1, invoices issued this month."""
-        today = self.now().astimezone(JAKARTA).date()
+        today = self.today()
         payload = self._request(1, today.replace(day=1), today, 1)
         total = _int_field(payload, "total_data", default=len(payload.get("data") or []))
         return f"Connected: {total} unpaid invoice{'' if total == 1 else 's'} issued this month"
 
     # -- plan ----------------------------------------------------------------------------------
-    def _plan_bounds(self, since: datetime | None) -> tuple[date, date, date | None]:
-        """(window start, window end, closed-bucket start or None), all calendar-month aligned."""
+    def _plan_bounds(self, since: datetime | None) -> tuple[date, date, date | None, date | None]:
+        """(window start, window end, closed-bucket start or None, owed start or None), all
+        calendar-month aligned; the owed start only on a full read."""
         start, end = self.window()
         start = start.replace(day=1)
         end = add_months(end.replace(day=1), 1) - timedelta(days=1)
-        recent = None
+        recent = owed = None
         if since is not None:
             if since.tzinfo is None:
                 since = since.replace(tzinfo=JAKARTA)
             recent = add_months(since.astimezone(JAKARTA).date().replace(day=1), -self.lookback_months)
-        return start, end, recent
+        else:
+            owed = self.owed_from().replace(day=1)
+        return start, end, recent, owed
 
-    def _plan(self, start: date, end: date, recent: date | None) -> list[_Task]:
+    def _plan(self, start: date, end: date, recent: date | None, owed: date | None = None) -> list[_Task]:
         tasks: list[_Task] = []
+        if owed is not None and owed < start:  # the owed buckets before the window, oldest first
+            for w_start, w_end in month_windows(owed, start - timedelta(days=1), months=self.old_split_months):
+                tasks.extend(_Task(code, w_start, w_end) for code in OPEN_CODES)
         for w_start, w_end in month_windows(start, end, months=self.split_months):
             tasks.extend(_Task(code, w_start, w_end) for code in OPEN_CODES)
             if recent is None:
@@ -194,27 +212,62 @@ class Client(GatewayClient):
                 tasks.extend(_Task(code, max(w_start, recent), w_end) for code in CLOSED_CODES)
         return tasks
 
-    def _resume_marker(self, bounds: tuple[date, date, date | None], index: int, page: int) -> str:
-        start, end, recent = bounds
+    def _resume_marker(self, bounds: tuple[date, date, date | None, date | None], index: int, page: int) -> str:
+        start, end, recent, owed = bounds
         return json.dumps({"a": start.isoformat(), "b": end.isoformat(), "r": recent.isoformat() if recent else None,
-                           "n": self.split_months, "i": index, "p": page}, separators=(",", ":"))
+                           "o": owed.isoformat() if owed else None, "n": self.split_months,
+                           "m": self.old_split_months, "i": index, "p": page}, separators=(",", ":"))
 
-    def _parse_resume(self, resume: str) -> tuple[tuple[date, date, date | None], int, int]:
-        """A marker from `_resume_marker`; the plan is rebuilt from its bounds and split size."""
+    def _parse_resume(self, resume: str) -> tuple[tuple[date, date, date | None, date | None], int, int]:
+        """A marker from `_resume_marker`; the plan is rebuilt from its bounds and split sizes (a
+        marker written before old debt was read has no owed start: its plan has no owed reads)."""
         try:
             data = json.loads(resume)
             bounds = (date.fromisoformat(data["a"]), date.fromisoformat(data["b"]),
-                      date.fromisoformat(data["r"]) if data.get("r") else None)
+                      date.fromisoformat(data["r"]) if data.get("r") else None,
+                      date.fromisoformat(data["o"]) if data.get("o") else None)
             self.split_months = int(data.get("n", self.split_months))
+            self.old_split_months = int(data.get("m", self.old_split_months))
             index, page = int(data["i"]), int(data["p"])
         except (ValueError, TypeError, KeyError) as exc:
             raise ValueError(f"faspay: not a resume marker from this client ({type(exc).__name__})") from None
-        if index < 0 or page < 1 or self.split_months < 1:
+        if index < 0 or page < 1 or self.split_months < 1 or self.old_split_months < 1:
             raise ValueError("faspay: resume marker out of range")
         return bounds, index, page
 
+    # -- one invoice ---------------------------------------------------------------------------
+    def lookup(self, ref: InvoiceRef) -> RemoteInvoice | None:
+        """Find one bill again. Faspay Billing's inquiry needs the `billing_id` and `service_id`
+        that the list never returns, so the documented way is the list itself, narrowed to the
+        bill's own invoice date (and customer): the closed buckets first (what a bill that left
+        the owed buckets became), then the owed ones. One to seven calls; None when no bucket
+        holds it (the bill is gone)."""
+        issued = ref.issued_at or ref.due_at
+        if issued is None:
+            return None
+        day = issued.astimezone(JAKARTA).date()
+        customer = ref.customer_ref.strip() if ref.customer_ref else ""
+        for code in CLOSED_CODES + OPEN_CODES:
+            page, total_pages = 1, 1
+            while page <= total_pages:
+                rows, total_pages = self._fetch(code, day, day, page,
+                                                customer_id=int(customer) if customer.isdigit() else None)
+                for row in rows:
+                    if str(row.get("invoice_no") or "").strip() == ref.external_id:
+                        return self._parse(row, requested_code=code)
+                if not rows:
+                    break
+                page += 1
+        return None
+
+    def settled_scope(self) -> SettledScope:
+        """Paid and cancelled bills are read when issued in the (month-aligned) window."""
+        start, end, _, _ = self._plan_bounds(None)
+        return SettledScope(field="issued_at", start=self.midnight(start),
+                            end=self.midnight(end + timedelta(days=1)), undated=True)
+
     # -- HTTP ----------------------------------------------------------------------------------
-    def _body(self, code: int, start: date, end: date, page: int) -> dict[str, Any]:
+    def _body(self, code: int, start: date, end: date, page: int, customer_id: int | None = None) -> dict[str, Any]:
         """The request body, in the documented example's types: `page` a string, `status` a number.
 
         The parameter table says `yyyy-mm-dd` but the example sends `yyyy-mm-dd 00:00:00`; we send
@@ -226,15 +279,16 @@ class Client(GatewayClient):
         else:
             start_text, end_text = f"{start.isoformat()} 00:00:00", f"{end.isoformat()} 23:59:59"
         body: dict[str, Any] = {"signature": self.signature, "page": str(page)}
-        if self.customer_id is not None:
-            body["customer_id"] = self.customer_id
+        customer = self.customer_id if self.customer_id is not None else customer_id
+        if customer is not None:
+            body["customer_id"] = customer
         body.update({"start_period": start_text, "end_period": end_text, "status": code})
         return body
 
-    def _request(self, code: int, start: date, end: date, page: int) -> dict[str, Any]:
+    def _request(self, code: int, start: date, end: date, page: int, customer_id: int | None = None) -> dict[str, Any]:
         """One call; returns the payload of a `response_code` "00" answer or raises by cause."""
         # 400/422 are read, not raised: Faspay explains a refusal in the body's `message`.
-        payload = self.http.request_json("GET", PATH, json=self._body(code, start, end, page),
+        payload = self.http.request_json("GET", PATH, json=self._body(code, start, end, page, customer_id),
                                          accept_status=(400, 422))
         if not isinstance(payload, dict):
             raise BadResponseError("faspay: get-all-billing did not answer with a JSON object", provider=self.provider)
@@ -252,9 +306,10 @@ class Client(GatewayClient):
         raise BadResponseError(f"faspay: get-all-billing failed (response_code {response_code}: "
                                f"{message or 'no message'})", provider=self.provider)
 
-    def _fetch(self, code: int, start: date, end: date, page: int) -> tuple[list[dict[str, Any]], int]:
+    def _fetch(self, code: int, start: date, end: date, page: int,
+               customer_id: int | None = None) -> tuple[list[dict[str, Any]], int]:
         """(rows, total_pages) of one page; `data` may be null when there is nothing."""
-        payload = self._request(code, start, end, page)
+        payload = self._request(code, start, end, page, customer_id)
         rows = payload.get("data")
         if rows is None:
             rows = []

@@ -37,6 +37,31 @@ class RemoteInvoice:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
+@dataclass(frozen=True)
+class InvoiceRef:
+    """What arbook knows of a stored invoice, handed to `GatewayClient.lookup` (a provider without
+    a by-id lookup finds it again from its dates and customer)."""
+
+    external_id: str
+    status: str = ""
+    issued_at: datetime | None = None
+    due_at: datetime | None = None
+    customer_ref: str = ""
+
+
+@dataclass(frozen=True)
+class SettledScope:
+    """Which settled invoices a full read returns: those whose `field` (`issued_at` or `due_at`)
+    lies in [start, end), plus those without that date when `undated`. `field=None` means every
+    invoice (a provider read without a window). A stored settled invoice outside the scope that a
+    full read did not return has aged out of the window; it is not missing."""
+
+    field: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    undated: bool = True
+
+
 class Page:
     """One page of a listing.
 

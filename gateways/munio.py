@@ -37,11 +37,12 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from . import status as st
 from .base import GatewayClient, to_datetime, to_decimal
 from .errors import AuthError, BadResponseError
-from .models import Page, RemoteInvoice
+from .models import InvoiceRef, Page, RemoteInvoice
 
 logger = logging.getLogger("gateways.munio")
 
@@ -72,6 +73,7 @@ class Client(GatewayClient):
     required_secrets = (("client_key", "access_token"), ("client_key", "login", "password"))
     STATUS_MAP = STATUS_MAP
     stop_when_unchanged = True
+    can_lookup = True
 
     per_page = PER_PAGE
 
@@ -114,17 +116,33 @@ class Client(GatewayClient):
         return {"Client-Key": str(self.secrets["client_key"]), "Authorization": f"Bearer {self._token}",
                 "Accept": "application/json"}
 
-    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        """Authenticated GET returning JSON; on a 401 renews the token once and retries once."""
+    def get(self, path: str, params: Mapping[str, Any] | None = None, *, missing_ok: bool = False) -> Any:
+        """Authenticated GET returning JSON; on a 401 renews the token once and retries once.
+        With `missing_ok`, a 404 answers None."""
         headers = self._headers()  # outside the try: a refused login must not be retried here
         try:
-            return self.http.request_json("GET", path, params=params, headers=headers)
+            return self._get_json(path, params, headers, missing_ok)
         except AuthError as exc:
             if exc.status_code != 401 or not self.can_renew:  # 403: a new token would not help
                 raise
             logger.info("provider=munio token refused; obtaining a new one")
             self.obtain_token()
-            return self.http.request_json("GET", path, params=params, headers=self._headers())
+            return self._get_json(path, params, self._headers(), missing_ok)
+
+    def _get_json(self, path: str, params: Mapping[str, Any] | None, headers: dict[str, str], missing_ok: bool) -> Any:
+        response = self.http.request("GET", path, params=params, headers=headers,
+                                     accept_status=(404,) if missing_ok else ())
+        if missing_ok and response.status_code == 404:
+            return None
+        return self.http.parse_json(response, method="GET", path=path)
+
+    def lookup(self, ref: InvoiceRef) -> RemoteInvoice | None:
+        """`GET /invoices/{invoice_hash}` (the detail, `{"data": {...}}`); None on 404."""
+        body = self.get(f"/invoices/{quote(str(ref.external_id), safe='')}", missing_ok=True)
+        if body is None:
+            return None
+        item = body.get("data") if isinstance(body, dict) and isinstance(body.get("data"), dict) else body
+        return self.parse_invoice(item)
 
     # -- listing -----------------------------------------------------------------------------
     def check_connection(self) -> str:

@@ -22,3 +22,8 @@ ALL = (DRAFT, OPEN, PARTIALLY_PAID, PROCESSING, FAILED, CHARGED_BACK, PAID, EXPI
 RECEIVABLE = (OPEN, PARTIALLY_PAID, PROCESSING, FAILED, CHARGED_BACK)
 #: States shown apart in aging (often still owed, or not understood).
 APART = (EXPIRED, UNKNOWN)
+#: States a full sync mirrors whatever the invoice's age (DESIGN.md): everything that may still be
+#: owed or may still move (drafts become bills). Only settled history (paid, cancelled) is bounded
+#: by the full-sync window.
+UNSETTLED = (DRAFT, *RECEIVABLE, *APART)
+SETTLED = (PAID, CANCELLED)

@@ -12,10 +12,12 @@ The list answer is a bare JSON array sorted by `created`, newest first; `limit` 
 cursor is the id of the last invoice received. Date filters only work in pairs, so every read
 here sends complete pairs:
 
-- full read: one pass over `created_after`/`created_before` = the full-sync window. A pass with no
-  filter would also work, but the window keeps the contract "issued in the window" and stops a
-  decade-old account from being re-read every night. Xendit invoices expire within days to weeks
-  of creation, so "due in the window" adds nothing that "created in the window" misses.
+- full read: one pass over `created_after`/`created_before` = the settled window (every status),
+  then one pass for the invoices still owed that were created before it: `statuses=["PENDING",
+  "EXPIRED"]` with `created_after` = `owed_from()` (10 years back) and `created_before` = the
+  window's start (one call when there are none). The window keeps a decade-old account's paid
+  history from being re-read every night. An owed invoice created before the window that a later
+  full read no longer returns (paid since) is looked up by id (`lookup`).
 - incremental read (`since`): three passes with the same bounds (since - overlap .. now +
   overlap): `created_*` (new invoices), `paid_*` (older invoices paid since), `expired_*` (older
   invoices that expired since). PAID -> SETTLED is not visible to any filter (no `updated`
@@ -27,7 +29,7 @@ import base64
 import json
 import logging
 from collections.abc import Iterator, Mapping
-from datetime import datetime, time, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
@@ -38,7 +40,7 @@ from . import status as st
 from .base import JAKARTA, GatewayClient, to_datetime, to_decimal
 from .errors import BadResponseError, ConfigurationError
 from .http import require
-from .models import Page, RemoteInvoice
+from .models import InvoiceRef, Page, RemoteInvoice, SettledScope
 
 logger = logging.getLogger("gateways.xendit")
 
@@ -67,8 +69,10 @@ PAGE_LIMIT = 100  # the documented maximum
 CURSOR_PARAMS = ("last_invoice_id", "last_invoice")
 #: Fields that Appgregator's stored copies add and that must not be persisted or logged.
 DROP_FIELDS = frozenset({"callback_token"})
-FULL_PASSES = ("created",)
+FULL_PASSES = ("created", "owed")
 INCREMENTAL_PASSES = ("created", "paid", "expired")
+#: The statuses that still owe money (or are shown apart as owed): the `owed` pass reads these.
+OWED_STATUSES = ("PENDING", "EXPIRED")
 
 
 def iso(value: datetime) -> str:
@@ -83,6 +87,8 @@ class Client(GatewayClient):
     default_base_url = APPGREGATOR_BASE_URL
     required_secrets = (("api_key",), ("secret_key",))
     STATUS_MAP = STATUS_MAP
+    zone = JAKARTA
+    can_lookup = True
 
     def __init__(self, *, base_url: str = "", secrets: Mapping[str, Any],
                  options: Mapping[str, Any] | None = None, **kwargs: Any):
@@ -148,6 +154,16 @@ class Client(GatewayClient):
         chosen = next((i for i in items if str(i.get("id")) == str(invoice_id)), items[0])
         return self.parse_invoice(chosen)
 
+    def lookup(self, ref: InvoiceRef) -> RemoteInvoice | None:
+        """One invoice by its Xendit id (`get_invoice`)."""
+        return self.get_invoice(ref.external_id)
+
+    def settled_scope(self) -> SettledScope:
+        """Paid invoices are read when created in the window (every invoice has `created`)."""
+        start, end = self.window()
+        return SettledScope(field="issued_at", start=self.midnight(start),
+                            end=self.midnight(end + timedelta(days=1)), undated=True)
+
     def iter_pages(self, *, since: datetime | None = None, resume: str | None = None) -> Iterator[Page]:
         """Yield pages; `resume` continues the same query (same bounds) after a committed page.
 
@@ -155,13 +171,18 @@ class Client(GatewayClient):
         faithful continuation of that listing; `since` is ignored when `resume` is given.
         """
         plan = self._load_resume(resume) if resume else self._plan(since)
-        passes = FULL_PASSES if plan["m"] == "full" else INCREMENTAL_PASSES
+        # A full marker written before the owed pass existed has no "o": its plan ends with "created".
+        passes = (FULL_PASSES if plan.get("o") else FULL_PASSES[:1]) if plan["m"] == "full" else INCREMENTAL_PASSES
         pass_index, cursor = plan["p"], plan["c"]
         number = 0
         seen: set[str] = set()  # ids already yielded by an earlier pass of this incremental run
         while pass_index < len(passes):
             field = passes[pass_index]
-            params = {f"{field}_after": plan["a"], f"{field}_before": plan["b"], "limit": PAGE_LIMIT}
+            if field == "owed":
+                params = {"created_after": plan["o"], "created_before": plan["a"], "limit": PAGE_LIMIT,
+                          "statuses": json.dumps(OWED_STATUSES, separators=(",", ":"))}
+            else:
+                params = {f"{field}_after": plan["a"], f"{field}_before": plan["b"], "limit": PAGE_LIMIT}
             previous_ids: set[str] = set()
             while True:
                 items = self._fetch_page(params, cursor, previous_ids)
@@ -173,8 +194,7 @@ class Client(GatewayClient):
                 fresh = [item for item in items if str(item["id"]) not in seen]
                 if plan["m"] != "full" and pass_index + 1 < len(passes):
                     seen.update(str(item["id"]) for item in fresh)
-                marker = json.dumps({"m": plan["m"], "p": next_pass, "a": plan["a"], "b": plan["b"],
-                                     "c": cursor}, separators=(",", ":"))
+                marker = json.dumps({**plan, "p": next_pass, "c": cursor}, separators=(",", ":"))
                 if fresh:
                     number += 1
                     yield Page(items=fresh, parse=self.parse_invoice, identify=self.identify, salt=self.digest_salt,
@@ -248,9 +268,9 @@ class Client(GatewayClient):
     def _plan(self, since: datetime | None) -> dict[str, Any]:
         if since is None:
             start, end = self.window()
-            after = datetime.combine(start, time.min, tzinfo=JAKARTA)
-            before = datetime.combine(end + timedelta(days=1), time.min, tzinfo=JAKARTA)
-            return {"m": "full", "p": 0, "a": iso(after), "b": iso(before), "c": None}
+            owed = self.owed_from()
+            return {"m": "full", "p": 0, "a": iso(self.midnight(start)), "b": iso(self.midnight(end + timedelta(days=1))),
+                    "o": iso(self.midnight(owed)) if owed < start else None, "c": None}
         if since.tzinfo is None:
             raise ValueError("since must be timezone-aware")
         # The overlap absorbs clock skew between us and Xendit; reading a little more is harmless.
@@ -262,7 +282,8 @@ class Client(GatewayClient):
             plan = json.loads(resume)
             ok = (isinstance(plan, dict) and plan.get("m") in ("full", "inc") and isinstance(plan.get("p"), int)
                   and isinstance(plan.get("a"), str) and isinstance(plan.get("b"), str)
-                  and (plan.get("c") is None or isinstance(plan.get("c"), str)))
+                  and (plan.get("c") is None or isinstance(plan.get("c"), str))
+                  and (plan.get("o") is None or isinstance(plan.get("o"), str)))
         except ValueError:
             ok = False
         if not ok:

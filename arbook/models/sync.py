@@ -32,6 +32,8 @@ class SyncRun(models.Model):
     updated = models.PositiveIntegerField(default=0)
     unchanged = models.PositiveIntegerField(default=0)
     missing = models.PositiveIntegerField(default=0)
+    #: Stored unsettled invoices that the full read did not return, looked up one by one.
+    lookups = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True, help_text="Readable; never contains a secret.")
     #: transient / auth / bad_response / config / internal: what the task and the pages act on.
     error_kind = models.CharField(max_length=16, blank=True)

@@ -96,7 +96,7 @@ def run_json(run: SyncRun, *, now: dt.datetime | None = None) -> dict[str, Any]:
         "finished_at": timezone.localtime(run.finished_at).strftime("%Y-%m-%d %H:%M:%S") if run.finished_at else None,
         "seconds": round((end - run.started_at).total_seconds(), 1),
         "pages": run.pages, "fetched": run.fetched, "created": run.created, "updated": run.updated,
-        "unchanged": run.unchanged, "missing": run.missing, "error": run.error,
+        "unchanged": run.unchanged, "lookups": run.lookups, "missing": run.missing, "error": run.error,
     }
 
 

@@ -13,8 +13,12 @@ One call of `invoices_sync` is one `SyncRun`:
 - The resume marker of a batch's last page is saved in the same transaction as the batch, so an
   interrupted run continues after the last committed page (a "pass" may span several runs).
 - Incremental reads pass the start of the last completed pass as `since`; the clients read what
-  their provider can filter. A full read also records every id it sees (`SyncSeen`) and, once
-  complete, flags the credential's invoices it did not return as missing; nothing is deleted.
+  their provider can filter. A full read also records every id it sees (`SyncSeen`). Once it is
+  complete, every stored unsettled invoice it did not return (owed, expired, unknown, draft: paid
+  after it left the settled window, say) is looked up by itself where the client can
+  (`lookup`, counted in `SyncRun.lookups`) and written like a read; then the invoices still not
+  seen are flagged missing: the unsettled ones, and the settled ones inside the client's settled
+  scope (a paid invoice that aged out of the window is history, not missing). Nothing is deleted.
 - A failure ends the run as failed with a readable, secret-free error and keeps every committed
   page; an auth failure also marks the credential as needing attention (no automatic retries
   until it is changed).
@@ -35,7 +39,7 @@ from typing import Any, Iterable, Iterator
 
 from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 import gateways
@@ -44,7 +48,8 @@ from arbook.jsonutil import RawJSONEncoder
 from arbook.models import GatewayCredential, Invoice, InvoiceEvent, SyncRun, SyncSeen
 from arbook.services.credentials import credential_client, scrub
 from arbook.services.notifications import notifications_apply_pending
-from gateways import Page, RemoteInvoice
+from gateways import InvoiceRef, Page, RemoteInvoice, SettledScope
+from gateways import status as st
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +58,8 @@ LOCK_TTL_SECONDS = 15 * 60
 WRITE_BATCH_ROWS = 1000
 #: How many pages the HTTP reader may run ahead of the writer (two batches of 100-invoice pages).
 PREFETCH_PAGES = 20
+#: Looked-up invoices are written in batches of this many (each lookup is one or a few calls).
+LOOKUP_BATCH = 100
 
 #: The normalized fields copied from a `RemoteInvoice` onto an `Invoice`, and its raw payload.
 NORMALIZED_FIELDS = (
@@ -415,9 +422,12 @@ def _run(*, credential: GatewayCredential, full: bool, trigger: str, client: Any
                 analyze_at *= 4
             if page_by_page and counts.fetched and counts.created == counts.updated == 0:
                 break  # newest first and nothing changed here: older pages are as they were
+        if run.full:
+            _look_up_unseen(credential=credential, client=client, pass_id=plan["pass_id"], run=run, lock=lock)
         with transaction.atomic():
             if run.full:
-                run.missing = _flag_missing(credential=credential, pass_id=plan["pass_id"], run=run)
+                run.missing = _flag_missing(credential=credential, pass_id=plan["pass_id"], run=run,
+                                            scope=_settled_scope(client))
             _finish(run, credential, plan=plan)
     except Exception as exc:  # every failure ends the run readably; committed pages stay
         _fail(run, credential, exc)
@@ -494,12 +504,69 @@ def prefetch(pages: Iterator[Page], depth: int = 2) -> Iterator[Page]:
             close()
 
 
-def _flag_missing(*, credential: GatewayCredential, pass_id: int, run: SyncRun) -> int:
-    # NOT EXISTS, not NOT IN: PostgreSQL turns it into a hash anti-join that spills to disk when
-    # the pass saw millions of ids; a NOT IN whose hash does not fit work_mem is quadratic.
+def _unseen(*, credential: GatewayCredential, pass_id: int):
+    """The credential's unflagged invoices that this full pass has not returned.
+
+    NOT EXISTS, not NOT IN: PostgreSQL turns it into a hash anti-join that spills to disk when
+    the pass saw millions of ids; a NOT IN whose hash does not fit work_mem is quadratic."""
     seen = SyncSeen.objects.filter(credential_id=credential.pk, pass_id=pass_id, external_id=OuterRef("external_id"))
-    flagged = (Invoice.objects.filter(credential=credential, missing_since__isnull=True)
-               .exclude(Exists(seen))
+    return Invoice.objects.filter(credential=credential, missing_since__isnull=True).exclude(Exists(seen))
+
+
+def _look_up_unseen(*, credential: GatewayCredential, client: Any, pass_id: int, run: SyncRun,
+                    lock: CredentialLock) -> None:
+    """After a complete full read: look up each stored unsettled invoice it did not return, and
+    write what the provider says through `write_pages` (events, the provider-clock guard, pending
+    notifications: as for a read). Found ones count as seen; the others are left to be flagged.
+
+    A client without lookups (or a test's stand-in) leaves them all to be flagged. A provider
+    failure fails the run; the pass stays pending, so the next run repeats only the lookups."""
+    if not getattr(client, "can_lookup", False):
+        return
+    rows = (_unseen(credential=credential, pass_id=pass_id).filter(status__in=st.UNSETTLED).order_by("pk")
+            .values_list("external_id", "status", "issued_at", "due_at", "customer_ref"))
+    refs = [InvoiceRef(external_id=x, status=s, issued_at=i, due_at=d, customer_ref=c) for x, s, i, d, c in rows]
+    for start in range(0, len(refs), LOOKUP_BATCH):
+        found: list[RemoteInvoice] = []
+        for ref in refs[start:start + LOOKUP_BATCH]:
+            remote = client.lookup(ref)
+            run.lookups += 1
+            if remote is not None and remote.external_id == ref.external_id:
+                found.append(remote)
+        with transaction.atomic():
+            if found:
+                counts = write_pages(credential=credential, pages=[Page(invoices=found)], run=run,
+                                     seen_at=timezone.now())
+                notifications_apply_pending(credential=credential)
+                _record_seen(credential_id=credential.pk, pass_id=pass_id, external_ids=counts.ids)
+                run.fetched += counts.fetched
+                run.updated += counts.updated
+                run.unchanged += counts.unchanged
+            run.save(update_fields=["lookups", "fetched", "updated", "unchanged"])
+        lock.refresh()
+
+
+def _settled_scope(client: Any) -> SettledScope:
+    scope = getattr(client, "settled_scope", None)
+    return scope() if scope is not None else SettledScope()
+
+
+def _flag_missing(*, credential: GatewayCredential, pass_id: int, run: SyncRun, scope: SettledScope) -> int:
+    """Flag what the complete full pass did not return: unsettled invoices (looked up in vain, or
+    not lookupable) and settled ones inside the read's settled scope."""
+    expected = Q(status__in=st.UNSETTLED)
+    if scope.field is None:
+        expected = Q()
+    else:
+        inside = Q()
+        if scope.start is not None:
+            inside &= Q(**{f"{scope.field}__gte": scope.start})
+        if scope.end is not None:
+            inside &= Q(**{f"{scope.field}__lt": scope.end})
+        expected |= inside
+        if scope.undated:
+            expected |= Q(**{f"{scope.field}__isnull": True})
+    flagged = (_unseen(credential=credential, pass_id=pass_id).filter(expected)
                .update(missing_since=run.started_at, missing_since_run=run))
     SyncSeen.objects.filter(credential_id=credential.pk).delete()
     return flagged

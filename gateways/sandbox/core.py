@@ -35,7 +35,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
@@ -125,6 +125,47 @@ class Fault:
     retry_after: int = 1
 
 
+@dataclass(frozen=True)
+class Legacy:
+    """One invoice of the sandbox's old debt, beyond the `size` seeded ones (see `legacy_plan`).
+
+    `kind` says which owed state the provider gives it: "open" (not paid at all), "partial"
+    (partly paid, where the provider has that; else another owed state of its own), "other" (the
+    provider's other owed state: failed, charged back, expired...), "late" (open until `paid_on`,
+    paid from then on, by the sandbox's clock: an invoice that leaves the settled window while
+    owed and is paid afterwards)."""
+
+    key: int
+    kind: str
+    issued: date
+    due: date
+    paid_on: date | None = None
+
+    def paid(self, now: datetime) -> bool:
+        """A late payer's state at `now` (the sandbox's clock)."""
+        return self.paid_on is not None and now >= datetime.combine(self.paid_on, datetime.min.time(), timezone.utc)
+
+
+#: (key, kind, days before the anchor it is due, days after the anchor a late payer pays).
+LEGACY_PLAN = ((0, "open", 1826, None), (1, "partial", 1823, None), (2, "open", 913, None),
+               (3, "other", 910, None), (4, "late", 725, 45), (5, "late", 722, 50))
+#: Days from a legacy invoice's issue to its due date.
+LEGACY_TERMS = 14
+
+
+def legacy_plan(anchor: date) -> tuple[Legacy, ...]:
+    """The old debt every dated sandbox population carries: owed invoices due 60 and 30 months
+    before the anchor (what a 24-month window would lose), and two late payers due ~24 months
+    before it that are paid 45/50 days after it (they leave the window owed and are paid later).
+    All are older than every seeded invoice, so they sort before index 0 (oldest first)."""
+    plan = []
+    for key, kind, back, pays in LEGACY_PLAN:
+        due = anchor - timedelta(days=back)
+        plan.append(Legacy(key=key, kind=kind, issued=due - timedelta(days=LEGACY_TERMS), due=due,
+                           paid_on=anchor + timedelta(days=pays) if pays is not None else None))
+    return tuple(plan)
+
+
 class ProviderSandbox:
     """Base of one provider's fake: routes, an auth-failure answer, a population, changes."""
 
@@ -138,6 +179,12 @@ class ProviderSandbox:
     @property
     def size(self) -> int:
         return self.sandbox.size_for(self.name)
+
+    @property
+    def legacy(self) -> tuple[Legacy, ...]:
+        """The old-debt invoices of this population (empty when the sandbox is built with
+        `legacy=False`); their late payers' state follows `self.sandbox.now()`."""
+        return legacy_plan(self.sandbox.anchor) if self.sandbox.legacy else ()
 
     @property
     def credentials(self) -> dict[str, str]:
@@ -193,8 +240,9 @@ class Sandbox:
     """The state shared by the HTTP handler threads: config, providers, faults, request log."""
 
     def __init__(self, *, seed: int = 42, size: int = 200, sizes: dict[str, int] | None = None,
-                 anchor: date | None = None, providers: tuple[str, ...] = PROVIDERS):
+                 anchor: date | None = None, providers: tuple[str, ...] = PROVIDERS, legacy: bool = True):
         self.seed = seed
+        self.legacy = legacy
         self.default_size = size
         self.sizes = dict(sizes or {})
         self.anchor = anchor or datetime.now(timezone.utc).date()
@@ -210,6 +258,12 @@ class Sandbox:
             name: [(m, re.compile(p + r"\Z"), h) for m, p, h in prov.routes()]
             for name, prov in self.providers.items()
         }
+
+    @staticmethod
+    def now() -> datetime:
+        """The sandbox's clock (the real one; tests pin it with time-machine): it decides only
+        what happens after the anchor (late payers' payments), never the seeded population."""
+        return datetime.now(timezone.utc)
 
     def size_for(self, provider: str) -> int:
         return int(self.sizes.get(provider, self.default_size))

@@ -12,6 +12,20 @@ Population (a pure function of (seed, i) plus the overrides from `mutate`):
 - Everything else (amounts, partial payments, credit notes, currency, recipient, odd date
   formats, missing optional fields) is drawn from `random.Random("farpay:<seed>:<i>")`.
 
+Old debt (`ProviderSandbox.legacy`, see `core.legacy_plan`; absent with `Sandbox(legacy=False)`):
+six more invoices beyond the `size` seeded ones, whatever `size` is (also 0). Legacy key k has Id
+`LEGACY_ID_BASE + k` (below every seeded Id, so the two never collide) and internal index
+`k - LEGACY_SLOTS` (negative: `record`, `select` and `overrides` use it like a seeded index). It is
+issued `legacy.issued` and due `legacy.due`, years before the seeded population, so in due order
+(ascending) the legacy invoices come first. Its state follows its kind: "open" 100 owed in full,
+"partial" 100 with 0 < ToBePaidAmount < InvoiceAmount, "other" 600 (Chargeback) or 700 (Payment
+failed), "late" 100 until the sandbox's clock (`Sandbox.now()`) reaches `legacy.paid_on`, then 200
+with nothing left to pay. The rest is drawn like a seeded invoice from
+`random.Random("farpay:<seed>:legacy:<k>")` (never a credit note, always dated). The list endpoint
+checks the six one by one (cheap at any size) and puts them before the seeded answer; the detail
+endpoint, `mutate` (whose overrides win over the clock), `truth` and the notifications treat them
+like any other invoice.
+
 Serves JSON only: `Accept: application/xml` (which FarPay supports) is answered 406, as is any
 other Accept, so a client that forgets the header is caught.
 """
@@ -31,6 +45,8 @@ from ..farpay import sign_webhook
 from .core import ProviderSandbox, Request, Response
 
 ID_BASE = 7_300_000
+LEGACY_ID_BASE = 7_200_000  # legacy key k is invoice LEGACY_ID_BASE + k (the plan has keys 0..5)
+LEGACY_SLOTS = 1000  # legacy key k has the internal index k - LEGACY_SLOTS (< 0: before every seeded one)
 DUE_BACK = 700  # the earliest due date lies this many days before the anchor
 DUE_DAYS = 1000  # due dates span this many days (up to ~300 days after the anchor)
 OLD = 120  # overdue by more than this many days: the "old" era
@@ -117,10 +133,11 @@ class Sandbox(ProviderSandbox):
                 return Response(400, {"Message": MESSAGE_INVALID,
                                       "MessageDetail": "paymentStatus must be one of 100, 200, ..., 700"})
             status = int(raw_status)
+        now = self.sandbox.now()  # one reading: a late payer's state is the same in select and render
         with self.lock:  # select under the lock; render (the costly part) from a snapshot
-            indices = self.select(status, bounds[0], bounds[1])
+            indices = self.select(status, bounds[0], bounds[1], now=now)
             overrides = {i: dict(changes) for i, changes in self.overrides.items()}
-        return Response(200, [self._reference(self.record(i, overrides)) for i in indices])
+        return Response(200, [self._reference(self.record(i, overrides, now=now)) for i in indices])
 
     def get_invoice(self, request: Request, match: re.Match[str]) -> Response:
         refused = self._guard(request, match["version"])
@@ -152,8 +169,28 @@ class Sandbox(ProviderSandbox):
             return 0, 0
         return self._first_index(lo_off), self._first_index(hi_off)
 
-    def select(self, status: int | None, start: date | None, end: date | None) -> list[int]:
-        """Sorted indices matching the filters, by arithmetic over index ranges and residues."""
+    def select(self, status: int | None, start: date | None, end: date | None, *,
+               now: datetime | None = None) -> list[int]:
+        """Indices matching the filters in due order: the legacy ones (checked one by one, state
+        at `now`, default the sandbox's clock), then the seeded ones (sorted, by arithmetic over
+        index ranges and residues)."""
+        return self._select_legacy(status, start, end, now) + self._select_seeded(status, start, end)
+
+    def _select_legacy(self, status: int | None, start: date | None, end: date | None,
+                       now: datetime | None) -> list[int]:
+        found = []
+        for legacy in sorted(self.legacy, key=lambda lg: (lg.due, lg.key)):
+            rec = self.record(legacy.key - LEGACY_SLOTS, now=now)
+            if status is not None and rec["status"] != status:
+                continue
+            if (start is not None or end is not None) and rec["due"] is None:
+                continue
+            if (start is not None and rec["due"] < start) or (end is not None and rec["due"] > end):
+                continue
+            found.append(rec["index"])
+        return found
+
+    def _select_seeded(self, status: int | None, start: date | None, end: date | None) -> list[int]:
         lo, hi = self._range(start, end)
         dated = start is not None or end is not None
         if status is None:
@@ -175,7 +212,7 @@ class Sandbox(ProviderSandbox):
         if self.overrides:
             members = set(found)
             for i, changes in self.overrides.items():
-                if "PaymentStatus" not in changes or status is None:
+                if i < 0 or "PaymentStatus" not in changes or status is None:  # legacy: see _select_legacy
                     continue
                 if changes["PaymentStatus"] != status:
                     members.discard(i)
@@ -185,15 +222,36 @@ class Sandbox(ProviderSandbox):
         return found
 
     def _index(self, external_id: Any) -> int:
+        """The internal index of an invoice Id (seeded i >= 0, legacy key - LEGACY_SLOTS < 0)."""
         text = str(external_id).strip()
-        if not text.isdigit() or not 0 <= int(text) - ID_BASE < self.size:
-            raise KeyError(external_id)
-        return int(text) - ID_BASE
+        if text.isdigit():
+            number = int(text)
+            if 0 <= number - ID_BASE < self.size:
+                return number - ID_BASE
+            if any(number - LEGACY_ID_BASE == legacy.key for legacy in self.legacy):
+                return number - LEGACY_ID_BASE - LEGACY_SLOTS
+        raise KeyError(external_id)
+
+    def _legacy(self, i: int):
+        key = i + LEGACY_SLOTS
+        for legacy in self.legacy:
+            if legacy.key == key:
+                return legacy
+        raise KeyError(i)
 
     # -- records -------------------------------------------------------------------------------
-    def record(self, i: int, overrides: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
-        """Invoice i's facts: the seeded record with its `mutate` overrides applied."""
-        rec = dict(self._record(i, self.sandbox.seed, self.size, self.sandbox.anchor))
+    def record(self, i: int, overrides: dict[int, dict[str, Any]] | None = None, *,
+               now: datetime | None = None) -> dict[str, Any]:
+        """Invoice i's facts: the seeded (i >= 0) or legacy (i < 0) record, a late payer's state at
+        `now` (default the sandbox's clock), with its `mutate` overrides applied (they win)."""
+        if i >= 0:
+            rec = dict(self._record(i, self.sandbox.seed, self.size, self.sandbox.anchor))
+        else:
+            legacy = self._legacy(i)
+            rec = dict(self._legacy_record(legacy, self.sandbox.seed))
+            if legacy.kind == "late" and legacy.paid(now or self.sandbox.now()):
+                rec.update(status=200, to_pay=Decimal(0),
+                           paid_at=datetime.combine(legacy.paid_on, time(), timezone.utc))
         rec.update((self.overrides if overrides is None else overrides).get(i, {}))
         return rec
 
@@ -216,39 +274,31 @@ class Sandbox(ProviderSandbox):
         elif status == 100 and rng.random() < 0.3:
             to_pay = (amount * rng.randint(10, 90) / 100).quantize(CENT)
         invoice_date = due - timedelta(days=rng.choice((8, 14, 30)))
-        created = datetime.combine(invoice_date, time(rng.randint(6, 17), rng.randint(0, 59),
-                                                      rng.randint(0, 59), rng.randint(0, 999) * 1000),
-                                   tzinfo=timezone.utc)
-        recipient = None
-        if rng.random() >= 0.05:
-            customer = 1000 + rng.randint(0, 4999)
-            name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
-            recipient = {"CustomerNumber": str(customer), "Name": name,
-                         "Email": None if rng.random() < 0.1 else f"c{customer}@kunde.dk",
-                         "Street": None, "PostCode": None, "PoBox": None, "City": None, "Country": "DK"}
-        currency = rng.random()
-        return {
-            "index": i,
-            "Id": ID_BASE + i,
-            "status": status,
-            "amount": amount,
-            "to_pay": to_pay,
-            "due": None if (i * 7919 + seed) % 61 == 0 else due,
-            "due_z": rng.random() < 0.2,  # most samples lack the Z
-            "invoice_date": invoice_date,
-            "dmy_date": rng.random() < 0.05,  # the old "23-06-2017" sample
-            "created": created,
-            "created_z": rng.random() >= 0.1,
-            "number": None if rng.random() < 0.05 else str(100_000 + i),
-            "credit": rng.random() < 0.03,
-            "currency": "DKK" if currency < 0.85 else "EUR" if currency < 0.95 else "NOK",
-            "recipient": recipient,
-            "payment_type": None if rng.random() < 0.1 else rng.choice(PAYMENT_TYPES),
-            "send_status": rng.choice(("Sent", "Sent", "Sent", "Queue", "ReadyToPrint", "EmailBounced")),
-            "error": "Insufficient funds" if status == 700 else "",
-            "omit_error": rng.random() < 0.1,  # an optional field left out
-            "paid_at": None,
-        }
+        return _draw_rest(rng, index=i, id=ID_BASE + i, status=status, amount=amount, to_pay=to_pay,
+                          due=None if (i * 7919 + seed) % 61 == 0 else due, invoice_date=invoice_date,
+                          number=str(100_000 + i))
+
+    @staticmethod
+    @lru_cache(maxsize=64)
+    def _legacy_record(legacy, seed: int) -> dict[str, Any]:
+        """An old-debt invoice's facts before the clock (a late payer is still owed here)."""
+        rng = random.Random(f"farpay:{seed}:legacy:{legacy.key}")
+        if rng.random() < 0.3:
+            amount = Decimal(rng.randint(100, 25_000))
+        else:
+            amount = Decimal(rng.randint(10_000, 2_500_000)) / 100
+        to_pay, status = amount, 100
+        if legacy.kind == "partial":
+            to_pay = (amount * rng.randint(10, 90) / 100).quantize(CENT)  # amount >= 100: strictly inside
+        elif legacy.kind == "other":
+            status = rng.choice((600, 700))
+        elif legacy.kind not in ("open", "late"):
+            raise ValueError(f"unknown legacy kind {legacy.kind!r}")
+        rec = _draw_rest(rng, index=legacy.key - LEGACY_SLOTS, id=LEGACY_ID_BASE + legacy.key, status=status,
+                         amount=amount, to_pay=to_pay, due=legacy.due, invoice_date=legacy.issued,
+                         number=str(90_000 + legacy.key))
+        rec["credit"] = False  # old debt is owed to the merchant
+        return rec
 
     def _reference(self, rec: dict[str, Any]) -> dict[str, Any]:
         """The list item (an invoice reference): no payment status, SendStatus as a name."""
@@ -334,6 +384,10 @@ class Sandbox(ProviderSandbox):
         }
 
     def truth(self):
+        """The legacy invoices (in due order, state at the sandbox's clock), then the seeded ones."""
+        now = self.sandbox.now()
+        for legacy in sorted(self.legacy, key=lambda lg: (lg.due, lg.key)):
+            yield self._truth(self.record(legacy.key - LEGACY_SLOTS, now=now))
         for i in range(self.size):
             yield self._truth(self.record(i))
 
@@ -377,7 +431,7 @@ class Sandbox(ProviderSandbox):
         if "paid_at" in changes:
             new["paid_at"] = _aware(changes["paid_at"])
         elif status == 200 and rec["status"] != 200:
-            new["paid_at"] = datetime.now(timezone.utc).replace(microsecond=0)
+            new["paid_at"] = self.sandbox.now().replace(microsecond=0)
         if status != 200:
             new.setdefault("paid_at", None)
         override = self.overrides.setdefault(i, {})
@@ -420,6 +474,45 @@ class Sandbox(ProviderSandbox):
             headers["webhook-signature"] = sign_webhook(self.credentials["webhook_secret"], headers["webhook-id"],
                                                         headers["webhook-timestamp"], body + b" ")
         return headers, body
+
+
+def _draw_rest(rng: random.Random, *, index: int, id: int, status: int, amount: Decimal, to_pay: Decimal,
+               due: date | None, invoice_date: date, number: str) -> dict[str, Any]:
+    """The draws a seeded and a legacy invoice share, after amount and to_pay (order matters: it
+    keeps the seeded population what it always was)."""
+    created = datetime.combine(invoice_date, time(rng.randint(6, 17), rng.randint(0, 59),
+                                                  rng.randint(0, 59), rng.randint(0, 999) * 1000),
+                               tzinfo=timezone.utc)
+    recipient = None
+    if rng.random() >= 0.05:
+        customer = 1000 + rng.randint(0, 4999)
+        name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+        recipient = {"CustomerNumber": str(customer), "Name": name,
+                     "Email": None if rng.random() < 0.1 else f"c{customer}@kunde.dk",
+                     "Street": None, "PostCode": None, "PoBox": None, "City": None, "Country": "DK"}
+    currency = rng.random()
+    return {
+        "index": index,
+        "Id": id,
+        "status": status,
+        "amount": amount,
+        "to_pay": to_pay,
+        "due": due,
+        "due_z": rng.random() < 0.2,  # most samples lack the Z
+        "invoice_date": invoice_date,
+        "dmy_date": rng.random() < 0.05,  # the old "23-06-2017" sample
+        "created": created,
+        "created_z": rng.random() >= 0.1,
+        "number": None if rng.random() < 0.05 else number,
+        "credit": rng.random() < 0.03,
+        "currency": "DKK" if currency < 0.85 else "EUR" if currency < 0.95 else "NOK",
+        "recipient": recipient,
+        "payment_type": None if rng.random() < 0.1 else rng.choice(PAYMENT_TYPES),
+        "send_status": rng.choice(("Sent", "Sent", "Sent", "Queue", "ReadyToPrint", "EmailBounced")),
+        "error": "Insufficient funds" if status == 700 else "",
+        "omit_error": rng.random() < 0.1,  # an optional field left out
+        "paid_at": None,
+    }
 
 
 @lru_cache(maxsize=64)

@@ -18,6 +18,24 @@ Population: invoice i (0 <= i < size) is a pure function of (seed, i) plus the m
 Invoice dates rise with i (from ~23 months before the anchor to 2 months after), so a period
 window is an index range found by bisection; per-status arrays of indexes (built once, ~1 s at a
 million, patched in place by `mutate`) turn a page into two bisections and a slice.
+
+Old debt: beyond the `size` seeded invoices, the population carries the six `legacy_plan` records
+of `gateways.sandbox.core` (whatever the size, even 0; none when the Sandbox is built with
+`legacy=False`). They live at indexes -6..-1 (oldest first), are numbered `INV-OLD-MMYY000KK`
+(MMYY of the invoice date, KK the legacy key; "OLD" is no merchant code, so a seeded number never
+collides), are issued on `legacy.issued` and due on `legacy.due` (a time of day as seeded ones)
+with a customer like the seeded ones, and are all due before the anchor:
+- "open": Unpaid, so listed as Overdue (4), outstanding the full total;
+- "partial": Partial Paid (5), 10-90% paid;
+- "other": Partial Paid (5) with only a small remainder (1,000-49,000) left owed;
+- "late": Overdue (4) with the full total until the sandbox's clock (`Sandbox.now()`, which tests
+  pin with time-machine) reaches `paid_on`, then Paid (2), outstanding 0, paid at `paid_on`
+  00:00 UTC. That clock decides nothing else.
+They are older than every seeded invoice, so within a bucket they come first (ascending order):
+a query filters the six live (bucket, invoice_date window, customer_id, due_date) and pages
+through them before the seeded slice, and `total_pages`/`total_data` count them. `mutate`,
+`truth()` and the notifications treat them like seeded invoices; an override (a test paying or
+reopening one) wins over the clock.
 """
 from __future__ import annotations
 
@@ -25,14 +43,14 @@ import hashlib
 import json
 from array import array
 from bisect import bisect_left, insort
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterator
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 from .. import status as st
-from .core import ProviderSandbox, Request, Response
+from .core import Legacy, ProviderSandbox, Request, Response
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 PATH = r"/billingbackendapi/web/billing/get-all-billing"
@@ -140,40 +158,86 @@ class Sandbox(ProviderSandbox):
         day = self._due_day(i, h)
         return None if day is None else self._first + timedelta(days=day)
 
-    def _customer(self, i: int, h2: int) -> int | None:
-        if h2 % 100 < 3:  # customer_id is optional in the response
+    def _customer(self, i: int, h2: int, *, optional: bool = True) -> int | None:
+        if optional and h2 % 100 < 3:  # customer_id is optional in the response
             return None
         customers = max(3, min(2000, self.size // 20 + 3))
         return 1 + (h2 >> 8) % customers
 
+    # -- old debt: the legacy records at indexes -len(legacy)..-1 (oldest first) -----------------
+    def _legacy_of(self, i: int) -> Legacy:
+        legacy = self.legacy
+        if not -len(legacy) <= i < 0:
+            raise KeyError(i)
+        return legacy[i + len(legacy)]
+
+    def _legacy_indexes(self) -> range:
+        return range(-len(self.legacy), 0)
+
+    @staticmethod
+    def _legacy_number(legacy: Legacy) -> str:
+        return f"INV-OLD-{legacy.issued.month:02d}{legacy.issued.year % 100:02d}{legacy.key:05d}"
+
+    @staticmethod
+    def _legacy_paid_at(legacy: Legacy) -> datetime | None:
+        """When a late payer pays: the moment `Legacy.paid` turns true (paid_on 00:00 UTC)."""
+        if legacy.paid_on is None:
+            return None
+        return datetime.combine(legacy.paid_on, time(0), timezone.utc).astimezone(JAKARTA)
+
+    def _legacy_state(self, legacy: Legacy) -> int:
+        """The stored state of a legacy invoice without override, by kind and the sandbox's clock."""
+        if legacy.kind in ("partial", "other"):
+            return PARTIAL
+        if legacy.kind == "late" and legacy.paid(self.sandbox.now()):
+            return PAID
+        return UNPAID
+
+    # -- states ---------------------------------------------------------------------------------
     def _state(self, i: int) -> int:
         """The stored state (Overdue is not stored): the override, else the seeded draw."""
         override = self.overrides.get(i)
         if override is not None:
             return override["state"]
+        if i < 0:
+            return self._legacy_state(self._legacy_of(i))
         return self._base_state(i, self._hash(i))
 
-    def _bucket(self, i: int) -> int:
-        """The one status code i is listed under: stored state, Unpaid past due -> Overdue."""
-        state = self._state(i)
+    def _listed_as(self, i: int, state: int) -> int:
+        """The bucket of i in `state`: Unpaid past due -> Overdue."""
         if state == UNPAID:
+            if i < 0:
+                return OVERDUE if self._legacy_of(i).due < self._today else UNPAID
             due = self._due_day(i, self._hash(i))
             if due is not None and due < _DAYS_BACK:
                 return OVERDUE
         return state
 
+    def _bucket(self, i: int) -> int:
+        """The one status code i is listed under: stored state, Unpaid past due -> Overdue."""
+        return self._listed_as(i, self._state(i))
+
     def _record(self, i: int) -> dict[str, Any]:
         """Everything the sandbox knows about invoice i (listing fields and ground truth)."""
         h, h2 = self._hash(i), self._hash(i, 1)
-        issued = self._invoice_date(i)
-        due = self._due_date(i, h)
+        legacy = self._legacy_of(i) if i < 0 else None
+        if legacy is None:
+            issued, due = self._invoice_date(i), self._due_date(i, h)
+            customer = self._customer(i, h2)
+        else:
+            issued, due = legacy.issued, legacy.due
+            customer = self._customer(i, h2, optional=False)
         state = self._state(i)
-        bucket = self._bucket(i)
+        bucket = self._listed_as(i, state)
         amount = Decimal(50_000 + ((h >> 24) % 49_951) * 1000)
-        customer = self._customer(i, h2)
         outstanding, paid_at = amount, None
         if state == PARTIAL:
-            outstanding = amount - (amount * (10 + (h >> 40) % 81) // 100 // 100 * 100)
+            if legacy is not None and legacy.kind == "other":
+                outstanding = Decimal(((h >> 40) % 49 + 1) * 1000)  # a small remainder left owed
+            else:
+                outstanding = amount - (amount * (10 + (h >> 40) % 81) // 100 // 100 * 100)
+        elif state == PAID and legacy is not None:
+            outstanding, paid_at = Decimal(0), self._legacy_paid_at(legacy)
         elif state == PAID:
             outstanding = -Decimal(((h >> 48) % 40 + 1) * 10_000) if (h2 >> 30) % 100 < 8 else Decimal(0)
             paid_day = min(self._today, issued + timedelta(days=(h >> 52) % 40))
@@ -192,9 +256,11 @@ class Sandbox(ProviderSandbox):
         else:
             name = f"{_FIRST[customer % 12]} {_LAST[customer % 9]} {customer}"
         due_time = time((h >> 30) % 24, (h >> 35) % 60)
+        number = (f"INV-{code}-{issued.month:02d}{issued.year % 100:02d}{i:05d}" if legacy is None
+                  else self._legacy_number(legacy))
         return {
             "i": i, "h2": h2, "state": state, "bucket": bucket, "issued": issued, "due": due, "due_time": due_time,
-            "invoice_no": f"INV-{code}-{issued.month:02d}{issued.year % 100:02d}{i:05d}",
+            "invoice_no": number,
             "customer": customer, "customer_name": name, "amount": amount, "outstanding": outstanding,
             "paid_at": paid_at,
         }
@@ -220,6 +286,9 @@ class Sandbox(ProviderSandbox):
         return row
 
     def _index_of(self, external_id: str) -> int:
+        for j, legacy in zip(self._legacy_indexes(), self.legacy):
+            if self._legacy_number(legacy) == str(external_id):
+                return j
         parts = str(external_id).split("-")
         if len(parts) != 3 or parts[0] != "INV" or len(parts[2]) < 9 or not parts[2].isdigit():
             raise KeyError(external_id)
@@ -345,12 +414,20 @@ class Sandbox(ProviderSandbox):
         lo = self._first_index_on_or_after(first_day)
         hi = self._first_index_on_or_after(end.date() + timedelta(days=1))
         with self.lock:
+            # The old debt (a handful of records, older than every seeded one): filtered live, listed first.
+            old = [rec for rec in map(self._record, self._legacy_indexes())
+                   if rec["bucket"] == code and first_day <= rec["issued"] <= end.date()
+                   and (customer is None or rec["customer"] == customer) and (due is None or rec["due"] == due)]
             indexes = self._filtered_array(code, customer, due)
             a, b = bisect_left(indexes, lo), bisect_left(indexes, hi)
-            total = max(0, b - a)
-            offset = a + (page - 1) * PAGE_SIZE
-            chosen = list(indexes[offset:min(b, offset + PAGE_SIZE)]) if offset < b else []
-            rows = [self._row(self._record(i)) for i in chosen]
+            total = len(old) + max(0, b - a)
+            offset = (page - 1) * PAGE_SIZE
+            records = old[offset:offset + PAGE_SIZE]
+            first = a + max(0, offset - len(old))  # the seeded slice starts after the old debt
+            room = PAGE_SIZE - len(records)
+            if room > 0 and first < b:
+                records += [self._record(i) for i in indexes[first:min(b, first + room)]]
+            rows = [self._row(rec) for rec in records]
         return Response(200, {
             "current_page": str(page),
             "total_pages": -(-total // PAGE_SIZE),
@@ -387,6 +464,9 @@ class Sandbox(ProviderSandbox):
         }
 
     def truth(self) -> Iterator[dict[str, Any]]:
+        """The old debt first (it is the oldest), then the seeded invoices; at `self.sandbox.now()`."""
+        for i in self._legacy_indexes():
+            yield self._truth(self._record(i))
         for i in range(self.size):
             yield self._truth(self._record(i))
 
@@ -431,7 +511,7 @@ class Sandbox(ProviderSandbox):
             if state == PAID and paid_at is None:
                 paid_at = datetime.combine(self._today, time(9, 0), JAKARTA)
             self.overrides[i] = {"state": state, "outstanding": outstanding, "paid_at": paid_at}
-            if self._buckets is not None:
+            if self._buckets is not None and i >= 0:  # the old debt is not in the arrays (filtered live)
                 new_bucket = self._bucket(i)
                 old = self._buckets[old_bucket]
                 position = bisect_left(old, i)

@@ -16,9 +16,28 @@ What it checks, like the real API is documented to (or, where undocumented, as a
 The population is a pure function of (seed, index) plus the changes made through `mutate()` or the
 status endpoint: invoice `i` is created at a time that increases with `i` (denser towards the
 anchor, like a growing business), so both sort orders are index arithmetic. The invoice hash ends in
-the index xor a seed-derived key, so a hash finds its invoice without a lookup table.
+the index xor a seed-derived key (32-bit two's complement), so a hash finds its invoice without a
+lookup table.
 `revoke_tokens()` invalidates every token issued so far and the static one (until `reset()`), so
 tests can drive the client's renew-once path.
+
+Old debt (`ProviderSandbox.legacy`, see `core.legacy_plan`; absent with `Sandbox(legacy=False)`):
+six more invoices beyond the `size` seeded ones, whatever `size` is (also 0). Legacy key k has the
+internal index `k - LEGACY_SLOTS` (negative, so its hash's last 8 hex digits xor the key read
+0xfffffc18 + k: recognisable, and never a seeded hash) and the id `3 * size + 1 + k`, above every
+seeded id (at most `3 * size`), as if imported after the seeded ones were created. It is created
+on `legacy.issued` (a time of day drawn from its digest) and due `legacy.due` at that time; every
+legacy invoice is older than every seeded one (issued >= 736 days before the anchor, the seeded
+ones <= 720), so newest first (`orderBy=created_at`, the default `DESC`) they come after all the
+seeded ones, oldest last, and `ASC` puts them first; by `orderBy=id` (auto-increment order) they
+come after the seeded ones in `ASC`. Legacy invoices are memberships or plain transactions (`type`
+null, so a `type` filter never lists them). Munio has no partial state, so the state follows the
+kind: "open" pending, "partial" expired (owed in full; Munio's checkout link lapsed), "other"
+expired, "late" pending until the sandbox's clock (`Sandbox.now()`) reaches `legacy.paid_on`, then
+paid with `paid_at` = midnight UTC of `paid_on`. The rest is drawn like a seeded invoice from its
+digest. The list endpoint handles the six apart from the seeded index arithmetic (cheap at any
+size); the detail and status endpoints, `mutate` (whose overrides win over the clock) and `truth`
+(seeded ones first, then the legacy ones oldest first) treat them like any other invoice.
 """
 from __future__ import annotations
 
@@ -33,9 +52,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from .. import status as st
-from .core import ProviderSandbox, Request, Response
+from .core import Legacy, ProviderSandbox, Request, Response
 
 SPAN_DAYS = 720  # the oldest invoice is this many days before the anchor (inside the 24-month window)
+LEGACY_SLOTS = 1000  # legacy key k has the internal index k - LEGACY_SLOTS (< 0: older than every seeded one)
+#: Legacy kind -> Munio status (Munio has no partial state: a partly paid invoice is owed in full).
+LEGACY_STATUS = {"open": "pending", "partial": "expired", "other": "expired", "late": "pending"}
 PER_PAGE_DEFAULT = 15  # Laravel's default page size
 PER_PAGE_MAX = 100
 TOKEN_TTL = 3600
@@ -125,7 +147,7 @@ class Sandbox(ProviderSandbox):
                 raise ValueError(f"contradictory changes for a munio invoice: {changes}")
             if provider_status == "paid":
                 if paid_at is None:
-                    now = datetime.now(timezone.utc).replace(microsecond=0)
+                    now = self.sandbox.now().replace(microsecond=0)
                     paid_at = inv["paid_at"] or max(now, inv["created_at"] + timedelta(minutes=5))
             else:
                 paid_at = None
@@ -133,8 +155,12 @@ class Sandbox(ProviderSandbox):
             return self._truth(i)
 
     def truth(self):
+        """The seeded invoices (oldest first), then the legacy ones (oldest first), at the sandbox's clock."""
+        now = self.sandbox.now()
         for i in range(self.size):
-            yield self._truth(i)
+            yield self._truth(i, now)
+        for i in self._legacy_indices("created_at"):
+            yield self._truth(i, now)
 
     # -- routes ------------------------------------------------------------------------------
     def routes(self):
@@ -188,12 +214,21 @@ class Sandbox(ProviderSandbox):
         if kind is not None and kind not in ("events", "store", "campaigns"):
             return _invalid("type", "The selected type is invalid.")
 
-        # created_at and id both increase with the index, so either order is index arithmetic.
-        indices = self._indices_of_type(kind) if kind else range(self.size)
-        total = len(indices)
+        # Seeded: created_at and id both increase with the index, so either order is index
+        # arithmetic. Legacy (a handful): older than every seeded invoice but with higher ids, so
+        # in ascending order they come first by created_at and last by id.
+        seeded = self._indices_of_type(kind) if kind else range(self.size)
+        legacy = [i for i in self._legacy_indices(order_by) if kind is None or self._kind(i, self._digest(i)) == kind]
+        first, second = (legacy, seeded) if order_by == "created_at" else (seeded, legacy)
+        total = len(seeded) + len(legacy)
+
+        def ascending(k: int) -> int:
+            return first[k] if k < len(first) else second[k - len(first)]
+
         start = (page - 1) * per_page
         positions = range(start, min(start + per_page, total))
-        data = [self._payload(indices[total - 1 - k] if order == "DESC" else indices[k]) for k in positions]
+        now = self.sandbox.now()
+        data = [self._payload(ascending(total - 1 - k if order == "DESC" else k), now) for k in positions]
         last_page = max(1, math.ceil(total / per_page))
         links: dict[str, str] = {}
         if page > 1:
@@ -260,18 +295,39 @@ class Sandbox(ProviderSandbox):
         return digest.hex()[:24] + f"{(i ^ self._key()) & 0xFFFFFFFF:08x}"
 
     def _index(self, external_id: str) -> int:
+        """The internal index of a hash: seeded (0 <= i < size) or legacy (key - LEGACY_SLOTS < 0)."""
         text = str(external_id)
         try:
-            i = int(text[24:], 16) ^ self._key() if len(text) == 32 else -1
+            j = int(text[24:], 16) ^ self._key() if len(text) == 32 else -1
         except ValueError:
-            i = -1
-        if not 0 <= i < self.size or self._hash(i, self._digest(i)) != text:
-            raise KeyError(external_id)
-        return i
+            j = -1
+        if 0 <= j <= 0xFFFFFFFF:
+            for i in (j, j - 0x1_0000_0000):  # the tail read unsigned (seeded) or signed (legacy)
+                if self._exists(i) and self._hash(i, self._digest(i)) == text:
+                    return i
+        raise KeyError(external_id)
+
+    def _exists(self, i: int) -> bool:
+        return 0 <= i < self.size or (i < 0 and self._legacy(i) is not None)
+
+    def _legacy(self, i: int) -> Legacy | None:
+        """The legacy record of internal index i (< 0), or None."""
+        key = i + LEGACY_SLOTS
+        return next((legacy for legacy in self.legacy if legacy.key == key), None)
+
+    def _legacy_indices(self, order_by: str) -> list[int]:
+        """The legacy indices in ascending `created_at` (issue date) or `id` (key) order."""
+        plan = sorted(self.legacy, key=(lambda lg: (lg.issued, lg.key)) if order_by == "created_at" else
+                      (lambda lg: lg.key))
+        return [legacy.key - LEGACY_SLOTS for legacy in plan]
 
     def _type(self, digest: bytes) -> str | None:
         roll = digest[0] % 100
         return next(kind for kind, upto in TYPES if roll < upto)
+
+    def _kind(self, i: int, digest: bytes) -> str | None:
+        """The list's `type`: drawn for a seeded invoice; null (membership/transaction) for a legacy one."""
+        return self._type(digest) if i >= 0 else None
 
     def _indices_of_type(self, kind: str) -> array:
         """The indices of one `type`, ascending: built once per (type, size) and cached (4 bytes each)."""
@@ -289,13 +345,22 @@ class Sandbox(ProviderSandbox):
         seconds = int(SPAN_DAYS * 86400 * u * (0.3 + 0.7 * u))
         return self.anchor_moment - timedelta(seconds=seconds)
 
-    def _invoice(self, i: int) -> dict[str, Any]:
-        """Invoice i in Python terms (Decimals, datetimes), with any change applied."""
+    def _invoice(self, i: int, now: datetime | None = None) -> dict[str, Any]:
+        """Invoice i in Python terms (Decimals, datetimes), with any change applied; a legacy late
+        payer's state is the one at `now` (default the sandbox's clock)."""
         digest = self._digest(i)
         rng = random.Random(int.from_bytes(digest, "big"))
-        kind = self._type(digest)
-        created = self._created(i)
-        inv: dict[str, Any] = {"index": i, "id": 3 * i + 1 + digest[1] % 3, "invoice_hash": self._hash(i, digest),
+        kind = self._kind(i, digest)
+        legacy = self._legacy(i) if i < 0 else None
+        if i < 0 and legacy is None:
+            raise KeyError(i)
+        if legacy is None:
+            created, ident = self._created(i), 3 * i + 1 + digest[1] % 3
+        else:
+            created = datetime.combine(legacy.issued, time(), timezone.utc) + \
+                timedelta(seconds=int.from_bytes(digest[4:8], "big") % 86400)
+            ident = 3 * self.size + 1 + legacy.key
+        inv: dict[str, Any] = {"index": i, "id": ident, "invoice_hash": self._hash(i, digest),
                                "type": kind, "created_at": created, "related_hash": None, "related_code": None,
                                "related_title": None, "related": []}
         if kind == "events":
@@ -364,15 +429,20 @@ class Sandbox(ProviderSandbox):
         latest = min(created + life - timedelta(seconds=1), created + timedelta(hours=20), self.anchor_moment)
         span = max(1, int((latest - created).total_seconds()))
         paid_at = created + timedelta(seconds=rng.randint(min(60, span), span))
+        if legacy is not None:  # due `legacy.due` (at its issue time of day); the state by kind and clock
+            due = created + (legacy.due - legacy.issued)
+            status = LEGACY_STATUS[legacy.kind]
+            if legacy.kind == "late" and legacy.paid(now or self.sandbox.now()):
+                status, paid_at = "paid", datetime.combine(legacy.paid_on, time(), timezone.utc)
         url = None if rng.random() < 0.05 or (inv["invoice_type"] == "transaction" and status == "paid") \
             else f"https://checkout.xendit.co/web/{hashlib.sha1(digest).hexdigest()[:24]}"
         inv.update(due_at=due, invoice_url=url, status=status, paid_at=paid_at if status == "paid" else None)
         inv.update(self.overrides.get(i, {}))
         return inv
 
-    def _payload(self, i: int) -> dict[str, Any]:
+    def _payload(self, i: int, now: datetime | None = None) -> dict[str, Any]:
         """Invoice i as the list and detail endpoints serialize it (field order as documented)."""
-        inv = self._invoice(i)
+        inv = self._invoice(i, now)
         return {
             "id": inv["id"], "invoice_hash": inv["invoice_hash"], "related_hash": inv["related_hash"],
             "related_code": inv["related_code"], "related_title": inv["related_title"],
@@ -385,8 +455,8 @@ class Sandbox(ProviderSandbox):
             "paid_at": _stamp(inv["paid_at"]), "invoice_url": inv["invoice_url"], "related": inv["related"],
         }
 
-    def _truth(self, i: int) -> dict[str, Any]:
-        inv = self._invoice(i)
+    def _truth(self, i: int, now: datetime | None = None) -> dict[str, Any]:
+        inv = self._invoice(i, now)
         status = NORMALIZED[inv["status"]]
         paid = status == st.PAID
         return {

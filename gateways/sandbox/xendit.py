@@ -16,21 +16,36 @@ index in O(1) for the cursor. `paid_at` and `expiry_date` lie at most MAX_DELAY 
 Mix: ~40% SETTLED, PAID (recent payments), EXPIRED, PENDING not yet due, and a few PENDING whose
 expiry already passed (Xendit's expiry job lags; the dashboard shows them overdue). IDR mostly
 (whole rupiah), some PHP and USD with cents. Customer object, payer_email only, or neither.
+
+Old debt: beyond the `size` seeded invoices (whatever the size, 0 included) come the six invoices of
+`core.legacy_plan(anchor)` (none when the Sandbox is built with `legacy=False`), 2 to 5 years old, so
+older than every seeded one: they take the list positions `size .. size+5` (created desc) and come
+last in the list, after the seeded ones. Each is created at LEGACY_TIME_MS (+ its key in minutes) of
+its issue day (UTC) and expires at the same time of its due day; external_id continues the seeded
+numbering downwards (INV0001000 ... INV0000995). Its id is `<created secs><seed tag>ffffffffff<key>`
+in hex: no seeded index reaches that marker, so it never collides with a seeded id, whatever the size.
+By kind: "open" -> PENDING (overdue for years); "partial" -> EXPIRED (Xendit has no partial payment:
+an expired invoice is still owed, shown apart); "other" -> EXPIRED; "late" -> PENDING until the
+sandbox's clock (`Sandbox.now()`) reaches its `paid_on`, then PAID at 00:00 UTC that day in full
+(`updated` = that moment). Every stamp is fixed, so an unchanged record reads the same on a resync.
+They answer every list filter, the cursor, the lookups, `mutate` (overrides win over the clock),
+`truth` and the notifications exactly like seeded invoices; a list pays for them only six checks.
 """
 from __future__ import annotations
 
 import base64
 import functools
 import heapq
+import itertools
 import json
 import re
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import status as st
-from .core import OPTIONS, ProviderSandbox, Request, Response, dumps
+from .core import OPTIONS, Legacy, ProviderSandbox, Request, Response, dumps
 
 DAY_MS = 86_400_000
 SPAN_MS = 540 * DAY_MS  # the population's created dates: ~18 months before the anchor
@@ -42,6 +57,15 @@ ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII
 STATUSES = ("PENDING", "PAID", "SETTLED", "EXPIRED")
 NORMALIZED = {"PENDING": st.OPEN, "PAID": st.PAID, "SETTLED": st.PAID, "EXPIRED": st.EXPIRED}
 FILTER_PAIRS = ("created", "paid", "expired")
+#: The old debt: provider status by `Legacy.kind` (a "late" payer turns PAID once the clock reaches `paid_on`).
+LEGACY_STATUS = {"open": "PENDING", "late": "PENDING", "partial": "EXPIRED", "other": "EXPIRED"}
+#: A legacy invoice's id ends with LEGACY_MARK + its key (12 hex digits): beyond every seeded index.
+LEGACY_MARK = 0xFFFF_FFFF_FF00
+#: A legacy invoice's draws (amount, customer, channel) use LEGACY_DRAW + its key: size-independent.
+LEGACY_DRAW = 1 << 48
+#: A legacy invoice is created this long after 00:00 UTC of its issue day (+ its key in minutes),
+#: and expires at the same time of its due day.
+LEGACY_TIME_MS = 3 * 3_600_000 + 17_123
 
 GIVEN = ("Budi", "Siti", "Agus", "Dewi", "Rizky", "Putri", "Andi", "Maria", "Juan", "Emily")
 SURNAMES = ("Santoso", "Wijaya", "Hartono", "Kusuma", "Reyes", "Garcia", "Smith", "Nugroho")
@@ -89,11 +113,38 @@ def validation_error(message: str) -> Response:
     return Response(400, {"error_code": "API_VALIDATION_ERROR", "message": message})
 
 
+class LegacyRow(NamedTuple):
+    """One old-debt invoice's fixed facts (its state comes from `Sandbox._legacy_facts`)."""
+
+    legacy: Legacy
+    created: int
+    expiry: int
+    id: str
+
+
+class LegacyBook(NamedTuple):
+    rows: tuple[LegacyRow, ...]  # list order: created desc
+    positions: dict[str, int]  # id -> position among the rows
+
+
+@functools.lru_cache(maxsize=16)
+def legacy_book(plan: tuple[Legacy, ...], seed_tag: int) -> LegacyBook:
+    rows = []
+    for legacy in plan:
+        offset = LEGACY_TIME_MS + legacy.key * 60_000
+        created = day_ms(legacy.issued) + offset
+        rows.append(LegacyRow(legacy, created, day_ms(legacy.due) + offset,
+                              f"{created // 1000:08x}{seed_tag:04x}{LEGACY_MARK + legacy.key:012x}"))
+    rows.sort(key=lambda row: -row.created)
+    return LegacyBook(tuple(rows), {row.id: p for p, row in enumerate(rows)})
+
+
 class Sandbox(ProviderSandbox):
     name = "xendit"
 
     def reset(self) -> None:
-        #: index -> raw overrides ("status", "paid_ms", "paid_amount", "expiry_ms", "updated_ms")
+        #: index (legacy: size + position) -> raw overrides ("status", "paid_ms", "paid_amount",
+        #: "expiry_ms", "updated_ms")
         self.overrides: dict[int, dict[str, Any]] = {}
         self._last_stamp = 0
 
@@ -117,6 +168,17 @@ class Sandbox(ProviderSandbox):
     def step_ms(self) -> int:
         return max(2, SPAN_MS // max(1, self.size))
 
+    def _legacy(self) -> LegacyBook:
+        return legacy_book(self.legacy, self.sandbox.seed & 0xFFFF)
+
+    def _legacy_row(self, i: int) -> LegacyRow:
+        """The old-debt invoice at list position `i` (>= size)."""
+        return self._legacy().rows[i - self.size]
+
+    def _draw(self, i: int) -> int:
+        """The index the random draws of invoice `i` use (legacy ones: their own, size-independent)."""
+        return i if i < self.size else LEGACY_DRAW + self._legacy_row(i).legacy.key
+
     def _u(self, i: int, k: int) -> float:
         """A uniform [0, 1) draw for (seed, i, k): splitmix64, cheaper than a Random per invoice."""
         x = (self.sandbox.seed * 0x9E3779B97F4A7C15 + (i + 1) * 0xBF58476D1CE4E5B9 + k * 0x94D049BB133111EB) & MASK64
@@ -132,6 +194,8 @@ class Sandbox(ProviderSandbox):
         return self.anchor_ms - 3_600_000 - i * step - int(self._u(i, 1) * (step - 1))
 
     def _id(self, i: int, created: int | None = None) -> str:
+        if i >= self.size:
+            return self._legacy_row(i).id
         created = self._created(i) if created is None else created
         return f"{created // 1000:08x}{self.sandbox.seed & 0xFFFF:04x}{i:012x}"
 
@@ -139,6 +203,9 @@ class Sandbox(ProviderSandbox):
         """Id -> index in O(1); None when it is not one of ours."""
         if not re.fullmatch(r"[0-9a-f]{24}", invoice_id or ""):
             return None
+        position = self._legacy().positions.get(invoice_id)
+        if position is not None:
+            return self.size + position
         i = int(invoice_id[12:], 16)
         if i >= self.size or self._id(i) != invoice_id:
             return None
@@ -166,8 +233,16 @@ class Sandbox(ProviderSandbox):
                 status = "SETTLED"
         return created, expiry, status, paid
 
+    def _legacy_facts(self, i: int) -> tuple[int, int, str, int | None]:
+        """A legacy invoice's (created, expiry, status, paid_at) before mutations, at the sandbox's clock."""
+        row = self._legacy_row(i)
+        legacy = row.legacy
+        if legacy.kind == "late" and legacy.paid(self.sandbox.now()):
+            return row.created, row.expiry, "PAID", day_ms(legacy.paid_on)
+        return row.created, row.expiry, LEGACY_STATUS.get(legacy.kind, "EXPIRED"), None
+
     def _facts(self, i: int) -> tuple[int, int, str, int | None]:
-        created, expiry, status, paid = self._base_facts(i)
+        created, expiry, status, paid = self._legacy_facts(i) if i >= self.size else self._base_facts(i)
         ov = self.overrides.get(i)
         if ov:
             status = ov.get("status", status)
@@ -177,11 +252,16 @@ class Sandbox(ProviderSandbox):
 
     def _number(self, i: int) -> str:
         """The merchant's own invoice number (Xendit's `external_id`), non-unique by design."""
-        j = i + 1 if self._u(i, 5) < 0.01 and i + 1 < self.size else i  # ~1% reuse the previous one
-        moment = EPOCH + timedelta(milliseconds=self._created(j))
+        if i >= self.size:  # the old debt continues the numbering downwards: 1000, 999, ...
+            j, created = i, self._legacy_row(i).created
+        else:
+            j = i + 1 if self._u(i, 5) < 0.01 and i + 1 < self.size else i  # ~1% reuse the previous one
+            created = self._created(j)
+        moment = EPOCH + timedelta(milliseconds=created)
         return f"INV{self.size - j + 1000:07d}/{ROMAN[moment.month - 1]}/{moment.year}"
 
     def _amount(self, i: int) -> tuple[str, Decimal]:
+        i = self._draw(i)
         r = self._u(i, 6)
         if r < 0.90:
             return "IDR", Decimal(500 * (100 + int(self._u(i, 7) * 99_900)))
@@ -190,7 +270,7 @@ class Sandbox(ProviderSandbox):
         return "USD", Decimal(500 + int(self._u(i, 7) * 500_000)) / 100
 
     def _channel(self, i: int) -> tuple[str, str, dict[str, str]]:
-        return CHANNELS[int(self._u(i, 9) * len(CHANNELS))]
+        return CHANNELS[int(self._u(self._draw(i), 9) * len(CHANNELS))]
 
     def _paid_amount(self, i: int, amount: Decimal) -> Decimal:
         ov = self.overrides.get(i)
@@ -204,7 +284,7 @@ class Sandbox(ProviderSandbox):
         if status == "SETTLED" and paid is not None:
             return max(paid, min(paid + DAY_MS, self.anchor_ms - 1000))
         if status == "PAID" and paid is not None:
-            return paid + 300
+            return paid + (300 if i < self.size else 0)  # a late payer: the moment of its payment
         if status == "EXPIRED":
             return expiry + 500
         return created + 350
@@ -232,12 +312,13 @@ class Sandbox(ProviderSandbox):
             "updated": fmt(self._updated(i, facts)),
             "currency": currency,
         }
-        r = self._u(i, 8)
-        email = f"customer{i}@example.com"
+        d = self._draw(i)
+        r = self._u(d, 8)
+        email = f"customer{i}@example.com" if d == i else f"old.customer{d - LEGACY_DRAW}@example.com"
         if r < 0.5:
-            customer: dict[str, Any] = {"given_names": GIVEN[int(self._u(i, 12) * len(GIVEN))], "email": email}
-            if self._u(i, 13) < 0.8:  # surname is optional in Xendit's customer object
-                customer["surname"] = SURNAMES[int(self._u(i, 14) * len(SURNAMES))]
+            customer: dict[str, Any] = {"given_names": GIVEN[int(self._u(d, 12) * len(GIVEN))], "email": email}
+            if self._u(d, 13) < 0.8:  # surname is optional in Xendit's customer object
+                customer["surname"] = SURNAMES[int(self._u(d, 14) * len(SURNAMES))]
             body["customer"] = customer
         elif r < 0.8:
             body["payer_email"] = email
@@ -245,7 +326,7 @@ class Sandbox(ProviderSandbox):
             method, channel, extra = self._channel(i)
             body.update({"payment_method": method, "paid_amount": self._paid_amount(i, amount),
                          "paid_at": fmt(paid), "initial_amount": amount, **extra})
-            if self._u(i, 10) >= 0.1:  # some older payloads carry only bank_code/payment_method
+            if self._u(d, 10) >= 0.1:  # some older payloads carry only bank_code/payment_method
                 body["payment_channel"] = channel
         elif status == "PENDING":
             body["available_banks"] = [
@@ -282,13 +363,14 @@ class Sandbox(ProviderSandbox):
         }
 
     def truth(self) -> Iterator[dict[str, Any]]:
-        for i in range(self.size):
+        """Seeded invoices, then the old debt (list order), as they stand at the sandbox's clock."""
+        for i in range(self.size + len(self._legacy().rows)):
             yield self._truth(i)
 
     # -- changes -----------------------------------------------------------------------------
     def _stamp(self) -> int:
         """The moment of a change: now, but never before the population nor before the last change."""
-        now = to_ms(datetime.now(timezone.utc))
+        now = to_ms(self.sandbox.now())
         self._last_stamp = max(now, self.anchor_ms, self._last_stamp + 1)
         return self._last_stamp
 
@@ -463,21 +545,24 @@ class Sandbox(ProviderSandbox):
         return lo
 
     def _candidates(self, start: int, pairs: dict[str, tuple[int, int]], external_id: str | None) -> Iterator[int]:
-        """Indices from `start` that may match, in list order: an index range, plus mutated ones."""
+        """Indices from `start` that may match, in list order: an index range plus mutated ones,
+        then the old debt (positions size .. size+5, checked one by one: they are six)."""
+        size = self.size
+        end = size + len(self._legacy().rows)
         if external_id:
             found = re.fullmatch(r"INV(\d{7})/[IVX]+/\d{4}", external_id)
             if not found:
                 return iter(())
-            i0 = self.size + 1000 - int(found[1])
-            return iter(sorted(i for i in {i0 - 1, i0} if start <= i < self.size))
-        lo, hi = start, self.size
+            i0 = size + 1000 - int(found[1])
+            return iter(sorted(i for i in {i0 - 1, i0} if start <= i < end))
+        lo, hi = start, size
         for field, (after, before) in pairs.items():
             # created < before and created > after (minus the delay for paid/expiry dates)
             slack = 0 if field == "created" else MAX_DELAY_MS
             lo = max(lo, self._first_below(before))
             hi = min(hi, self._first_below(after - slack + 1))
-        extra = sorted(i for i in self.overrides if i >= start and not lo <= i < hi)
-        return heapq.merge(range(lo, max(lo, hi)), extra)
+        extra = sorted(i for i in self.overrides if start <= i < size and not lo <= i < hi)
+        return itertools.chain(heapq.merge(range(lo, max(lo, hi)), extra), range(max(start, size), end))
 
     def _matches(self, i: int, facts: tuple[int, int, str, int | None], pairs: dict[str, tuple[int, int]],
                  statuses: set[str], external_id: str | None) -> bool:

@@ -10,7 +10,7 @@
   var live = document.getElementById("sync-live");
   var tbody = table.tBodies[0];
   var FIELDS = ["started_at", "credential", "trigger", "status", "pages", "fetched", "created", "updated",
-                "unchanged", "missing", "seconds", "error"];
+                "unchanged", "lookups", "missing", "seconds", "error"];
   var BADGE = {succeeded: "green", failed: "red", running: "blue"};
   var delay = 2000, idlePolls = 0, timer = null;
 
@@ -42,7 +42,7 @@
     FIELDS.forEach(function (f) {
       var td = document.createElement("td");
       td.setAttribute("data-field", f);
-      if (["pages", "fetched", "created", "updated", "unchanged", "missing", "seconds"].indexOf(f) >= 0) { td.className = "num"; }
+      if (["pages", "fetched", "created", "updated", "unchanged", "lookups", "missing", "seconds"].indexOf(f) >= 0) { td.className = "num"; }
       row.appendChild(td);
     });
     // The credential's label as the page shows it in the accounts table (no extra request).

@@ -20,6 +20,7 @@ from gateways import status as st
 from gateways.farpay import STATUS_MAP, sign_webhook, verify_webhook
 from gateways.sandbox import CREDENTIALS, Fault
 from gateways.sandbox.core import Sandbox
+from gateways.sandbox.farpay import ID_BASE, LEGACY_ID_BASE
 from tests.gateways.conftest import ANCHOR, credential
 
 FIXTURES = Path(__file__).parent / "fixtures" / "farpay"
@@ -290,7 +291,8 @@ def test_incremental_read_covers_owed_states_and_recent_paid(sandbox_factory):
 
     got = read_all(sandbox_client(server), since=NOW - timedelta(days=1))
     paid_from = datetime(2026, 7, 1, tzinfo=timezone.utc)  # the window holding since - 3 months
-    expected = {k: t for k, t in truth.items() if t["due_at"] is not None and (
+    window_start = datetime(2024, 11, 1, tzinfo=timezone.utc)  # owed debt older than that: full syncs only
+    expected = {k: t for k, t in truth.items() if t["due_at"] is not None and t["due_at"] >= window_start and (
         t["provider_status"] in ("100", "300", "400", "500", "600", "700") or t["due_at"] >= paid_from)}
     assert_matches_truth(got, expected)
     assert got[recent_open].status == st.PAID
@@ -302,7 +304,9 @@ def test_mutations_show_up_in_a_reread_with_the_same_client(sandbox_factory):
     client = sandbox_client(server, undated="all", window_months="2")
     read_all(client)  # fills the detail cache: it must not make states stale
     truth = {t["external_id"]: t for t in farpay.truth()}
-    pick = lambda cond: next(k for k, t in truth.items() if cond(t))
+    # Seeded invoices only: a legacy one due before the window that gets paid leaves the full read
+    # (Paid is not read that far back; the sync engine looks it up by id).
+    pick = lambda cond: next(k for k, t in truth.items() if int(k) >= ID_BASE and cond(t))
     open_one = pick(lambda t: t["status"] == st.OPEN and t["amount"] > 0)
     paid_one = pick(lambda t: t["status"] == st.PAID and t["due_at"] is not None)
     undated = pick(lambda t: t["due_at"] is None and t["status"] != st.PAID)
@@ -448,7 +452,9 @@ def test_sandbox_select_matches_brute_force_and_stays_output_sized(monkeypatch):
     small = Sandbox(anchor=ANCHOR, size=3000, seed=7, providers=("farpay",)).providers["farpay"]
     windows = [(None, None), (date(2025, 3, 1), date(2025, 3, 31)), (date(2026, 10, 15), None),
                (None, date(2025, 1, 10)), (date(2030, 1, 1), date(2030, 2, 1))]
-    records = [small.record(i) for i in range(small.size)]
+    legacy = sorted(small.legacy, key=lambda lg: lg.due)  # the old debt comes first, in due order
+    records = [small.record(small._index(LEGACY_ID_BASE + lg.key)) for lg in legacy]
+    records += [small.record(i) for i in range(small.size)]
     for status in (100, 200, 300, 400, 500, 600, 700, None):
         for start, end in windows:
             dated = start is not None or end is not None
@@ -469,3 +475,153 @@ def test_sandbox_select_matches_brute_force_and_stays_output_sized(monkeypatch):
     monkeypatch.setattr(big, "_undated", counting)
     found = big.select(600, date(2025, 1, 1), date(2025, 1, 31))
     assert found and calls <= len(found) * 2  # touched only candidates, never the population
+
+
+# -- the sandbox's old debt (legacy invoices) --------------------------------------------------
+
+LEGACY_IDS = [str(LEGACY_ID_BASE + k) for k in range(6)]
+BEFORE_PAID = datetime(2026, 11, 2, 12, 0, tzinfo=timezone.utc)  # before either late payer pays
+TRUTH_OF = {"600": st.CHARGED_BACK, "700": st.FAILED}  # the "other" legacy invoice's two possible states
+
+
+def farpay_get(server, path, **params):
+    answer = requests.get(server.base_url("farpay") + path, params=params, timeout=5,
+                          headers={"X-API-KEY": KEY, "Accept": "application/json"})
+    assert answer.status_code == 200, answer.text
+    return answer.json(parse_float=Decimal)
+
+
+def listed(server, **params) -> list[str]:
+    return [str(ref["Id"]) for ref in farpay_get(server, "/v2/invoices", **params)]
+
+
+def test_sandbox_legacy_invoices_are_listed_by_status_and_due_and_served_in_detail(sandbox_factory):
+    import time_machine
+
+    with time_machine.travel(BEFORE_PAID, tick=False):
+        for size in (0, 40):
+            server = sandbox_factory(providers=("farpay",), size=size)
+            farpay = server.sandbox.providers["farpay"]
+            plan = {str(LEGACY_ID_BASE + lg.key): lg for lg in farpay.legacy}
+            assert list(plan) == LEGACY_IDS and [lg.kind for lg in plan.values()] == [
+                "open", "partial", "open", "other", "late", "late"]
+            truth = {t["external_id"]: t for t in farpay.truth()}
+            assert list(truth)[:6] == LEGACY_IDS and len(truth) == size + 6  # oldest first
+            if size:  # the same ground-truth shape as a seeded invoice
+                assert all(set(truth[k]) == set(truth[str(ID_BASE)]) for k in LEGACY_IDS)
+            other = truth[LEGACY_IDS[3]]["provider_status"]
+            assert other in ("600", "700") and [truth[k]["status"] for k in LEGACY_IDS] == [
+                st.OPEN, st.PARTIALLY_PAID, st.OPEN, TRUTH_OF[other], st.OPEN, st.OPEN]
+
+            everything = listed(server)
+            assert everything[:6] == LEGACY_IDS and len(everything) == size + 6
+            assert all(int(k) >= ID_BASE for k in everything[6:])
+            owed = [LEGACY_IDS[k] for k in (0, 1, 2, 4, 5)]
+            assert [k for k in listed(server, paymentStatus="100") if k in plan] == owed
+            assert [k for k in listed(server, paymentStatus=other) if k in plan] == [LEGACY_IDS[3]]
+            for status in {"200", "300", "400", "500", "600", "700"} - {other}:
+                assert not set(listed(server, paymentStatus=status)) & set(plan), status
+            # Due filters select by due date (inclusive both ends), as for the seeded ones.
+            first, third = plan[LEGACY_IDS[0]].due, plan[LEGACY_IDS[2]].due
+            assert listed(server, toDueDate="2021-12-31") == LEGACY_IDS[:2]
+            assert listed(server, fromDueDate=first.isoformat(), toDueDate=first.isoformat()) == LEGACY_IDS[:1]
+            span = {"fromDueDate": third.isoformat(), "toDueDate": plan[LEGACY_IDS[3]].due.isoformat()}
+            assert listed(server, **span) == LEGACY_IDS[2:4]
+            assert listed(server, paymentStatus="100", **span) == LEGACY_IDS[2:3]
+            assert listed(server, fromDueDate="2024-11-01", toDueDate="2024-11-30")[:2] == LEGACY_IDS[4:]
+            assert not set(listed(server, fromDueDate=(third + timedelta(days=4)).isoformat(),
+                                  toDueDate="2024-10-31")) & set(plan)
+
+            for k, lg in plan.items():
+                detail = farpay_get(server, f"/v2/invoices/{k}")
+                assert str(detail["Id"]) == k and detail["PaymentStatus"] == int(truth[k]["provider_status"])
+                assert detail["PaymentDueDate"].startswith(lg.due.isoformat())
+                assert detail["Created"].startswith(lg.issued.isoformat())
+                assert detail["InvoiceTypeCode"] == "PIE" and detail["InvoiceAmount"] > 0
+                to_pay, amount = detail["ToBePaidAmount"], detail["InvoiceAmount"]
+                assert (0 < to_pay < amount) if lg.kind == "partial" else to_pay == amount
+                assert truth[k]["due_at"] == datetime.combine(lg.due, datetime.min.time(), timezone.utc)
+            assert requests.get(server.base_url("farpay") + "/v2/invoices/7200006", timeout=5,
+                                headers={"X-API-KEY": KEY, "Accept": "application/json"}).status_code == 404
+
+
+def test_sandbox_late_payers_are_owed_until_paid_on_then_paid(sandbox_factory):
+    import time_machine
+
+    server = sandbox_factory(providers=("farpay",), size=30)
+    farpay = server.sandbox.providers["farpay"]
+    late = [lg for lg in farpay.legacy if lg.kind == "late"]
+    assert [str(LEGACY_ID_BASE + lg.key) for lg in late] == LEGACY_IDS[4:]
+    for lg in late:
+        eid = str(LEGACY_ID_BASE + lg.key)
+        paid_on = datetime.combine(lg.paid_on, datetime.min.time(), timezone.utc)
+        assert paid_on > datetime.combine(ANCHOR, datetime.min.time(), timezone.utc)
+        with time_machine.travel(paid_on - timedelta(seconds=1), tick=False):
+            detail = farpay_get(server, f"/v2/invoices/{eid}")
+            assert detail["PaymentStatus"] == 100 and detail["ToBePaidAmount"] == detail["InvoiceAmount"]
+            assert eid in listed(server, paymentStatus="100") and eid not in listed(server, paymentStatus="200")
+            truth = next(t for t in farpay.truth() if t["external_id"] == eid)
+            assert (truth["status"], truth["outstanding"], truth["paid_at"]) == (st.OPEN, truth["amount"], None)
+        with time_machine.travel(paid_on, tick=False):
+            detail = farpay_get(server, f"/v2/invoices/{eid}")
+            assert detail["PaymentStatus"] == 200 and detail["ToBePaidAmount"] == 0
+            assert eid in listed(server, paymentStatus="200") and eid not in listed(server, paymentStatus="100")
+            assert eid in listed(server, paymentStatus="200", fromDueDate=lg.due.isoformat(),
+                                 toDueDate=lg.due.isoformat())
+            truth = next(t for t in farpay.truth() if t["external_id"] == eid)
+            assert (truth["status"], truth["outstanding"], truth["paid_at"]) == (st.PAID, 0, paid_on)
+
+
+def test_sandbox_mutate_works_on_legacy_invoices_and_wins_over_the_clock(sandbox_factory):
+    import time_machine
+
+    server = sandbox_factory(providers=("farpay",), size=20)
+    farpay = server.sandbox.providers["farpay"]
+    oldest, partial, late = LEGACY_IDS[0], LEGACY_IDS[1], LEGACY_IDS[4]
+    after_paid = datetime(2027, 1, 1, tzinfo=timezone.utc)  # both late payers have paid
+    with time_machine.travel(BEFORE_PAID, tick=False):
+        changed = farpay.mutate(oldest, {"status": "paid"})
+        assert (changed["status"], changed["outstanding"]) == (st.PAID, "0")
+        assert oldest in listed(server, paymentStatus="200", toDueDate="2021-12-31")
+        assert oldest not in listed(server, paymentStatus="100")
+        assert farpay_get(server, f"/v2/invoices/{oldest}")["PaymentStatus"] == 200
+        # The control endpoint and the notification machinery find legacy ids too.
+        answer = requests.post(f"{server.url}/_sandbox/invoices/farpay/{partial}", json={"outstanding": "0"},
+                               timeout=5)
+        assert answer.status_code == 200 and answer.json()["status"] == st.PAID
+        (headers, body), = farpay.notifications(late, event="ReimbursedByBank")
+        assert json.loads(body)["Payment"]["Event"] == "ReimbursedByBank"
+        assert verify_webhook(WEBHOOK_SECRET, headers["webhook-id"], headers["webhook-timestamp"], body,
+                              headers["webhook-signature"], now=int(BEFORE_PAID.timestamp()))
+        assert farpay_get(server, f"/v2/invoices/{late}")["PaymentStatus"] == 600
+    with time_machine.travel(after_paid, tick=False):  # the override wins over the late payment
+        assert farpay_get(server, f"/v2/invoices/{late}")["PaymentStatus"] == 600
+        assert late in listed(server, paymentStatus="600") and late not in listed(server, paymentStatus="200")
+        assert farpay_get(server, f"/v2/invoices/{LEGACY_IDS[5]}")["PaymentStatus"] == 200  # untouched: paid
+        truth = {t["external_id"]: t for t in farpay.truth()}
+        assert truth[late]["status"] == st.CHARGED_BACK and truth[oldest]["status"] == st.PAID
+        server.sandbox.reset()
+        assert farpay_get(server, f"/v2/invoices/{late}")["PaymentStatus"] == 200  # the clock again
+        assert farpay_get(server, f"/v2/invoices/{oldest}")["PaymentStatus"] == 100
+
+
+def test_sandbox_without_legacy_has_only_the_seeded_population(sandbox_factory):
+    server = sandbox_factory(providers=("farpay",), size=25, legacy=False)
+    farpay = server.sandbox.providers["farpay"]
+    assert farpay.legacy == () and len(list(farpay.truth())) == 25
+    assert all(int(t["external_id"]) >= ID_BASE for t in farpay.truth())
+    assert len(listed(server)) == 25 and not set(listed(server, paymentStatus="100")) & set(LEGACY_IDS)
+    assert listed(server, toDueDate="2024-10-31") == []
+    for eid in LEGACY_IDS:
+        assert requests.get(server.base_url("farpay") + f"/v2/invoices/{eid}", timeout=5,
+                            headers={"X-API-KEY": KEY, "Accept": "application/json"}).status_code == 404
+        with pytest.raises(KeyError):
+            farpay.mutate(eid, {"status": "paid"})
+    empty = Sandbox(anchor=ANCHOR, size=0, providers=("farpay",), legacy=False).providers["farpay"]
+    assert list(empty.truth()) == [] and empty.select(None, None, None) == []
+    # With legacy on, even size=0 and size=1,000,000 carry the six, on ids of their own.
+    for size in (0, 1_000_000):
+        big = Sandbox(anchor=ANCHOR, size=size, providers=("farpay",)).providers["farpay"]
+        assert [big.record(big._index(eid))["Id"] for eid in LEGACY_IDS] == [int(e) for e in LEGACY_IDS]
+        assert LEGACY_ID_BASE + 5 < ID_BASE and big.select(100, None, date(2024, 10, 31)) == [
+            big._index(LEGACY_IDS[k]) for k in (0, 1, 2)]

@@ -7,12 +7,13 @@ import logging
 import re
 import time
 from collections import Counter
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import requests
+import time_machine
 from requests.structures import CaseInsensitiveDict
 
 from gateways import AuthError, BadResponseError, ConfigurationError, TransientError, get_client
@@ -20,7 +21,7 @@ from gateways import status as st
 from gateways.base import JAKARTA
 from gateways.faspay import PATH, Client, signature
 from gateways.sandbox import CREDENTIALS
-from gateways.sandbox.core import Request, Sandbox
+from gateways.sandbox.core import LEGACY_PLAN, Request, Sandbox, legacy_plan
 from gateways.sandbox.faspay import PAGE_SIZE, expected_signature
 
 from .conftest import ANCHOR, credential
@@ -64,6 +65,7 @@ def fake_client(responder, **options) -> tuple[Client, FakeSession]:
     session = FakeSession(responder)
     options.setdefault("window_months_back", 0)
     options.setdefault("window_months_ahead", 0)  # one window: 7 calls, one per status code
+    options.setdefault("owed_years_back", 0)  # no older owed reads (their own test below)
     client = Client(secrets=dict(CREDENTIALS["faspay"]), options=options, session=session, now=lambda: NOW, **FAST)
     return client, session
 
@@ -102,6 +104,14 @@ def valid_body(**changes):
             "end_period": "2027-01-31 23:59:59", "status": 2}
     body.update(changes)
     return {k: v for k, v in body.items() if v is not None}
+
+
+@pytest.fixture(autouse=True)
+def sandbox_clock():
+    """The sandbox's clock runs from NOW, the client's today, so the old debt's late payers are
+    still owed (they pay 45/50 days after ANCHOR) whatever day the suite runs."""
+    with time_machine.travel(NOW):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +265,7 @@ def test_full_read_matches_sandbox_truth(shared_server):
     client = sandbox_client(shared_server)
     pages = list(client.iter_pages())
     invoices = [i for p in pages for i in p.invoices]
-    assert len(invoices) == len(truth) == 600  # each once: every invoice lives in exactly one bucket
+    assert len(invoices) == len(truth) == 600 + len(LEGACY_PLAN)  # each once: one bucket per invoice
     got = {i.external_id: i for i in invoices}
     assert set(got) == set(truth)
     assert {k: comparable(v) for k, v in got.items()} == {k: comparable_truth(v) for k, v in truth.items()}
@@ -293,7 +303,11 @@ def test_window_and_customer_options(shared_server):
     client = sandbox_client(shared_server, window_months_back=6, window_months_ahead=1)
     got = {i.external_id for i in read_all(client)}
     first = datetime(2026, 5, 1, tzinfo=JAKARTA)  # 6 months before 2026-11-20, from the 1st
-    assert got == {k for k, t in truth.items() if first <= t["issued_at"] < datetime(2027, 1, 1, tzinfo=JAKARTA)}
+    end = datetime(2027, 1, 1, tzinfo=JAKARTA)
+    # The window bounds the settled history; bills still owed (or draft) are read however old.
+    assert got == {k for k, t in truth.items()
+                   if t["issued_at"] < end and (first <= t["issued_at"] or t["status"] in st.UNSETTLED)}
+    assert any(truth[k]["issued_at"] < first for k in got)
 
     customer = Counter(t["customer_ref"] for t in truth.values() if t["customer_ref"]).most_common(1)[0][0]
     client = sandbox_client(shared_server, customer_id=customer)
@@ -302,7 +316,7 @@ def test_window_and_customer_options(shared_server):
 
 
 def test_incremental_read(sandbox_factory):
-    server = sandbox_factory(providers=("faspay",), size=400)
+    server = sandbox_factory(providers=("faspay",), size=400, legacy=False)  # the seeded window only
     truth = truth_of(server)
     since = datetime(2026, 10, 15, tzinfo=JAKARTA)
     recent = datetime(2026, 4, 1, tzinfo=JAKARTA)  # 6 months (default lookback) before since's month
@@ -320,7 +334,7 @@ def test_incremental_read(sandbox_factory):
 
 
 def test_mutate_shows_in_a_reread(sandbox_factory):
-    server = sandbox_factory(providers=("faspay",), size=300)
+    server = sandbox_factory(providers=("faspay",), size=300, legacy=False)  # exactly 300 invoices
     truth = truth_of(server)
     overdue = next(t for t in truth.values() if t["provider_status"] == "Overdue")
     paid = next(t for t in truth.values() if t["provider_status"] == "Paid" and t["due_at"] < NOW - timedelta(days=60))
@@ -543,3 +557,235 @@ def test_sandbox_pages_stay_cheap_at_a_million():
     listed = first["data"][0]["invoice_no"]
     assert sandbox.mutate(listed, {"status": "cancelled"})["provider_status"] == "Cancelled"
     assert sandbox.get_all_billing(request, None).body["total_data"] == first["total_data"] - 1  # index patched
+
+
+# -- the sandbox's old debt (legacy invoices beyond `size`) ------------------------------------------------
+
+#: The six legacy invoices of an ANCHOR sandbox, oldest first: INV-OLD-<MMYY of the invoice date><key>.
+LEGACY_NUMBERS = ["INV-OLD-102100000", "INV-OLD-102100001", "INV-OLD-042400002", "INV-OLD-042400003",
+                  "INV-OLD-102400004", "INV-OLD-102400005"]
+OLD_WINDOW = {"start_period": "2016-11-01 00:00:00", "end_period": "2027-01-31 23:59:59"}  # 10 years back
+CODES = (0, 1, 2, 3, 4, 5, 7)
+
+
+def faspay_sandbox(size, **config):
+    return Sandbox(providers=("faspay",), size=size, anchor=ANCHOR, **config).providers["faspay"]
+
+
+def billing(sandbox, **changes) -> dict:
+    body = json.dumps(valid_body(**changes)).encode()
+    response = sandbox.get_all_billing(Request("GET", PATH, {}, {"content-type": "application/json"}, body), None)
+    assert response.status == 200 and response.body["response_code"] == "00", response.body
+    return response.body
+
+
+def listed(sandbox, **changes) -> list[str]:
+    """Every invoice number of one query, page after page."""
+    numbers, page = [], 1
+    while True:
+        answer = billing(sandbox, page=str(page), **changes)
+        if not answer["data"]:
+            assert page == answer["total_pages"] + 1 or answer["total_pages"] == 0
+            return numbers
+        assert answer["total_pages"] == -(-answer["total_data"] // PAGE_SIZE)
+        assert len(answer["data"]) == (PAGE_SIZE if page < answer["total_pages"] else
+                                       answer["total_data"] - PAGE_SIZE * (answer["total_pages"] - 1))
+        numbers += [row["invoice_no"] for row in answer["data"]]
+        page += 1
+
+
+def at_utc_midnight(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time(), timezone.utc)
+
+
+def test_sandbox_old_debt_is_there_whatever_the_size():
+    plan = legacy_plan(ANCHOR)
+    assert [lg.kind for lg in plan] == ["open", "partial", "open", "other", "late", "late"]
+    anchor = datetime(2026, 11, 1, tzinfo=JAKARTA)
+    for size in (0, 7, 600):
+        sandbox = faspay_sandbox(size)
+        truth = list(sandbox.truth())
+        assert len(truth) == size + len(plan)
+        old, seeded = truth[:len(plan)], truth[len(plan):]
+        assert [t["external_id"] for t in old] == LEGACY_NUMBERS  # oldest first, before every seeded one
+        assert not set(LEGACY_NUMBERS) & {t["external_id"] for t in seeded}
+        assert all(set(t) == set(seeded[0]) for t in old) if seeded else True
+        assert all(t["issued_at"] < s["issued_at"] for t in old for s in seeded[:1])
+        for t, lg in zip(old, plan):
+            assert t["issued_at"] == datetime(lg.issued.year, lg.issued.month, lg.issued.day, tzinfo=JAKARTA)
+            assert t["due_at"].date() == lg.due and t["due_at"] < anchor
+            assert t["customer_ref"].isdigit() and t["customer_name"] and t["currency"] == "IDR"
+            assert sandbox._index_of(t["external_id"]) < 0
+        by_kind = {lg.key: t for lg, t in zip(plan, old)}
+        for key in (0, 2, 4, 5):  # open, and the late payers before they pay: the full total, overdue
+            t = by_kind[key]
+            assert (t["status"], t["provider_status"], t["status_code"]) == (st.OPEN, "Overdue", 4)
+            assert t["outstanding"] == t["amount"] > 0 and t["paid_amount"] == 0 and t["paid_at"] is None
+        partial, other = by_kind[1], by_kind[3]
+        for t in (partial, other):
+            assert (t["status"], t["provider_status"], t["status_code"]) == (st.PARTIALLY_PAID, "Partial Paid", 5)
+            assert 0 < t["outstanding"] < t["amount"] and t["paid_amount"] == t["amount"] - t["outstanding"]
+        assert partial["outstanding"] != other["outstanding"]
+
+    rows = billing(faspay_sandbox(0), status=4, **OLD_WINDOW)["data"]
+    first = rows[0]
+    assert first["invoice_no"] == LEGACY_NUMBERS[0] and first["invoice_status"] == "Overdue"
+    assert (first["invoice_date"], first["period"]) == ("2021-10-18 00:00:00", "202110")
+    assert first["due_date"].startswith("2021-11-01 ") and isinstance(first["customer_id"], int)
+
+
+def test_sandbox_old_debt_in_buckets_windows_filters_and_pages():
+    sandbox, seeded = faspay_sandbox(2000), faspay_sandbox(2000, legacy=False)  # the same seeded population
+    truth = {t["external_id"]: t for t in sandbox.truth()}
+    for code in CODES:
+        old = [n for n in LEGACY_NUMBERS if truth[n]["status_code"] == code]
+        numbers = listed(sandbox, status=code, **OLD_WINDOW)
+        assert numbers == old + listed(seeded, status=code, **OLD_WINDOW), code  # old debt first, then seeded
+        assert billing(sandbox, status=code, **OLD_WINDOW)["total_data"] == len(numbers)
+        # the 24-month window starts after the old debt: the seeded answer, unchanged
+        assert billing(sandbox, status=code)["total_data"] == billing(seeded, status=code)["total_data"]
+    overdue = listed(sandbox, status=4, **OLD_WINDOW)
+    assert overdue[:4] == [LEGACY_NUMBERS[k] for k in (0, 2, 4, 5)] and len(overdue) > PAGE_SIZE
+    second = billing(sandbox, status=4, page="2", **OLD_WINDOW)
+    assert second["data"][0]["invoice_no"] == listed(seeded, status=4, **OLD_WINDOW)[PAGE_SIZE - 4]
+
+    # the window filters on invoice_date: date-only bounds are inclusive, a later start time excludes the day
+    spring = {"start_period": "2024-04-18", "end_period": "2024-04-21"}
+    assert listed(sandbox, status=4, **spring) == [LEGACY_NUMBERS[2]]
+    assert listed(sandbox, status=5, **spring) == [LEGACY_NUMBERS[3]]
+    assert listed(sandbox, status=4, start_period="2024-04-18 00:00:01", end_period="2024-04-21") == []
+    assert listed(sandbox, status=4, start_period="2021-01-01", end_period="2021-12-31") == [LEGACY_NUMBERS[0]]
+    assert listed(sandbox, status=5, start_period="2021-01-01", end_period="2021-12-31") == [LEGACY_NUMBERS[1]]
+    # customer_id and due_date
+    for number in LEGACY_NUMBERS:
+        t = truth[number]
+        customer = int(t["customer_ref"])
+        mine = listed(sandbox, status=t["status_code"], customer_id=str(customer), **OLD_WINDOW)
+        assert number in mine
+        assert mine == [n for n in LEGACY_NUMBERS if truth[n]["status_code"] == t["status_code"]
+                        and truth[n]["customer_ref"] == t["customer_ref"]] + \
+            listed(seeded, status=t["status_code"], customer_id=str(customer), **OLD_WINDOW)
+        assert listed(sandbox, status=t["status_code"], due_date=t["due_at"].date().isoformat(), **OLD_WINDOW) == \
+            [number]
+        assert number not in listed(sandbox, status=2, customer_id=str(customer), **OLD_WINDOW)
+
+    empty = faspay_sandbox(0)
+    answer = billing(empty, status=4, **OLD_WINDOW)
+    assert (answer["total_data"], answer["total_pages"], len(answer["data"])) == (4, 1, 4)
+    assert billing(empty, status=4, page="2", **OLD_WINDOW)["data"] == []
+    assert billing(empty, status=2, **OLD_WINDOW)["total_data"] == 0
+
+
+def test_sandbox_late_payers_pay_by_the_sandbox_clock():
+    plan = legacy_plan(ANCHOR)
+    late = [lg for lg in plan if lg.kind == "late"]
+    assert [lg.paid_on for lg in late] == [date(2026, 12, 16), date(2026, 12, 21)]
+    sandbox = faspay_sandbox(50)
+    first, second = LEGACY_NUMBERS[4], LEGACY_NUMBERS[5]
+
+    def truth():
+        return {t["external_id"]: t for t in sandbox.truth()}
+
+    with time_machine.travel(at_utc_midnight(late[0].paid_on) - timedelta(seconds=1), tick=False):
+        before = truth()[first]
+        assert (before["provider_status"], before["outstanding"], before["paid_at"]) == \
+            ("Overdue", before["amount"], None)
+        assert first in listed(sandbox, status=4, **OLD_WINDOW)
+        assert first not in listed(sandbox, status=2, **OLD_WINDOW)
+    with time_machine.travel(at_utc_midnight(late[0].paid_on), tick=False):
+        after = truth()
+        paid = after[first]
+        assert (paid["status"], paid["provider_status"], paid["status_code"]) == (st.PAID, "Paid", 2)
+        assert paid["outstanding"] == 0 and paid["paid_amount"] == paid["amount"] == before["amount"]
+        assert paid["paid_at"] == at_utc_midnight(late[0].paid_on)
+        assert listed(sandbox, status=2, **OLD_WINDOW)[0] == first  # the oldest paid invoice now
+        assert first not in listed(sandbox, status=4, **OLD_WINDOW)
+        assert after[second]["provider_status"] == "Overdue"  # pays five days later
+        row = next(r for r in billing(sandbox, status=2, **OLD_WINDOW)["data"] if r["invoice_no"] == first)
+        assert (row["invoice_status"], Decimal(str(row["outstanding_amount"]))) == ("Paid", 0)
+    with time_machine.travel(at_utc_midnight(late[1].paid_on) + timedelta(days=400), tick=False):
+        after = truth()
+        assert [after[n]["provider_status"] for n in (first, second)] == ["Paid", "Paid"]
+        assert [after[n]["provider_status"] for n in LEGACY_NUMBERS[:4]] == \
+            ["Overdue", "Partial Paid", "Overdue", "Partial Paid"]  # the rest of the old debt stays owed
+        assert listed(sandbox, status=2, **OLD_WINDOW)[:2] == [first, second]
+
+
+def test_sandbox_mutate_and_notify_an_old_invoice():
+    sandbox = faspay_sandbox(100)
+    original = {t["external_id"]: t for t in sandbox.truth()}
+    overdue_before = billing(sandbox, status=4, **OLD_WINDOW)["total_data"]
+    paid_before = billing(sandbox, status=2, **OLD_WINDOW)["total_data"]
+    opened = LEGACY_NUMBERS[0]
+    row = sandbox.mutate(opened, {"status": "paid", "paid_at": "2026-10-30T10:00:00+07:00"})
+    assert (row["external_id"], row["status"], row["provider_status"], row["outstanding"]) == \
+        (opened, st.PAID, "Paid", 0)
+    assert row["paid_at"] == datetime(2026, 10, 30, 10, tzinfo=JAKARTA)
+    assert listed(sandbox, status=2, **OLD_WINDOW)[0] == opened
+    assert opened not in listed(sandbox, status=4, **OLD_WINDOW)
+    assert billing(sandbox, status=4, **OLD_WINDOW)["total_data"] == overdue_before - 1
+    assert billing(sandbox, status=2, **OLD_WINDOW)["total_data"] == paid_before + 1
+
+    part = sandbox.mutate(LEGACY_NUMBERS[1], {"outstanding": "1000"})
+    assert (part["provider_status"], part["outstanding"]) == ("Partial Paid", Decimal(1000))
+    assert sandbox.mutate(LEGACY_NUMBERS[3], {"status": "cancelled"})["provider_status"] == "Cancelled"
+    assert listed(sandbox, status=3, **OLD_WINDOW)[0] == LEGACY_NUMBERS[3]
+
+    # overrides win over the clock: one late payer pays early, the other is reopened for good
+    early = sandbox.mutate(LEGACY_NUMBERS[4], {"status": "paid"})
+    assert (early["provider_status"], early["paid_at"]) == ("Paid", datetime(2026, 11, 1, 9, tzinfo=JAKARTA))
+    sandbox.mutate(LEGACY_NUMBERS[5], {"status": "open"})
+    with time_machine.travel(at_utc_midnight(date(2027, 6, 1)), tick=False):
+        now = {t["external_id"]: t for t in sandbox.truth()}
+        assert now[LEGACY_NUMBERS[5]]["provider_status"] == "Overdue"
+        assert now[LEGACY_NUMBERS[4]]["paid_at"] == datetime(2026, 11, 1, 9, tzinfo=JAKARTA)
+
+    # the payment notification finds it by its number and puts it in the event's state first
+    [(headers, body)] = sandbox.notifications(LEGACY_NUMBERS[2], event="PAID")
+    message = json.loads(body)
+    assert message["transaction_number"] == LEGACY_NUMBERS[2] and message["billing_status"] == "PAID"
+    assert message["billing_total"] == str(original[LEGACY_NUMBERS[2]]["amount"])
+    inner = hashlib.md5((USERNAME + PASSWORD + LEGACY_NUMBERS[2]).encode()).hexdigest()
+    assert message["signature"] == hashlib.sha1(inner.encode()).hexdigest()
+    assert {t["external_id"]: t for t in sandbox.truth()}[LEGACY_NUMBERS[2]]["provider_status"] == "Paid"
+
+    with pytest.raises(KeyError):
+        sandbox.mutate("INV-OLD-102100006", {"status": "paid"})
+    sandbox.reset()
+    assert {t["external_id"]: t for t in sandbox.truth()} == original
+
+
+def test_sandbox_without_old_debt():
+    for size in (0, 600):
+        plain, with_old = faspay_sandbox(size, legacy=False), faspay_sandbox(size)
+        truth = list(plain.truth())
+        assert len(truth) == size and not any(t["external_id"].startswith("INV-OLD-") for t in truth)
+        assert truth == list(with_old.truth())[len(LEGACY_NUMBERS):]
+        for code in CODES:
+            old = sum(1 for t in list(with_old.truth())[:len(LEGACY_NUMBERS)] if t["status_code"] == code)
+            assert billing(plain, status=code, **OLD_WINDOW)["total_data"] == \
+                billing(with_old, status=code, **OLD_WINDOW)["total_data"] - old
+        with pytest.raises(KeyError):
+            plain.mutate(LEGACY_NUMBERS[0], {"status": "paid"})
+    assert billing(faspay_sandbox(0, legacy=False), status=4, **OLD_WINDOW)["total_data"] == 0
+
+
+def test_sandbox_old_debt_stays_cheap_at_a_million():
+    sandbox = faspay_sandbox(1_000_000)
+    first = billing(sandbox, status=4, **OLD_WINDOW)  # builds the index
+    assert [r["invoice_no"] for r in first["data"][:4]] == [LEGACY_NUMBERS[k] for k in (0, 2, 4, 5)]
+    overdue = sandbox._bucket_arrays()[4]
+    assert first["total_data"] == len(overdue) + 4 and first["total_pages"] == -(-(len(overdue) + 4) // PAGE_SIZE)
+    assert [r["invoice_no"] for r in first["data"][4:]] == \
+        [sandbox._record(i)["invoice_no"] for i in overdue[:PAGE_SIZE - 4]]
+    started = time.perf_counter()
+    for page in (2, 1234, first["total_pages"]):
+        rows = billing(sandbox, status=4, page=str(page), **OLD_WINDOW)["data"]
+        offset = (page - 1) * PAGE_SIZE - 4
+        assert [r["invoice_no"] for r in rows] == \
+            [sandbox._record(i)["invoice_no"] for i in overdue[offset:offset + PAGE_SIZE]]
+    customer = billing(sandbox, status=5, customer_id=str(sandbox._record(-3)["customer"]), **OLD_WINDOW)
+    assert customer["data"][0]["invoice_no"] == LEGACY_NUMBERS[3]
+    assert time.perf_counter() - started < 10
+    assert sandbox.mutate(LEGACY_NUMBERS[0], {"status": "paid"})["provider_status"] == "Paid"
+    assert billing(sandbox, status=4, **OLD_WINDOW)["total_data"] == first["total_data"] - 1

@@ -44,16 +44,19 @@ def _munio_server():
 
 @pytest.fixture
 def munio_sandbox(_munio_server):
-    """`munio_sandbox(size)`: the module's sandbox, reset (changes, tokens, faults, request log) and resized.
+    """`munio_sandbox(size, legacy=True)`: the module's sandbox, reset (changes, tokens, faults, request
+    log), resized, with or without its six legacy invoices (the old debt, beyond the `size` seeded ones).
 
     One server for the module: stopping a server costs half a second (serve_forever's poll interval)."""
-    def make(size: int):
+    def make(size: int, *, legacy: bool = True):
         _munio_server.sandbox.reset()
         _munio_server.sandbox.sizes["munio"] = size
+        _munio_server.sandbox.legacy = legacy
         return _munio_server
 
     yield make
     _munio_server.sandbox.reset()
+    _munio_server.sandbox.legacy = True
 
 
 class FakeSession:
@@ -362,7 +365,7 @@ def test_forbidden_data_call_is_not_renewed():
 
 
 def test_login_credential_obtains_a_token_first(munio_sandbox):
-    server = munio_sandbox(3)
+    server = munio_sandbox(3, legacy=False)
     client = sandbox_client(server, keys=LOGIN)
     assert client.check_connection() == "Connected: 3 invoices visible"
     assert munio_requests(server) == [("POST", "/auth/access_token"), ("GET", "/invoices")]
@@ -371,13 +374,13 @@ def test_login_credential_obtains_a_token_first(munio_sandbox):
 
 
 def test_static_token_needs_no_login(munio_sandbox):
-    server = munio_sandbox(1)
+    server = munio_sandbox(1, legacy=False)
     assert sandbox_client(server, keys=STATIC).check_connection() == "Connected: 1 invoice visible"
     assert munio_requests(server) == [("GET", "/invoices")]
 
 
 def test_refused_token_is_renewed_once(munio_sandbox):
-    server = munio_sandbox(30)
+    server = munio_sandbox(30, legacy=False)
     client = sandbox_client(server, keys=LOGIN + ("access_token",), per_page=10)
     pages = client.iter_pages()
     next(pages)
@@ -447,7 +450,7 @@ def test_server_errors_become_transient_after_retries(munio_sandbox):
 
 
 def test_rate_limit_is_retried(munio_sandbox):
-    server = munio_sandbox(5)
+    server = munio_sandbox(5, legacy=False)
     server.sandbox.add_fault("munio", Fault(kind="429", retry_after=0))
     assert sandbox_client(server, keys=STATIC).check_connection() == "Connected: 5 invoices visible"
 
@@ -498,7 +501,7 @@ def test_secrets_never_reach_logs_or_errors(munio_sandbox, caplog):
 # -- the sandbox population ----------------------------------------------------------------------
 
 def test_full_read_matches_the_sandbox_population(munio_sandbox):
-    server = munio_sandbox(400)
+    server = munio_sandbox(394)  # + 6 legacy invoices = 400
     client = sandbox_client(server)
     pages = list(client.iter_pages())
     assert [p.number for p in pages] == [1, 2, 3, 4]
@@ -521,18 +524,18 @@ def test_full_read_matches_the_sandbox_population(munio_sandbox):
 
 
 def test_small_pages_and_empty_population(munio_sandbox):
-    server = munio_sandbox(23)
+    server = munio_sandbox(17)  # + 6 legacy invoices = 23
     pages = list(sandbox_client(server, keys=STATIC, per_page=5).iter_pages())
     assert [len(p.invoices) for p in pages] == [5, 5, 5, 5, 3]
     assert len(munio_requests(server)) == 5
-    empty = munio_sandbox(0)
+    empty = munio_sandbox(0, legacy=False)
     client = sandbox_client(empty, keys=STATIC)
     assert list(client.iter_pages()) == []
     assert client.check_connection() == "Connected: 0 invoices visible"
 
 
 def test_resume_continues_after_the_committed_page(munio_sandbox):
-    server = munio_sandbox(47)
+    server = munio_sandbox(41)  # + 6 legacy invoices = 47
     full = list(sandbox_client(server, per_page=10).iter_pages())
     resumed = list(sandbox_client(server, per_page=10).iter_pages(resume=full[1].resume))
     assert [p.number for p in resumed] == [1, 2, 3]
@@ -595,7 +598,7 @@ def test_incremental_read_stops_after_a_page_older_than_the_lookback(munio_sandb
 # -- the sandbox speaks Munio --------------------------------------------------------------------
 
 def test_sandbox_list_parameters_and_links(munio_sandbox):
-    server = munio_sandbox(40)
+    server = munio_sandbox(34)  # + 6 legacy invoices = 40
     body = sandbox_get(server, "/invoices").json()
     pagination = body["meta"]["pagination"]
     assert (len(body["data"]), pagination["per_page"], pagination["total_pages"]) == (15, 15, 3)  # Laravel default
@@ -608,7 +611,11 @@ def test_sandbox_list_parameters_and_links(munio_sandbox):
 
     asc = sandbox_get(server, "/invoices", params={"per_page": 100, "order": "ASC", "orderBy": "id"}).json()["data"]
     desc = sandbox_get(server, "/invoices", params={"per_page": 100}).json()["data"]
-    assert asc == desc[::-1] and [d["id"] for d in asc] == sorted(d["id"] for d in asc)
+    # created_at and id agree on the seeded invoices; the legacy ones (oldest, last newest first)
+    # were given ids after the seeded ones
+    assert asc == desc[:34][::-1] + desc[34:][::-1] and [d["id"] for d in asc] == sorted(d["id"] for d in asc)
+    created_asc = sandbox_get(server, "/invoices", params={"per_page": 100, "order": "ASC"}).json()["data"]
+    assert created_asc == desc[::-1]
 
     events = sandbox_get(server, "/invoices", params={"type": "events", "per_page": 100}).json()
     truth = list(server.sandbox.providers["munio"].truth())
@@ -663,8 +670,151 @@ def test_sandbox_pages_stay_cheap_at_a_million_invoices(munio_sandbox):
     last = sandbox_get(server, "/invoices", params={"per_page": 100, "page": 10_000}).json()
     first = sandbox_get(server, "/invoices", params={"per_page": 100, "page": 1}).json()
     assert time.monotonic() - started < 1.0
-    assert last["meta"]["pagination"]["total_pages"] == 10_000 and len(last["data"]) == 100
+    legacy = sandbox_get(server, "/invoices", params={"per_page": 100, "page": 10_001}).json()
+    assert time.monotonic() - started < 1.0
+    assert last["meta"]["pagination"]["total_pages"] == 10_001 and len(last["data"]) == 100
+    assert last["meta"]["pagination"]["total"] == 1_000_006 and len(legacy["data"]) == 6
     assert last["data"][-1]["id"] <= 3 and first["data"][0]["id"] > 2_999_000
-    oldest = last["data"][-1]
+    oldest = last["data"][-1]  # the oldest seeded invoice; only the legacy ones are older
     assert sandbox_get(server, f"/invoices/{oldest['invoice_hash']}").json()["data"] == oldest
     assert datetime.fromisoformat(oldest["created_at"]) >= ANCHOR_MOMENT - timedelta(days=730)
+    assert all(datetime.fromisoformat(d["created_at"]) < ANCHOR_MOMENT - timedelta(days=730) for d in legacy["data"])
+    assert sandbox_get(server, f"/invoices/{legacy['data'][-1]['invoice_hash']}").json()["data"] == legacy["data"][-1]
+
+
+# -- the sandbox's old debt (legacy invoices) ----------------------------------------------------
+
+def legacy_truth(server) -> list[dict]:
+    """The truth of the legacy invoices (the ones created before the seeded population), oldest first."""
+    oldest_seeded = ANCHOR_MOMENT - timedelta(days=720)
+    return [t for t in server.sandbox.providers["munio"].truth() if t["issued_at"] < oldest_seeded]
+
+
+def test_legacy_invoices_are_listed_last_newest_first_and_served_by_detail(munio_sandbox):
+    import time_machine
+
+    server = munio_sandbox(37)
+    sandbox = server.sandbox.providers["munio"]
+    plan = sorted(sandbox.legacy, key=lambda lg: lg.issued)
+    with time_machine.travel(ANCHOR_MOMENT, tick=False):
+        old = legacy_truth(server)
+        assert len(old) == len(plan) == 6 and len(list(sandbox.truth())) == 43
+        assert [t["issued_at"].date() for t in old] == [lg.issued for lg in plan]
+        assert [t["due_at"].date() for t in old] == [lg.due for lg in plan]
+        assert [t["provider_status"] for t in old] == ["pending", "expired", "pending", "expired", "pending",
+                                                       "pending"]  # open, partial, open, other, late, late
+        assert {t["status"] for t in old} == {"open", "expired"} and all(t["outstanding"] == t["amount"] for t in old)
+        # recognisable hashes (the tail xor the seed key is 0xfffffc18 + key) and ids after every seeded one
+        assert [int(t["external_id"][24:], 16) ^ sandbox._key() for t in old] == [0xFFFFFC18 + lg.key for lg in plan]
+        assert min(int(t["number"]) for t in old) > max(int(t["number"]) for t in sandbox.truth()
+                                                       if t not in old) and len({t["number"] for t in old}) == 6
+
+        pages = [sandbox_get(server, "/invoices", params={"per_page": 10, "page": n}).json() for n in (4, 5)]
+        assert [p["meta"]["pagination"]["total"] for p in pages] == [43, 43]
+        assert [p["meta"]["pagination"]["total_pages"] for p in pages] == [5, 5]
+        assert ["next" in p["meta"]["pagination"]["links"] for p in pages] == [True, False]
+        tail = pages[0]["data"][7:] + pages[1]["data"]
+        assert len(pages[1]["data"]) == 3
+        assert [d["invoice_hash"] for d in tail] == [t["external_id"] for t in old][::-1]  # oldest last
+        assert [d["created_at"] for d in tail] == sorted((d["created_at"] for d in tail), reverse=True)
+        assert pages[0]["data"][6]["created_at"] > tail[0]["created_at"]  # after every seeded invoice
+        for item in tail:
+            assert sandbox_get(server, f"/invoices/{item['invoice_hash']}").json() == {"data": item}
+        ascending = sandbox_get(server, "/invoices", params={"per_page": 6, "order": "ASC"}).json()["data"]
+        assert ascending == tail[::-1]
+
+        got = read_all(sandbox_client(server, per_page=10))  # the client checks newest first too
+        assert [inv.external_id for inv in got[-6:]] == [t["external_id"] for t in old][::-1]
+        by_id = {inv.external_id: inv for inv in got}
+        for expected in old:
+            inv = by_id[expected["external_id"]]
+            assert {f: getattr(inv, f) for f in FIELDS} == {f: expected[f] for f in FIELDS}
+        pages = list(sandbox_client(server, per_page=10).iter_pages(since=ANCHOR_MOMENT - timedelta(days=7)))
+        assert all(inv.external_id not in {t["external_id"] for t in old} for p in pages for inv in p.invoices)
+
+
+def test_late_payers_are_pending_until_paid_on_then_paid(munio_sandbox):
+    import time_machine
+
+    server = munio_sandbox(3)
+    sandbox = server.sandbox.providers["munio"]
+    late = sorted((lg for lg in sandbox.legacy if lg.kind == "late"), key=lambda lg: lg.issued)
+    assert len(late) == 2
+    old = legacy_truth(server)
+    hashes = [t["external_id"] for t in old[-2:]]  # the two late payers are the newest legacy invoices
+    for legacy, external_id in zip(late, hashes):
+        paid_on = datetime(legacy.paid_on.year, legacy.paid_on.month, legacy.paid_on.day, tzinfo=timezone.utc)
+        for moment, status in ((ANCHOR_MOMENT, "pending"), (paid_on - timedelta(seconds=1), "pending"),
+                               (paid_on, "paid"), (paid_on + timedelta(days=400), "paid")):
+            with time_machine.travel(moment, tick=False):
+                detail = sandbox_get(server, f"/invoices/{external_id}").json()["data"]
+                listed = {d["invoice_hash"]: d for d in
+                          sandbox_get(server, "/invoices", params={"per_page": 100}).json()["data"]}
+                truth = {t["external_id"]: t for t in sandbox.truth()}[external_id]
+                inv = {inv.external_id: inv for inv in read_all(sandbox_client(server, keys=STATIC))}[external_id]
+                assert detail == listed[external_id] and detail["status"] == truth["provider_status"] == status
+                if status == "paid":
+                    assert detail["paid_at"] == paid_on.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                    assert (truth["status"], truth["outstanding"], truth["paid_at"]) == ("paid", Decimal(0), paid_on)
+                    assert (inv.status, inv.outstanding, inv.paid_amount, inv.paid_at) == \
+                        ("paid", Decimal(0), truth["amount"], paid_on)
+                else:
+                    assert detail["paid_at"] is None and truth["paid_at"] is None
+                    assert (inv.status, inv.outstanding) == ("open", truth["amount"])
+
+
+def test_mutate_and_status_update_work_on_legacy_invoices(munio_sandbox):
+    import time_machine
+
+    server = munio_sandbox(10)
+    sandbox = server.sandbox.providers["munio"]
+    with time_machine.travel(ANCHOR_MOMENT, tick=False):
+        open_one, partial, _, other, late, _ = legacy_truth(server)
+        paid_at = datetime(2026, 10, 20, 9, 30, tzinfo=timezone.utc)
+        changed = sandbox.mutate(open_one["external_id"], {"status": "paid", "paid_at": paid_at.isoformat()})
+        assert (changed["status"], changed["outstanding"], changed["paid_at"]) == ("paid", Decimal(0), paid_at)
+        reply = requests.post(f"{server.url}/_sandbox/invoices/munio/{other['external_id']}",
+                              json={"status": "paid"}, timeout=5)
+        assert reply.status_code == 200 and reply.json()["status"] == "paid"
+        with pytest.raises(ValueError):
+            sandbox.mutate(partial["external_id"], {"outstanding": "1"})  # still no partial payments
+        client = sandbox_client(server, keys=STATIC)
+        put = client.http.request_json("PUT", f"/invoices/status/{late['external_id']}", headers=client._headers(),
+                                       json={"status": "expired"})
+        assert put["data"]["status"] == "expired"
+        got = {inv.external_id: inv for inv in read_all(client)}
+        assert (got[open_one["external_id"]].status, got[open_one["external_id"]].paid_at) == ("paid", paid_at)
+        assert got[other["external_id"]].status == "paid" and got[partial["external_id"]].status == "expired"
+        assert got[late["external_id"]].status == "expired"
+    paid_on = max(lg.paid_on for lg in sandbox.legacy if lg.kind == "late")
+    with time_machine.travel(datetime(paid_on.year, paid_on.month, paid_on.day, 12, tzinfo=timezone.utc), tick=False):
+        after = {t["external_id"]: t for t in sandbox.truth()}
+        assert after[late["external_id"]]["provider_status"] == "expired"  # the override wins over the clock
+        assert after[legacy_truth(server)[-1]["external_id"]]["status"] == "paid"  # the untouched late payer
+        sandbox.mutate(legacy_truth(server)[-1]["external_id"], {"status": "open"})
+        assert legacy_truth(server)[-1]["status"] == "open"
+    sandbox.reset()
+    with time_machine.travel(ANCHOR_MOMENT, tick=False):
+        assert legacy_truth(server)[0] == open_one  # reset drops the changes
+
+
+def test_legacy_false_removes_the_old_debt(munio_sandbox):
+    server = munio_sandbox(0)
+    old = legacy_truth(server)
+    body = sandbox_get(server, "/invoices", params={"per_page": 100}).json()
+    assert len(old) == 6 and body["meta"]["pagination"]["total"] == 6
+    assert [d["invoice_hash"] for d in body["data"]] == [t["external_id"] for t in old][::-1]
+    assert sandbox_client(server, keys=STATIC).check_connection() == "Connected: 6 invoices visible"
+
+    server = munio_sandbox(5, legacy=False)
+    sandbox = server.sandbox.providers["munio"]
+    assert sandbox.legacy == () and len(list(sandbox.truth())) == 5
+    body = sandbox_get(server, "/invoices", params={"per_page": 100}).json()
+    assert body["meta"]["pagination"]["total"] == 5 and len(body["data"]) == 5
+    assert sandbox_get(server, f"/invoices/{old[0]['external_id']}").status_code == 404
+    with pytest.raises(KeyError):
+        sandbox.mutate(old[0]["external_id"], {"status": "paid"})
+    assert len(read_all(sandbox_client(server))) == 5
+
+    with_legacy = munio_sandbox(5)
+    assert [t["external_id"] for t in legacy_truth(with_legacy)] == [t["external_id"] for t in old]  # any size

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -11,10 +12,13 @@ from pathlib import Path
 
 import pytest
 import requests
+import time_machine
 
 from gateways import get_client
+from gateways import status as st
 from gateways.errors import AuthError, BadResponseError, ConfigurationError, TransientError
 from gateways.sandbox import CREDENTIALS, OPTIONS, Fault, Sandbox
+from gateways.sandbox.core import legacy_plan
 from gateways.xendit import Client
 
 from .conftest import ANCHOR, credential
@@ -69,6 +73,7 @@ class FakeSession:
 
 def fake_client(session, *, mode="appgregator", secrets=None, options=None):
     options = options if options is not None else (dict(OPTIONS["xendit"]) if mode == "appgregator" else {"mode": mode})
+    options = {"owed_years_back": 0, **options}  # no owed pass before the window (its own test)
     return Client(secrets=secrets or dict(SECRETS), options=options, session=session, now=at_anchor, **FAST)
 
 
@@ -163,8 +168,13 @@ def test_reads_the_full_population(sandbox_factory, mode):
     server = sandbox_factory(providers=("xendit",), size=650)
     invoices = read_all(make(server, mode=mode))
     truth = {t["external_id"]: t for t in server.sandbox.providers["xendit"].truth()}
-    assert len(invoices) == len(truth) == 650
-    assert {i.external_id for i in invoices} == set(truth)
+    # 650 seeded invoices plus the sandbox's six-invoice old debt, created before the 24-month
+    # window: a full read gets those still owed (the owed pass), not those paid since
+    old = {k for k, t in truth.items() if t["issued_at"] < datetime(2024, 11, 1, tzinfo=timezone(timedelta(hours=7)))}
+    assert len(truth) == 656 and len(old) == 6
+    expected = set(truth) - {k for k in old if truth[k]["status"] == "paid"}
+    assert len(invoices) == len(expected)
+    assert {i.external_id for i in invoices} == expected
     fields = ("number", "status", "provider_status", "currency", "amount", "outstanding", "paid_amount",
               "issued_at", "due_at", "paid_at", "provider_updated_at", "customer_name", "customer_email",
               "payment_channel", "checkout_url")
@@ -188,29 +198,32 @@ def test_full_read_honours_the_window(sandbox_factory):
     client = make(server, options={"window_months_back": 6})
     invoices = read_all(client)
     start = datetime(2026, 5, 1, tzinfo=timezone(timedelta(hours=7)))
-    expected = {t["external_id"] for t in server.sandbox.providers["xendit"].truth() if t["issued_at"] > start}
+    truth = list(server.sandbox.providers["xendit"].truth())
+    expected = {t["external_id"] for t in truth if t["issued_at"] > start}
     assert 0 < len(expected) < 300
-    assert {i.external_id for i in invoices} == expected
+    # Before the window only what is still owed (PENDING/EXPIRED) is read, however old.
+    older_owed = {t["external_id"] for t in truth if t["issued_at"] <= start and t["status"] in st.UNSETTLED}
+    assert older_owed and {i.external_id for i in invoices} == expected | older_owed
 
 
 def test_paging_stops_on_a_short_page(sandbox_factory):
-    server = sandbox_factory(providers=("xendit",), size=200)
+    server = sandbox_factory(providers=("xendit",), size=200, legacy=False)  # the seeded arithmetic only
     pages = list(make(server).iter_pages())
     assert [len(p.invoices) for p in pages] == [100, 100]
     assert [p.number for p in pages] == [1, 2]
     log = list(server.sandbox.requests["xendit"])
-    assert len(log) == 3  # the third (empty) answer ends the listing
+    assert len(log) == 4  # the third (empty) answer ends the listing; the fourth is the owed pass
     assert "last_invoice_id" not in log[0]["query"]
     assert log[1]["query"]["last_invoice_id"] == [pages[0].invoices[-1].external_id]
     assert log[2]["query"]["last_invoice_id"] == [pages[1].invoices[-1].external_id]
 
-    server2 = sandbox_factory(providers=("xendit",), size=150)
+    server2 = sandbox_factory(providers=("xendit",), size=150, legacy=False)
     assert [len(p.invoices) for p in make(server2).iter_pages()] == [100, 50]
-    assert len(server2.sandbox.requests["xendit"]) == 2
+    assert len(server2.sandbox.requests["xendit"]) == 3  # the short page ends the pass; then the owed pass
 
 
 def test_resume_continues_after_a_committed_page(sandbox_factory):
-    server = sandbox_factory(providers=("xendit",), size=450)
+    server = sandbox_factory(providers=("xendit",), size=450, legacy=False)  # the seeded arithmetic only
     pages = list(make(server).iter_pages())
     assert len(pages) == 5
     resumed = list(make(server).iter_pages(resume=pages[1].resume))
@@ -494,3 +507,232 @@ def test_sandbox_pages_stay_cheap_at_a_million():
     assert deep[0]["id"] == sandbox.providers["xendit"]._id(987_655)
     assert all("2026-10-31" <= i["paid_at"] < "2026-11-01" for i in paid)
     assert elapsed < 3.0
+
+
+# -- the sandbox's old debt (core.legacy_plan: six invoices beyond the seeded ones) ----------------
+
+OWED_PAIR = "created_after=2016-10-31T17:00:00.000Z&created_before=2024-10-31T17:00:00.000Z"  # the owed pass
+
+
+def _read(sandbox, query="", *, direct=True, limit=100, cursor_name="last_invoice_id"):
+    """Every page of one listing, following the cursor."""
+    found, cursor = [], None
+    while True:
+        page = _list(sandbox, f"limit={limit}&{query}" + (f"&{cursor_name}={cursor}" if cursor else ""),
+                     direct=direct).body
+        found += page
+        if len(page) < limit:
+            return found
+        cursor = page[-1]["id"]
+
+
+def _direct_get(sandbox, invoice_id):
+    token = base64.b64encode(f"{SECRETS['secret_key']}:".encode()).decode()
+    return sandbox.handle("GET", f"/xendit/v2/invoices/{invoice_id}", {"authorization": f"Basic {token}"}, b"")[0]
+
+
+def _find(sandbox, invoice_id):
+    return sandbox.handle("GET", f"/xendit/xendit/find/{invoice_id}?name=arbook-sandbox&connection_name=xendit-sandbox-1",
+                          {"x-api-key": SECRETS["api_key"]}, b"")[0]
+
+
+def _legacy_ids(sandbox):
+    """key -> id of the old-debt invoices (the `ffffffffff<key>` tail marks them)."""
+    prov = sandbox.providers["xendit"]
+    return {int(t["external_id"][22:], 16): t["external_id"] for t in list(prov.truth())[prov.size:]}
+
+
+def test_sandbox_old_debt_comes_after_the_seeded_invoices():
+    plan = {legacy.key: legacy for legacy in legacy_plan(ANCHOR)}
+    with time_machine.travel(at_anchor(), tick=False):
+        ids_by_size = {}
+        for size in (0, 3, 250):
+            sandbox = Sandbox(providers=("xendit",), size=size, anchor=ANCHOR)
+            everything = _read(sandbox)
+            assert _read(sandbox, direct=False, limit=7) == everything  # both modes, any page size
+            assert _read(sandbox, limit=9, cursor_name="last_invoice") == everything  # the SDK's cursor name
+            ids = [i["id"] for i in everything]
+            assert len(ids) == len(set(ids)) == size + 6
+            seeded, old = everything[:size], everything[size:]
+            created = [i["created"] for i in everything]
+            assert created == sorted(created, reverse=True)  # newest first: the old debt comes last
+            assert [i["id"][12:] for i in old] == [f"002affffffffff{k:02x}"[4:] for k in (5, 4, 3, 2, 1, 0)]
+            assert all(re.fullmatch(r"[0-9a-f]{8}002a[0-9a-f]{12}", i["id"]) for i in everything)  # seed 42's tag
+            assert [i["status"] for i in old] == ["PENDING", "PENDING", "EXPIRED", "PENDING", "EXPIRED", "PENDING"]
+            assert [i["external_id"] for i in old] == [
+                "INV0001000/X/2024", "INV0000999/X/2024", "INV0000998/IV/2024", "INV0000997/IV/2024",
+                "INV0000996/X/2021", "INV0000995/X/2021"]
+            for item in old:
+                legacy = plan[int(item["id"][22:], 16)]
+                assert item["created"][:10] == legacy.issued.isoformat()
+                assert item["expiry_date"][:10] == legacy.due.isoformat()
+                assert "paid_at" not in item and item["updated"] < "2025"
+            # the cursor crosses from the last seeded invoice into the old debt, and within it
+            if seeded:
+                assert _list(sandbox, f"limit=100&last_invoice_id={seeded[-1]['id']}").body == old
+                assert _list(sandbox, f"limit=2&last_invoice_id={seeded[-1]['id']}").body == old[:2]
+            assert _list(sandbox, f"limit=3&last_invoice_id={old[1]['id']}").body == old[2:5]
+            assert _list(sandbox, f"limit=100&last_invoice={old[-1]['id']}").body == []
+            ids_by_size[size] = [i["id"] for i in old]
+        assert ids_by_size[0] == ids_by_size[3] == ids_by_size[250]  # their ids do not depend on the size
+
+        # at a million the old debt is still six checks away
+        sandbox = Sandbox(providers=("xendit",), size=1_000_000, anchor=ANCHOR)
+        started = time.monotonic()
+        last_seeded = sandbox.providers["xendit"]._id(999_999)
+        tail = _list(sandbox, f"limit=100&last_invoice_id={last_seeded}").body
+        owed = _list(sandbox, f'limit=100&statuses=["PENDING","EXPIRED"]&{OWED_PAIR}').body
+        assert time.monotonic() - started < 1.0
+        assert [i["id"] for i in tail] == [i["id"] for i in owed] == ids_by_size[0]
+
+
+def test_sandbox_old_debt_answers_the_filters_and_lookups():
+    with time_machine.travel(at_anchor(), tick=False):
+        sandbox = Sandbox(providers=("xendit",), size=300, anchor=ANCHOR)
+        ids = _legacy_ids(sandbox)
+        by_id = {i["id"]: i for i in _read(sandbox)}
+
+        def listed(query, **kwargs):
+            return [i["id"] for i in _read(sandbox, query, **kwargs)]
+
+        # the client's owed pass: PENDING/EXPIRED created before the window, both statuses forms, both modes
+        newest_first = [ids[k] for k in (5, 4, 3, 2, 1, 0)]
+        assert listed(f'statuses=["PENDING","EXPIRED"]&{OWED_PAIR}') == newest_first
+        assert listed(f"statuses=PENDING&statuses=EXPIRED&{OWED_PAIR}", direct=False) == newest_first
+        assert listed(f'statuses=["PENDING","EXPIRED"]&{OWED_PAIR}', limit=4) == newest_first  # paged by the cursor
+        assert listed(f'statuses=["EXPIRED"]&{OWED_PAIR}') == [ids[3], ids[1]]
+        assert listed(f'statuses=["PAID","SETTLED"]&{OWED_PAIR}') == []
+        assert listed(OWED_PAIR) == newest_first  # no statuses: every one of them
+        # every status filter without a pair also reaches them, after the seeded matches
+        expired = listed('statuses=["EXPIRED"]')
+        assert expired[-2:] == [ids[3], ids[1]] and len(expired) > 2
+        # created / expired / paid pairs
+        assert listed("created_after=2024-04-01T00:00:00Z&created_before=2024-05-01T00:00:00Z") == [ids[3], ids[2]]
+        assert listed("created_after=2021-10-18T00:00:00Z&created_before=2021-10-19T00:00:00Z") == [ids[0]]
+        assert listed("expired_after=2024-05-04T00:00:00Z&expired_before=2024-05-06T00:00:00Z") == [ids[3]]
+        assert not set(ids.values()) & set(listed("paid_after=2016-01-01T00:00:00Z&paid_before=2030-01-01T00:00:00Z"))
+        # a pair that excludes them leaves them out
+        assert not set(ids.values()) & set(listed("created_after=2025-01-01T00:00:00Z&created_before=2027-01-01T00:00:00Z"))
+        # external_id
+        assert listed("external_id=INV0000998/IV/2024") == [ids[3]]
+        assert listed("external_id=INV0001000/X/2024") == [ids[5]]
+        oldest_seeded = _read(sandbox)[299]
+        assert oldest_seeded["external_id"].startswith("INV0001001/")  # the seeded numbering ends where the old debt's begins
+        assert oldest_seeded["id"] in listed(f"external_id={oldest_seeded['external_id']}")
+        # lookups: direct and Appgregator
+        for key, invoice_id in ids.items():
+            direct = _direct_get(sandbox, invoice_id)
+            assert direct.status == 200 and direct.body == by_id[invoice_id]
+            found = _find(sandbox, invoice_id).body
+            assert len(found) == 1 and found[0]["id"] == invoice_id and found[0]["callback_token"]
+            assert {k: v for k, v in found[0].items() if k in by_id[invoice_id]} == by_id[invoice_id]
+        unknown = ids[0][:-2] + "06"
+        assert _direct_get(sandbox, unknown).status == 404 and _find(sandbox, unknown).body == []
+        # truth: the same keys as the seeded invoices, the state the list shows
+        truth = list(sandbox.providers["xendit"].truth())
+        assert len(truth) == 306 and {frozenset(t) for t in truth} == {frozenset(truth[0])}
+        old = {t["external_id"]: t for t in truth[300:]}
+        assert set(old) == set(ids.values())
+        for invoice_id, t in old.items():
+            assert t["provider_status"] == by_id[invoice_id]["status"] and t["outstanding"] == t["amount"]
+            assert t["status"] in ("open", "expired") and t["paid_at"] is None
+            assert t["number"] == by_id[invoice_id]["external_id"]
+
+
+def test_sandbox_late_payer_follows_the_sandbox_clock():
+    late = {legacy.key: legacy for legacy in legacy_plan(ANCHOR) if legacy.kind == "late"}
+    assert sorted(late) == [4, 5]
+    first, second = late[4], late[5]
+    pays = datetime(first.paid_on.year, first.paid_on.month, first.paid_on.day, tzinfo=timezone.utc)
+    sandbox = Sandbox(providers=("xendit",), size=120, anchor=ANCHOR)
+    prov = sandbox.providers["xendit"]
+    ids = _legacy_ids(sandbox)
+    paid_pair = f"paid_after={(pays - timedelta(days=1)).isoformat()}&paid_before={(pays + timedelta(days=1)).isoformat()}"
+    paid_pair = paid_pair.replace("+00:00", "Z")
+
+    with time_machine.travel(pays - timedelta(seconds=1), tick=False):
+        before = _direct_get(sandbox, ids[4]).body
+        assert before["status"] == "PENDING" and "paid_at" not in before
+        assert ids[4] in [i["id"] for i in _read(sandbox, f'statuses=["PENDING"]&{OWED_PAIR}')]
+        assert _read(sandbox, paid_pair) == []
+        truth = {t["external_id"]: t for t in prov.truth()}
+        assert (truth[ids[4]]["status"], truth[ids[4]]["outstanding"]) == ("open", truth[ids[4]]["amount"])
+    with time_machine.travel(pays, tick=False):  # the day it pays: PAID from 00:00 UTC
+        after = _direct_get(sandbox, ids[4]).body
+        assert (after["status"], after["paid_at"], after["updated"]) == (
+            "PAID", "2026-12-16T00:00:00.000Z", "2026-12-16T00:00:00.000Z")
+        assert after["paid_amount"] == after["amount"] and after["created"] == before["created"]
+        assert _direct_get(sandbox, ids[5]).body["status"] == "PENDING"  # the other pays later
+        assert [i["id"] for i in _read(sandbox, paid_pair)] == [ids[4]]
+        assert [i["id"] for i in _read(sandbox, f'statuses=["PAID"]&{OWED_PAIR}')] == [ids[4]]
+        assert [i["id"] for i in _read(sandbox, f'statuses=["PENDING","EXPIRED"]&{OWED_PAIR}')] == [
+            ids[k] for k in (5, 3, 2, 1, 0)]
+        truth = {t["external_id"]: t for t in prov.truth()}
+        assert truth[ids[4]]["status"] == "paid" and truth[ids[4]]["outstanding"] == 0
+        assert truth[ids[4]]["paid_at"] == pays == truth[ids[4]]["provider_updated_at"]
+        assert _find(sandbox, ids[4]).body[0]["status"] == "PAID"
+    with time_machine.travel(pays + timedelta(days=30), tick=False):
+        assert _direct_get(sandbox, ids[4]).body == after  # an unchanged record reads the same later
+        assert second.paid(sandbox.now())
+        assert _direct_get(sandbox, ids[5]).body["paid_at"] == f"{second.paid_on.isoformat()}T00:00:00.000Z"
+    with time_machine.travel(pays - timedelta(seconds=1), tick=False):
+        assert _direct_get(sandbox, ids[4]).body == before  # a pure function of the clock
+
+
+def test_sandbox_mutates_old_debt_and_overrides_win_over_the_clock():
+    sandbox = Sandbox(providers=("xendit",), size=40, anchor=ANCHOR)
+    prov = sandbox.providers["xendit"]
+    ids = _legacy_ids(sandbox)
+    with time_machine.travel(at_anchor(), tick=False):
+        amount = _direct_get(sandbox, ids[0]).body["amount"]
+        paid = prov.mutate(ids[0], {"status": "paid"})
+        assert (paid["status"], paid["provider_status"], paid["outstanding"]) == ("paid", "PAID", 0)
+        assert paid["paid_at"] == at_anchor() == paid["provider_updated_at"] and paid["paid_amount"] == amount
+        pair = "paid_after=2026-11-01T00:00:00Z&paid_before=2026-11-02T00:00:00Z"
+        assert ids[0] in [i["id"] for i in _read(sandbox, pair)]
+        assert _direct_get(sandbox, ids[0]).body["status"] == "PAID"
+        # the partial one (EXPIRED: Xendit has no partial payment) is paid in full or not at all
+        with pytest.raises(ValueError):
+            prov.mutate(ids[1], {"outstanding": "1"})
+        assert prov.mutate(ids[1], {"outstanding": "0", "provider_status": "SETTLED"})["provider_status"] == "SETTLED"
+        # a late payer expired by hand stays expired when its payment day comes
+        expired = prov.mutate(ids[5], {"status": "expired"})
+        assert (expired["provider_status"], expired["due_at"]) == ("EXPIRED", expired["provider_updated_at"])
+        assert at_anchor() < expired["due_at"] < at_anchor() + timedelta(seconds=1)  # the (pinned) moment of the change
+        # the control endpoint and the notification machinery reach them too
+        answer = sandbox.handle("POST", f"/_sandbox/invoices/xendit/{ids[2]}", {}, b'{"status": "paid"}')[0]
+        assert answer.status == 200 and answer.body["status"] == "paid"
+        headers, body = prov.notifications(ids[3], event="PAID")[0]
+        callback = json.loads(body)
+        assert headers["x-callback-token"] == SECRETS["callback_token"]
+        assert (callback["id"], callback["status"], callback["external_id"]) == (ids[3], "PAID", "INV0000998/IV/2024")
+        assert _direct_get(sandbox, ids[3]).body["status"] == "PAID"
+        older = json.loads(prov.notifications(ids[4], event="PAID", out_of_order=True)[1][1])
+        assert older["status"] == "PENDING" and "paid_at" not in older
+        paid_by_callback = _direct_get(sandbox, ids[4]).body["paid_at"]
+        assert paid_by_callback.startswith(f"{ANCHOR.isoformat()}T06:00:00.")  # the callback's moment, not paid_on
+    with time_machine.travel(datetime(2027, 2, 1, tzinfo=timezone.utc), tick=False):  # after both payment days
+        assert _direct_get(sandbox, ids[5]).body["status"] == "EXPIRED"  # the override wins
+        assert _direct_get(sandbox, ids[4]).body["paid_at"] == paid_by_callback  # the override, not the clock's
+        sandbox.reset()  # back to the plan: the clock decides again
+        assert _direct_get(sandbox, ids[5]).body["status"] == "PAID"
+        assert _direct_get(sandbox, ids[0]).body["status"] == "PENDING"
+
+
+def test_sandbox_without_old_debt():
+    with_debt = Sandbox(providers=("xendit",), size=30, anchor=ANCHOR)
+    legacy_ids = set(_legacy_ids(with_debt).values())
+    for size in (0, 30):
+        sandbox = Sandbox(providers=("xendit",), size=size, anchor=ANCHOR, legacy=False)
+        prov = sandbox.providers["xendit"]
+        assert len(list(prov.truth())) == size
+        everything = _read(sandbox, limit=7)
+        assert len(everything) == size and not legacy_ids & {i["id"] for i in everything}
+        assert _read(sandbox, f'statuses=["PENDING","EXPIRED"]&{OWED_PAIR}') == []
+        some = next(iter(legacy_ids))
+        assert _direct_get(sandbox, some).status == 404 and _find(sandbox, some).body == []
+        assert _list(sandbox, f"last_invoice_id={some}").status == 400
+        with pytest.raises(KeyError):
+            prov.mutate(some, {"status": "paid"})
+    # and the seeded population is the same either way
+    assert _read(with_debt)[:30] == _read(Sandbox(providers=("xendit",), size=30, anchor=ANCHOR, legacy=False))

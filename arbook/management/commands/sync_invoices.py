@@ -29,7 +29,7 @@ class Command(BaseCommand):
             seconds = run.duration.total_seconds() if run.duration else 0.0
             line = (f"{cred} [{cred.pk}]: {run.status} ({'full' if run.full else 'incremental'}, {seconds:.1f}s) — "
                     f"{run.pages} pages, {run.fetched} fetched, {run.created} created, {run.updated} updated, "
-                    f"{run.unchanged} unchanged, {run.missing} missing")
+                    f"{run.unchanged} unchanged, {run.lookups} looked up, {run.missing} missing")
             if run.status == SyncRun.Status.FAILED:
                 failed += 1
                 self.stdout.write(self.style.ERROR(f"{line}\n    error: {run.error}"))
