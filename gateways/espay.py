@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 from . import status as st
-from .base import JAKARTA, GatewayClient, to_datetime
+from .base import JAKARTA, GatewayClient, to_datetime, to_decimal
 from .errors import AuthError, BadResponseError, ConfigurationError
 from .models import Page, RemoteInvoice
 
@@ -46,6 +46,10 @@ STATUS_MAP: Mapping[str, str] = {
 DEFAULT_BASE_URL = "https://sandbox-api.espay.id"  # production: https://api.espay.id
 SENDINVOICE_PATH = "/rest/virtualaccount/sendinvoice"
 MERCHANTINFO_PATH = "/rest/merchant/merchantinfo"
+STATUS_PATH = "/rest/merchant/status"
+#: error_code of a check-status answer for an order Espay does not know (the debit host's "14
+#: invalid order"; the legacy REST list is undocumented, RESEARCH open question 1).
+UNKNOWN_ORDER = "0014"
 MAX_INVOICES = 500
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # always Asia/Jakarta, no offset on the wire
 
@@ -85,6 +89,11 @@ def paymentreport_signature(key: str, rq_datetime: str, order_id: str) -> str:
 def paymentreport_reply_signature(key: str, rq_uuid: str, rs_datetime: str, error_code: str) -> str:
     """The signature of the merchant's reply to a payment notification."""
     return signature(key, rq_uuid, rs_datetime, error_code, "PAYMENTREPORT-RS")
+
+
+def checkstatus_signature(key: str, rq_datetime: str, order_id: str) -> str:
+    """Check Payment Status (RESEARCH A4): `##KEY##rq_datetime##order_id##CHECKSTATUS##`."""
+    return signature(key, rq_datetime, order_id, "CHECKSTATUS")
 
 
 def signatures_match(expected: str, given: str) -> bool:
@@ -243,6 +252,23 @@ class SendResult:
         return not self.failed
 
 
+@dataclass(frozen=True)
+class PaymentStatus:
+    """What Espay's Check Payment Status says of one order (our doc_no): the provider's own word,
+    which a payment notification's unsigned fields (amount, tx_status) are checked against.
+
+    `amount` is the order's total, `paid_amount` what is paid so far (instalments summed),
+    `paid_at` the latest payment's time (Jakarta)."""
+
+    order_id: str
+    tx_status: str
+    status: str
+    amount: Decimal | None
+    paid_amount: Decimal | None
+    currency: str
+    paid_at: datetime | None
+
+
 # -- the client ------------------------------------------------------------------------------
 
 class Client(GatewayClient):
@@ -292,6 +318,49 @@ class Client(GatewayClient):
         if not banks:
             return "Connected: no payment channels are enabled for this merchant yet"
         return f"Connected: {len(banks)} bank{'s' if len(banks) != 1 else ''} enabled ({', '.join(banks)})"
+
+    # -- checking a payment --------------------------------------------------------------------
+    def check_status(self, order_id: str, *, rq_uuid: str) -> PaymentStatus | None:
+        """Check Payment Status (`/rest/merchant/status`, RESEARCH A4/A5): a form POST of
+        `uuid`/`rq_uuid`, `rq_datetime`, `comm_code`, `order_id` and the CHECKSTATUS signature.
+        Read-only at Espay, so retried like a GET. None when Espay does not know the order.
+
+        The answer's `tx_status` is documented (S, F, SP, IP, EX, WC); its amount fields are not
+        spelled out, so `amount` (the order total) and `paid_amount` (paid so far; when absent, the
+        whole amount if `tx_status` is S, else nothing) are read as the sandbox serves them."""
+        key = str(self.secrets["signature_key"])
+        rq_datetime = format_datetime(self.now())
+        form = {"uuid": rq_uuid, "rq_uuid": rq_uuid, "rq_datetime": rq_datetime, "comm_code": self.comm_code,
+                "order_id": order_id, "signature": checkstatus_signature(key, rq_datetime, order_id)}
+        data = self.http.request_json("POST", STATUS_PATH, data=form, idempotent=True)
+        if not isinstance(data, dict):
+            raise BadResponseError("espay: check status answered with something other than an object",
+                                   provider=self.provider)
+        code = str(data.get("error_code") or "")
+        if code == UNKNOWN_ORDER:
+            return None
+        if code != SUCCESS:
+            raise self._request_error("check status", code, data.get("error_message"))
+        if str(data.get("order_id") or "").strip() != order_id:
+            raise BadResponseError("espay: check status answered for another order", provider=self.provider)
+        tx_status = str(data.get("tx_status") or "").strip().upper()
+        if not tx_status:
+            raise BadResponseError("espay: check status answer has no tx_status", provider=self.provider)
+        amount = to_decimal(data.get("amount"), field="amount", provider=self.provider)
+        paid = to_decimal(data.get("paid_amount"), field="paid_amount", provider=self.provider)
+        if paid is None:
+            paid = amount if tx_status == "S" else Decimal(0)
+        status = self.map_status(tx_status)
+        if amount is not None and paid is not None and amount > 0:  # the amounts decide how much is paid
+            if paid >= amount:
+                status = st.PAID
+            elif paid > 0:
+                status = st.PARTIALLY_PAID
+            elif status == st.PAID:
+                status = st.OPEN
+        return PaymentStatus(order_id=order_id, tx_status=tx_status, status=status, amount=amount, paid_amount=paid,
+                             currency=str(data.get("ccy") or "IDR").upper()[:3],
+                             paid_at=self._when(data.get("payment_datetime"), "payment_datetime"))
 
     # -- sending ------------------------------------------------------------------------------
     def send_invoices(self, *, rq_uuid: str, invoices: Sequence[EspayInvoice],

@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from . import status as st
@@ -33,6 +34,7 @@ from .models import InvoiceRef, Page, RemoteInvoice, SettledScope
 logger = logging.getLogger("gateways.faspay")
 
 PATH = "/billingbackendapi/web/billing/get-all-billing"
+INQUIRE_PATH = "/billingbackendapi/web/api/inquire"
 
 #: Faspay's vocabularies -> normalized state (DESIGN.md). The list answers with text labels; the
 #: request uses numeric codes (kept here in case a server echoes them); create/inquiry/callback use
@@ -259,6 +261,52 @@ class Client(GatewayClient):
                     break
                 page += 1
         return None
+
+    def inquire(self, *, billing_id: Any, service_id: Any, transaction_number: str) -> RemoteInvoice | None:
+        """Inquiry Billing (RESEARCH B2): the bill's state, total and payments, as Faspay itself
+        reports them; a GET with a JSON body like get-all-billing. Its signature covers the
+        transaction number, and the answer must name the same one, so ids taken from a callback
+        (whose signature does not cover them) cannot make it report another bill. None when
+        Faspay does not know the pair. Partly paid = UNPAID with payments."""
+        number = str(transaction_number).strip()
+        inner = hashlib.md5((str(self.secrets["username"]) + str(self.secrets["password"]) + number).encode()).hexdigest()
+        body = {"service_id": service_id, "billing_id": billing_id, "transaction_number": number,
+                "signature": hashlib.sha1(inner.encode()).hexdigest()}
+        payload = self.http.request_json("GET", INQUIRE_PATH, json=body, accept_status=(400, 404, 422))
+        if not isinstance(payload, dict):
+            raise BadResponseError("faspay: inquire did not answer with a JSON object", provider=self.provider)
+        code = str(payload.get("response_code", "")).strip()
+        if code != "00":
+            message = self.http.mask(str(payload.get("response_message") or payload.get("message") or ""))[:200]
+            if _AUTH_MESSAGE.search(message):
+                raise AuthError(f"faspay: inquire refused the credential ({message})", provider=self.provider)
+            if _EMPTY_MESSAGE.search(message):
+                return None
+            raise BadResponseError(f"faspay: inquire failed (response_code {code or '?'}: {message})",
+                                   provider=self.provider)
+        if str(payload.get("transaction_number") or "").strip() != number:
+            raise BadResponseError("faspay: inquire answered for another bill", provider=self.provider)
+        label = str(payload.get("billing_status") or "").strip().upper()
+        status = self.map_status(label)
+        total = to_decimal(payload.get("billing_total"), field="billing_total", provider=self.provider)
+        paid, paid_at = Decimal(0), None
+        details = payload.get("payment_details") or []
+        if not isinstance(details, list):
+            raise BadResponseError("faspay: inquire payment_details is not a list", provider=self.provider)
+        for detail in details:
+            if not isinstance(detail, dict):
+                raise BadResponseError("faspay: inquire payment_details holds a non-object", provider=self.provider)
+            paid += to_decimal(detail.get("payment_nominal"), field="payment_nominal", provider=self.provider) or 0
+            when = self._datetime(detail.get("payment_date"), "payment_date")
+            if when is not None and (paid_at is None or when > paid_at):
+                paid_at = when
+        outstanding = None if total is None else (Decimal(0) if status in (st.PAID, st.CANCELLED) else total - paid)
+        if status == st.OPEN and paid > 0:
+            status = st.PARTIALLY_PAID
+        return RemoteInvoice(external_id=number, number=number, status=status, provider_status=label,
+                             amount=total, outstanding=outstanding, paid_amount=paid, paid_at=paid_at,
+                             due_at=self._datetime(payload.get("billing_due_date"), "billing_due_date"),
+                             checkout_url=str(payload.get("billing_url") or ""), raw=dict(payload))
 
     def settled_scope(self) -> SettledScope:
         """Paid and cancelled bills are read when issued in the (month-aligned) window."""

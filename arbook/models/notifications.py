@@ -39,6 +39,9 @@ class Notification(models.Model):
         PENDING = "pending", "Waiting for the invoice"  # not synced yet; applied when it appears
         REJECTED = "rejected", "Rejected"  # not verified: never applied
         FAILED = "failed", "Failed"  # the apply raised; see outcome_reason
+        #: Verified, but a fact it claims is not covered by its signature and the provider's own
+        #: API did not confirm it (or it would break a money rule): stored, not applied.
+        NEEDS_REVIEW = "needs_review", "Needs review"
 
     #: Outcomes that settle a provider event: a later delivery of the same event is a duplicate.
     SETTLED = (Outcome.APPLIED, Outcome.UNCHANGED, Outcome.STALE)

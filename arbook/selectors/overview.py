@@ -28,7 +28,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 import gateways
-from arbook.models import GatewayCredential, SyncRun
+from arbook.models import GatewayCredential, Notification, SyncRun
 from arbook.models.invoices import MONEY
 from arbook.scoping import scope, visible_merchants
 from arbook.selectors.invoices import scoped_invoices
@@ -188,4 +188,7 @@ def overview_context(*, user, now: dt.datetime | None = None) -> dict[str, Any]:
         "dso_window": DSO_WINDOW_DAYS,
         "collected_window": COLLECTED_WINDOW_DAYS,
         "due_soon_days": DUE_SOON_DAYS,
+        # Verified notifications whose claims the provider did not confirm: stored, not applied.
+        "notifications_to_review": scope(Notification.objects.filter(outcome=Notification.Outcome.NEEDS_REVIEW),
+                                         user, merchant_field="credential__merchant").count(),
     }

@@ -59,6 +59,7 @@ from arbook.crypto import SecretsUnavailable
 from arbook.jsonutil import RawJSONEncoder
 from arbook.models import GatewayCredential, Invoice, InvoiceEvent, SyncRun
 from arbook.models.notifications import BODY_MAX, STORED_BODY_MAX, Notification
+from arbook.services import invoice_rules
 from arbook.status import InvoiceStatus
 from gateways import espay as espay_gw
 from gateways import farpay as farpay_gw
@@ -164,11 +165,26 @@ def _jakarta(value: Any, name: str, *, required: bool) -> datetime | None:
 def _json_object(received: Received) -> dict[str, Any]:
     try:
         data = json.loads(received.body.decode("utf-8"), parse_float=Decimal)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # 30,000 "[" nest deeper than Python
         raise Rejected(V.MALFORMED, "the body is not JSON") from None
     if not isinstance(data, dict):
         raise Rejected(V.MALFORMED, "the body is not a JSON object")
     return data
+
+
+def _scalars(data: dict[str, Any], names: tuple[str, ...]) -> None:
+    """The named fields, where present, must be plain values (text or a number), not objects,
+    lists or booleans: a provider never nests them, so a nested one is not its payload."""
+    for name in names:
+        value = data.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int, Decimal))):
+            raise Rejected(V.MALFORMED, f"{name} is not a plain value")
+
+
+def _positive(value: Decimal | None, name: str, *, zero: bool = False) -> Decimal | None:
+    if value is not None and (value < 0 or (value == 0 and not zero)):
+        raise Rejected(V.MALFORMED, f"{name} must be {'zero or more' if zero else 'positive'}")
+    return value
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -250,8 +266,12 @@ class EspayReceiver(Receiver):
             raise Rejected(V.MALFORMED, "the body is not UTF-8") from None
         return dict(parse_qsl(text, keep_blank_values=True))
 
+    FIELDS = ("rq_uuid", "rq_datetime", "signature", "comm_code", "order_id", "amount", "ccy", "tx_status",
+              "member_id", "debit_from_bank", "credit_to_bank", "credit_to", "product_code", "password")
+
     def verify(self, *, credential, received):
         fields = self.fields(received)
+        _scalars(fields, self.FIELDS)
         for name in ("rq_uuid", "rq_datetime", "signature", "comm_code", "order_id", "amount"):
             if not _text(fields.get(name)):
                 raise Rejected(V.MALFORMED, f"{name} is missing")
@@ -264,16 +284,19 @@ class EspayReceiver(Receiver):
         if not espay_gw.signatures_match(expected, _text(fields["signature"])):
             raise Rejected(V.BAD_SIGNATURE, "the signature does not match")
         paid_at = _jakarta(rq_datetime, "rq_datetime", required=True)
-        amount = _decimal(fields["amount"], "amount")
+        amount = _positive(_decimal(fields["amount"], "amount"), "amount")
         tx_status = _text(fields.get("tx_status")) or "S"  # a payment report is a success unless it says so
         status = espay_gw.STATUS_MAP.get(tx_status.upper(), InvoiceStatus.UNKNOWN)
         bank = _text(fields.get("credit_to_bank")) or _text(fields.get("debit_from_bank"))
+        # The signature covers rq_datetime and order_id only: the amount and tx_status are claims,
+        # recorded here and confirmed with Espay's Check Payment Status before anything is applied.
         change = {"kind": "payment" if status == InvoiceStatus.PAID else "state", "status": status,
                   "provider_status": tx_status[:64], "amount": _money(amount), "paid_at": _iso(paid_at),
                   "currency": _text(fields.get("ccy")).upper()[:3],
-                  "payment_channel": f"VA {bank}".strip() if bank else "VA"}
+                  "payment_channel": f"VA {bank}".strip() if bank else "VA", "confirm": "espay"}
         rq_uuid = _text(fields["rq_uuid"])[:128]
-        return Parsed(external_id=order_id[:128], event_id=rq_uuid, event_key=f"espay:{rq_uuid}"[:255],
+        # Idempotent on what is signed: a replay with a fresh rq_uuid is the same event.
+        return Parsed(external_id=order_id[:128], event_id=rq_uuid, event_key=f"espay:{order_id}:{rq_datetime}"[:255],
                       event_at=paid_at, change=change, fields={"rq_uuid": rq_uuid, "order_id": order_id})
 
     def _reply(self, status: int, *, rq_uuid: str, order_id: str, code: str, message: str, key: str = "",
@@ -320,6 +343,7 @@ class XenditReceiver(Receiver):
         if not token or not hmac.compare_digest(token.encode(), expected.encode()):
             raise Rejected(V.BAD_SIGNATURE, "x-callback-token is missing or wrong")
         data = _json_object(received)
+        self.check_shape(data)
         try:
             remote = self.parser().parse_invoice(data)
         except gateways.BadResponseError as exc:
@@ -333,11 +357,36 @@ class XenditReceiver(Receiver):
                   "paid_at": _iso(remote.paid_at), "clear_paid_at": remote.paid_at is None,
                   "invoice_amount": _money(remote.amount), "currency": remote.currency,
                   "payment_channel": remote.payment_channel[:128],
-                  "raw": json.loads(json.dumps(remote.raw, cls=RawJSONEncoder)), "content_hash": content_hash(remote)}
+                  "raw": json.loads(json.dumps(remote.raw, cls=RawJSONEncoder)), "content_hash": content_hash(remote),
+                  # The token authenticates the sender (Xendit itself), so its facts are Xendit's word.
+                  "vouched": True}
         key = f"xendit:{remote.external_id}:{remote.provider_status}:{_iso(remote.provider_updated_at)}"
         event_id = received.header("webhook-id") or _text(data.get("payment_id")) or remote.external_id
         return Parsed(external_id=remote.external_id[:128], event_id=event_id[:128], event_key=key[:255],
                       event_at=remote.provider_updated_at, change=change)
+
+
+    TEXT_FIELDS = ("id", "status", "external_id", "currency", "created", "updated", "paid_at", "expiry_date",
+                   "payment_method", "payment_channel", "bank_code", "payer_email", "merchant_name", "user_id",
+                   "payment_id", "description", "invoice_url", "ewallet_type", "retail_outlet_name")
+    NUMBER_FIELDS = ("amount", "paid_amount", "adjusted_received_amount", "fees_paid_amount")
+
+    @classmethod
+    def check_shape(cls, data: dict[str, Any]) -> None:
+        """An invoice callback of Xendit's shape: id, status (one Xendit has) and amount, with text
+        where Xendit sends text and numbers where it sends numbers; anything else is malformed."""
+        for name in cls.TEXT_FIELDS:
+            if data.get(name) is not None and not isinstance(data[name], str):
+                raise Rejected(V.MALFORMED, f"{name} is not text")
+        for name in cls.NUMBER_FIELDS:
+            value = data.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, Decimal))):
+                raise Rejected(V.MALFORMED, f"{name} is not a number")
+        if not _text(data.get("id")) or data.get("amount") is None:
+            raise Rejected(V.MALFORMED, "id or amount is missing")
+        if _text(data.get("status")) not in xendit_gw.STATUS_MAP:
+            raise Rejected(V.MALFORMED, "status is not one of Xendit's invoice statuses")
+        _positive(_decimal(data.get("amount"), "amount"), "amount")
 
 
 class FaspayReceiver(Receiver):
@@ -348,8 +397,12 @@ class FaspayReceiver(Receiver):
     provider = "faspay"
     STATES = ("UNPAID", "PAID", "EXPIRED", "CANCELLED")
 
+    FIELDS = ("transaction_number", "signature", "billing_status", "billing_total", "payment_amount", "payment_date",
+              "payment_id", "billing_id", "service_id", "payment_method")
+
     def verify(self, *, credential, received):
         data = _json_object(received)
+        _scalars(data, self.FIELDS)
         number = _text(data.get("transaction_number"))
         if not number or not _text(data.get("signature")):
             raise Rejected(V.MALFORMED, "transaction_number or signature is missing")
@@ -361,13 +414,18 @@ class FaspayReceiver(Receiver):
         billing_status = _text(data.get("billing_status")).upper()
         if billing_status not in self.STATES:
             raise Rejected(V.MALFORMED, "billing_status is not UNPAID, PAID, EXPIRED or CANCELLED")
-        total = _decimal(data.get("billing_total"), "billing_total")
-        paid = _decimal(data.get("payment_amount"), "payment_amount")
+        total = _positive(_decimal(data.get("billing_total"), "billing_total"), "billing_total")
+        paid = _positive(_decimal(data.get("payment_amount"), "payment_amount"), "payment_amount", zero=True)
         paid_at = _jakarta(data.get("payment_date"), "payment_date", required=False)
         status = faspay_gw.STATUS_MAP[billing_status]
+        # The signature covers transaction_number only: the status, amounts and payment date are
+        # claims, and the bill's state is taken from Faspay's own list before anything is applied.
         change: dict[str, Any] = {"kind": "state", "status": status, "provider_status": billing_status,
                                   "invoice_amount": _money(total), "currency": "IDR",
-                                  "payment_channel": _text(data.get("payment_method"))[:128]}
+                                  "payment_channel": _text(data.get("payment_method"))[:128], "confirm": "faspay",
+                                  # Unsigned: used only to ask Faspay's inquiry, which must name this number.
+                                  "billing_id": _text(data.get("billing_id"))[:32],
+                                  "service_id": _text(data.get("service_id"))[:32]}
         if billing_status == "PAID":
             change.update(outstanding="0", paid_amount=_money(paid if paid is not None else total),
                           paid_at=_iso(paid_at))
@@ -377,7 +435,7 @@ class FaspayReceiver(Receiver):
             change.update(outstanding=_money(total), paid_amount="0" if total is not None else None,
                           clear_paid_at=True)
         payment_id = _text(data.get("payment_id")) or _text(data.get("billing_id"))
-        key = f"faspay:{number}:{billing_status}:{payment_id}:{_text(data.get('payment_date'))}"
+        key = f"faspay:{number}:{payment_id}"  # the signed identity (and the payment it reports)
         return Parsed(external_id=number[:128], event_id=payment_id[:128], event_key=key[:255],
                       event_at=paid_at, change=change)
 
@@ -419,11 +477,14 @@ class FarpayReceiver(Receiver):
         status = farpay_gw.STATUS_MAP.get(event) or farpay_gw.STATUS_MAP.get(event.lower())
         if not status:
             raise Rejected(V.MALFORMED, "Payment.Event is not a known payment event")
-        amount = _decimal(payment.get("Amount"), "Payment.Amount")
+        _scalars(payment, ("Event", "InvoiceNumber", "Amount", "Currency", "PaymentType"))
+        amount = _positive(_decimal(payment.get("Amount"), "Payment.Amount"), "Payment.Amount")
         sign = self.PAYMENT_EVENTS.get(event.lower())
+        # Standard Webhooks signs the whole body: every fact in it is FarPay's word.
         change: dict[str, Any] = {"kind": "payment" if sign else "state", "status": status,
                                   "provider_status": event[:64], "currency": _text(payment.get("Currency")).upper()[:3],
-                                  "payment_channel": _text(payment.get("PaymentType"))[:128], "match": "number"}
+                                  "payment_channel": _text(payment.get("PaymentType"))[:128], "match": "number",
+                                  "vouched": True}
         if sign:
             change["amount"] = _money(None if amount is None else sign * amount)
             if sign > 0:
@@ -551,11 +612,34 @@ def _finish(notification: Notification, outcome: str, reason: str = "", *, invoi
     return notification
 
 
+APPLICABLE = (Out.QUEUED, Out.PENDING, Out.FAILED)
+
+
+@dataclass(frozen=True)
+class Review:
+    """The provider's own API did not confirm what a notification claims: store, do not apply."""
+
+    reason: str
+
+
 def notification_apply(*, notification: Notification) -> Notification:
-    """Apply one verified notification (idempotent: a settled one is left as it is)."""
+    """Apply one verified notification (idempotent: a settled one is left as it is).
+
+    A notification whose facts its signature does not cover (`change["confirm"]`: Espay, Faspay)
+    is first checked with the provider's own API, outside the transaction (an HTTP call must not
+    hold the invoice's row lock), and what the provider says is applied instead of the claim. A
+    provider that cannot be reached leaves it `failed` and raises, so the task retries."""
+    notification = Notification.objects.get(pk=notification.pk)
+    if notification.verification != V.VALID or notification.outcome not in APPLICABLE:
+        return notification
+    confirmed: dict[str, Any] | Review | None = None
+    if (notification.parsed or {}).get("confirm") and notification.credential_id is not None:
+        invoice = _find_invoice(notification, lock=False)
+        if invoice is not None:
+            confirmed = _confirmed(notification, invoice)
     with transaction.atomic():
         notification = Notification.objects.select_for_update().get(pk=notification.pk)
-        if notification.verification != V.VALID or notification.outcome not in (Out.QUEUED, Out.PENDING, Out.FAILED):
+        if notification.verification != V.VALID or notification.outcome not in APPLICABLE:
             return notification
         notification.attempts += 1
         if notification.credential_id is None:
@@ -563,7 +647,83 @@ def notification_apply(*, notification: Notification) -> Notification:
         invoice = _find_invoice(notification, lock=True)
         if invoice is None:
             return _pending(notification)
-        return _apply_to(notification, invoice)
+        if (notification.parsed or {}).get("confirm"):
+            if confirmed is None:  # the invoice appeared meanwhile: confirm on the next attempt
+                return _finish(notification, Out.PENDING, "the invoice appeared while it was confirmed; retried")
+            if isinstance(confirmed, Review):
+                return _finish(notification, Out.NEEDS_REVIEW, confirmed.reason, invoice=invoice)
+        return _apply_to(notification, invoice, confirmed)
+
+
+def _confirmed(notification: Notification, invoice: Invoice) -> dict[str, Any] | Review:
+    """What the provider's own API says of the invoice, as the change to apply (or a Review)."""
+    from arbook.services.credentials import credential_client
+
+    confirm = notification.parsed["confirm"]
+    try:
+        client = credential_client(credential=notification.credential)
+        if confirm == "espay":
+            return _confirmed_espay(notification, invoice, client)
+        return _confirmed_faspay(notification, invoice, client)
+    except gateways.TransientError as exc:
+        Notification.objects.filter(pk=notification.pk).update(
+            outcome=Out.FAILED, outcome_reason=f"could not be confirmed yet: {exc}"[:255])
+        raise
+    except (gateways.GatewayError, SecretsUnavailable) as exc:
+        return Review(f"the provider could not confirm it: {exc}")
+
+
+def _confirmed_espay(notification: Notification, invoice: Invoice, client: Any) -> dict[str, Any] | Review:
+    status = client.check_status(invoice.external_id, rq_uuid=uuid.uuid4().hex)
+    if status is None:
+        return Review("Espay's Check Payment Status does not know this order")
+    if not status.paid_amount or status.paid_amount <= 0:
+        return Review(f"Espay reports no payment for this order (tx_status {status.tx_status})")
+    if invoice.amount is not None and status.amount is not None and status.amount != invoice.amount:
+        return Review(f"Espay's order amount {status.amount} is not the invoice's {invoice.amount}")
+    total = status.amount if status.amount is not None else invoice.amount
+    claimed = notification.parsed or {}
+    return {"kind": "state", "status": status.status, "provider_status": status.tx_status,
+            "outstanding": _money(None if total is None else total - status.paid_amount),
+            "paid_amount": _money(status.paid_amount),
+            "paid_at": _iso(status.paid_at) or claimed.get("paid_at"), "currency": status.currency,
+            "payment_channel": claimed.get("payment_channel", ""), "vouched": True,
+            "confirmed_by": "Espay Check Payment Status"}
+
+
+def _confirmed_faspay(notification: Notification, invoice: Invoice, client: Any) -> dict[str, Any] | Review:
+    """Faspay's inquiry (status, total, payments with their dates) when the callback names its
+    billing and service ids, else the bill's row in get-all-billing (status and outstanding; the
+    list has no payment date, so none is set)."""
+    claimed = notification.parsed or {}
+    if claimed.get("billing_id") and claimed.get("service_id"):
+        remote = client.inquire(billing_id=claimed["billing_id"], service_id=claimed["service_id"],
+                                transaction_number=invoice.external_id)
+        source = "Faspay inquiry"
+    else:
+        remote = client.lookup(gateways.InvoiceRef(external_id=invoice.external_id, status=invoice.status,
+                                                   issued_at=invoice.issued_at, due_at=invoice.due_at,
+                                                   customer_ref=invoice.customer_ref))
+        source = "Faspay get-all-billing"
+    if remote is None:
+        return Review(f"{source} does not know this bill")
+    amount = remote.amount if remote.amount is not None else invoice.amount
+    if invoice.amount is not None and remote.amount is not None and remote.amount != invoice.amount:
+        return Review(f"{source} says the bill's total is {remote.amount}, not {invoice.amount}")
+    change: dict[str, Any] = {"kind": "state", "status": remote.status, "provider_status": remote.provider_status,
+                              "outstanding": _money(remote.outstanding), "currency": remote.currency,
+                              "invoice_amount": _money(remote.amount),
+                              "payment_channel": claimed.get("payment_channel", ""),
+                              "vouched": True, "confirmed_by": source, "now": True}
+    if remote.paid_amount is not None:
+        change["paid_amount"] = _money(remote.paid_amount)
+    elif amount is not None and remote.outstanding is not None:
+        change["paid_amount"] = _money(max(amount - remote.outstanding, Decimal(0)))
+    if remote.paid_at is not None:
+        change["paid_at"] = _iso(remote.paid_at)
+    elif remote.status in (InvoiceStatus.OPEN, InvoiceStatus.CANCELLED, InvoiceStatus.DRAFT, InvoiceStatus.EXPIRED):
+        change["clear_paid_at"] = True
+    return change
 
 
 def _pending_flag(credential_id: int) -> str:
@@ -594,14 +754,17 @@ def _watermark(invoice: Invoice, notification: Notification) -> datetime | None:
     return max(candidates) if candidates else None
 
 
-def _apply_to(notification: Notification, invoice: Invoice) -> Notification:
+def _apply_to(notification: Notification, invoice: Invoice, confirmed: dict[str, Any] | None = None) -> Notification:
     duplicate = (Notification.objects.filter(credential_id=notification.credential_id, event_key=notification.event_key,
                                              outcome__in=Notification.SETTLED)
                  .exclude(pk=notification.pk).order_by("pk").values_list("pk", flat=True).first())
     if duplicate is not None:
         return _finish(notification, Out.DUPLICATE, f"the same event was applied by notification #{duplicate}",
                        invoice=invoice)
-    change = notification.parsed or {}
+    change = confirmed or notification.parsed or {}
+    if change.get("now"):  # the provider's current state: as of now, not of an unsigned date
+        notification.event_at = timezone.now()
+        notification.save(update_fields=["event_at"])
     event_at = notification.event_at
     if change.get("kind") == "payment":
         amount = _dec(change.get("amount"))
@@ -614,7 +777,13 @@ def _apply_to(notification: Notification, invoice: Invoice) -> Notification:
                            invoice=invoice)
         if event_at is None and invoice.status in FINAL_STATES and change.get("status") != invoice.status:
             return _finish(notification, Out.STALE, "no provider time: it cannot undo a final state", invoice=invoice)
-    return _apply_change(notification, invoice, change)
+    applied = _apply_change(notification, invoice, change)
+    claimed = (notification.parsed or {}).get("status")
+    if confirmed and applied.outcome == Out.UNCHANGED and claimed and claimed != change.get("status"):
+        # The provider contradicts what the notification claims: nothing to apply, but staff should know.
+        return _finish(notification, Out.NEEDS_REVIEW, f"it says {claimed}; {change.get('confirmed_by')} says "
+                       f"{change.get('status')} (the invoice was left as the provider has it)", invoice=invoice)
+    return applied
 
 
 def _dec(value: Any) -> Decimal | None:
@@ -662,6 +831,15 @@ def _apply_change(notification: Notification, invoice: Invoice, change: dict[str
     if notification.event_at and (invoice.provider_updated_at is None
                                   or notification.event_at > invoice.provider_updated_at):
         updates["provider_updated_at"] = notification.event_at
+    after_state = {name: updates.get(name, getattr(invoice, name))
+                   for name in ("amount", "outstanding", "paid_amount", "status")}
+    broken = invoice_rules.money_rule_violations(**after_state)
+    if broken:
+        return _finish(notification, Out.NEEDS_REVIEW, f"not applied: {'; '.join(broken)}", invoice=invoice)
+    if invoice_rules.is_regression(invoice.status, after_state["status"]) and not change.get("vouched"):
+        return _finish(notification, Out.NEEDS_REVIEW,
+                       f"not applied: {invoice.status} -> {after_state['status']} needs a confirmed source",
+                       invoice=invoice)
     changed = [name for name, value in updates.items() if getattr(invoice, name) != value]
     for name in changed:
         setattr(invoice, name, updates[name])
@@ -676,6 +854,7 @@ def _apply_change(notification: Notification, invoice: Invoice, change: dict[str
         paid_at_before=before[2], paid_at_after=after[2],
         note=f"{invoice.get_provider_display()} notification #{notification.pk}: "
              f"{change.get('provider_status') or change.get('status')}"
+             f"{' (confirmed by ' + change['confirmed_by'] + ')' if change.get('confirmed_by') else ''}"
              f"{' (event ' + notification.event_id + ')' if notification.event_id else ''}"[:255],
     )
     logger.info("notification id=%s applied to invoice=%s %s -> %s", notification.pk, invoice.pk, before[0], after[0])

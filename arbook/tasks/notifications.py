@@ -8,9 +8,12 @@ from celery import shared_task
 
 from arbook.models import Notification
 from arbook.services.notifications import notification_apply
+from gateways import TransientError
 
 
-@shared_task(acks_late=True, ignore_result=True)
+#: A provider that cannot confirm a notification right now (Espay, Faspay) is asked again later.
+@shared_task(acks_late=True, ignore_result=True, autoretry_for=(TransientError,), retry_backoff=30,
+             retry_backoff_max=900, max_retries=8)
 def apply_notification(notification_id: int) -> str:
     notification = Notification.objects.filter(pk=notification_id).first()
     if notification is None:

@@ -18,6 +18,7 @@ are derived from (comm_code, doc_no), so they are the same on every run.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import uuid
 from collections import deque
@@ -88,6 +89,7 @@ class Sandbox(ProviderSandbox):
         return [
             ("POST", r"/rest/virtualaccount/sendinvoice", self.send_invoice),
             ("POST", r"/rest/merchant/merchantinfo", self.merchant_info),
+            ("POST", r"/rest/merchant/status", self.check_status),
         ]
 
     def auth_failure(self) -> Response:
@@ -237,6 +239,33 @@ class Sandbox(ProviderSandbox):
             {"bankCode": code, "productCode": product, "productName": f"{name.upper()} VA"}
             for code, (name, _prefix, product) in BANKS.items()
         ]})
+
+    def check_status(self, request: Request, match) -> Response:
+        """Check Payment Status (RESEARCH A4/A5): form `uuid`/`rq_uuid`, `rq_datetime`,
+        `comm_code`, `order_id`, `signature` = `##KEY##rq_datetime##order_id##CHECKSTATUS##`.
+        Answers the order's `tx_status` (S once a payment succeeded, IP while nothing is paid, EX
+        expired, as documented) with `amount` (the order total), `paid_amount` (paid so far) and
+        `payment_datetime` (the latest payment); an unknown order is error_code 0014."""
+        fields, _ = self._fields(request)
+        rq_uuid = str(fields.get("rq_uuid") or fields.get("uuid") or "")
+        rq_datetime, order_id = str(fields.get("rq_datetime") or ""), str(fields.get("order_id") or "")
+        comm_code = str(fields.get("comm_code") or "")
+        base = {"rq_uuid": rq_uuid, "rs_datetime": self._now(), "order_id": order_id}
+        if not (rq_uuid and rq_datetime and order_id and comm_code):
+            return Response(200, {**base, "error_code": "0001", "error_message": "Invalid request"})
+        expected = _signature(self.credentials["signature_key"], rq_datetime, order_id, "CHECKSTATUS")
+        if not hmac.compare_digest(str(fields.get("signature") or "").lower(), expected):
+            return Response(200, {**base, "error_code": "0101", "error_message": "Invalid Signature"})
+        with self.lock:
+            inv = self.listed.get(comm_code, {}).get(order_id)
+            if inv is None:
+                return Response(200, {**base, "error_code": "0014", "error_message": "Order not found"})
+            paid = inv["paid_amount"] or Decimal(0)
+            tx_status = "S" if paid > 0 else "EX" if inv["status"] == st.EXPIRED else "IP"
+            when = inv["paid_at"].astimezone(JAKARTA).strftime(DT) if inv["paid_at"] and paid > 0 else ""
+            return Response(200, {**base, "error_code": "0000", "error_message": "Success", "comm_code": comm_code,
+                                  "ccy": "IDR", "amount": f"{inv['amount']:.2f}", "paid_amount": f"{paid:.2f}",
+                                  "tx_status": tx_status, "payment_datetime": when})
 
     # -- ground truth, changes and notifications ---------------------------------------------
     def _find(self, external_id: str) -> dict[str, Any]:

@@ -54,11 +54,17 @@ from .core import Legacy, ProviderSandbox, Request, Response
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 PATH = r"/billingbackendapi/web/billing/get-all-billing"
+INQUIRE_PATH = r"/billingbackendapi/web/api/inquire"
+#: The sandbox's Faspay Billing ids: billing_id = BILLING_ID_BASE + index (negative for old debt).
+BILLING_ID_BASE = 1000
+SERVICE_ID = 6
 PAGE_SIZE = 100
 
 DRAFT, UNPAID, PAID, CANCELLED, OVERDUE, PARTIAL, PROFORMA = 0, 1, 2, 3, 4, 5, 7
 LABELS = {DRAFT: "Draft", UNPAID: "Unpaid", PAID: "Paid", CANCELLED: "Cancelled", OVERDUE: "Overdue",
           PARTIAL: "Partial Paid", PROFORMA: "Proforma"}
+INQUIRY_STATUS = {DRAFT: "UNPAID", PROFORMA: "UNPAID", UNPAID: "UNPAID", OVERDUE: "UNPAID", PARTIAL: "UNPAID",
+                  PAID: "PAID", CANCELLED: "CANCELLED"}
 NORMALIZED = {DRAFT: st.DRAFT, PROFORMA: st.DRAFT, UNPAID: st.OPEN, OVERDUE: st.OPEN, PARTIAL: st.PARTIALLY_PAID,
               PAID: st.PAID, CANCELLED: st.CANCELLED}
 #: Normalized state -> the stored Faspay state a mutation sets (Overdue is derived from the due date).
@@ -120,7 +126,7 @@ class Sandbox(ProviderSandbox):
             self._filtered: dict[tuple, array] = {}
 
     def routes(self):
-        return [("GET", PATH, self.get_all_billing)]
+        return [("GET", PATH, self.get_all_billing), ("GET", INQUIRE_PATH, self.inquire), ("POST", INQUIRE_PATH, self.inquire)]
 
     def auth_failure(self) -> Response:
         return _fail("Invalid signature")
@@ -369,6 +375,41 @@ class Sandbox(ProviderSandbox):
                                                           keep_blank_values=True).items()})
         return params
 
+    def inquire(self, request: Request, match) -> Response:
+        """Inquiry Billing (RESEARCH B2): a JSON body `service_id`, `billing_id`,
+        `transaction_number`, `signature` = sha1(md5(username + password + transaction_number)).
+        Answers the bill's `billing_status` (UNPAID/PAID/EXPIRED/CANCELLED: a partly paid bill is
+        UNPAID with payments), `billing_total` and `payment_details` [{payment_id, payment_date,
+        payment_nominal}]; "01" for a wrong signature or an unknown billing_id/number pair."""
+        params = self._params(request)
+        if params is None:
+            return _fail("Invalid request body")
+        number = str(params.get("transaction_number") or "")
+        inner = hashlib.md5((self.credentials["username"] + self.credentials["password"] + number).encode()).hexdigest()
+        if not number or str(params.get("signature") or "") != hashlib.sha1(inner.encode()).hexdigest():
+            return self.auth_failure()
+        try:
+            with self.lock:
+                i = self._index_of(number)
+                rec = self._record(i)
+        except KeyError:
+            return _fail("Billing not found")
+        if str(params.get("billing_id") or "") != str(BILLING_ID_BASE + i) or \
+                str(params.get("service_id") or "") != str(SERVICE_ID):
+            return _fail("Billing not found")
+        paid = rec["amount"] - max(rec["outstanding"], Decimal(0)) if rec["bucket"] in (PAID, PARTIAL) else Decimal(0)
+        details = []
+        if paid > 0:
+            when = rec["paid_at"] or datetime.combine(rec["issued"], time(12), JAKARTA)
+            details.append({"payment_id": f"{1606804843000000 + i}", "payment_nominal": str(paid),
+                            "payment_date": when.astimezone(JAKARTA).strftime("%Y-%m-%d %H:%M:%S")})
+        due = datetime.combine(rec["due"], rec["due_time"]) if rec["due"] else None
+        return Response(200, {"response_code": "00", "response_message": "Success", "billing_id": BILLING_ID_BASE + i,
+                              "transaction_number": number, "billing_total": str(rec["amount"]),
+                              "billing_status": INQUIRY_STATUS[rec["bucket"]], "payment_details": details,
+                              "billing_due_date": due.strftime("%Y-%m-%d %H:%M:%S") if due else None,
+                              "billing_url": f"https://fasbill-sandbox.faspay.co.id/pay/{BILLING_ID_BASE + i}"})
+
     def get_all_billing(self, request: Request, match) -> Response:
         params = self._params(request)
         if params is None:
@@ -542,7 +583,7 @@ class Sandbox(ProviderSandbox):
         if older:
             when -= timedelta(minutes=1)
         body = {
-            "billing_id": 1000 + i, "service_id": 6, "transaction_number": number,
+            "billing_id": BILLING_ID_BASE + i, "service_id": SERVICE_ID, "transaction_number": number,
             "billing_total": str(rec["amount"]), "signature": hashlib.sha1(inner.encode()).hexdigest(),
             "billing_status": event,
             "payment_id": f"{1606804843000000 + i}" if paid else "",

@@ -73,7 +73,8 @@ def synced_invoice(credential, sandbox) -> Invoice:
             credential=credential, external_id=truth["external_id"], number=truth["number"],
             currency=truth["currency"], amount=Decimal(truth["amount"]), outstanding=Decimal(truth["outstanding"]),
             paid_amount=Decimal(0), status="open", provider_status=truth["provider_status"],
-            provider_updated_at=truth.get("provider_updated_at"), paid_at=None)
+            provider_updated_at=truth.get("provider_updated_at"), paid_at=None,
+            issued_at=truth.get("issued_at"), due_at=truth.get("due_at"), customer_ref=truth.get("customer_ref") or "")
     raise AssertionError("no open invoice in the sandbox population")
 
 

@@ -82,7 +82,7 @@ def test_query_count_is_fixed(signed_in, pop, django_assert_max_num_queries):
         CredentialFactory(merchant=pop["a"], label=f"extra{i}")
     from django.db import connection
 
-    # session, user, merchants, credentials, runs aggregate, figures, aging chart
+    # session, user, merchants, credentials, runs aggregate, figures, aging chart, notifications to review
     # (+ on PostgreSQL: the savepoint pair and the SET LOCAL of `reporting_query`, twice)
-    with django_assert_max_num_queries(7 + (6 if connection.vendor == "postgresql" else 0)):
+    with django_assert_max_num_queries(8 + (6 if connection.vendor == "postgresql" else 0)):
         assert signed_in.get("/").status_code == 200
