@@ -1,24 +1,52 @@
 """URL contract (DESIGN.md): /accounts/login/, /, /invoices/, /aging/, /syncs/, /espay/batches/,
-/admin/, /healthz. Each area adds its routes here."""
+/admin/, /healthz. Each area adds its routes here.
+
+Read-only pages answer only GET and HEAD (anything else is 405, not the page): the routes named
+in `READ_ONLY` are wrapped in `require_safe` here, so the views stay thin and a new read-only
+route is one name away. Routes with a legitimate POST (Sync now, the Espay upload and its
+confirm/retry/resume/discard, sign-in/out, the payment notification receivers) keep their own
+method rules.
+"""
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.core.exceptions import ImproperlyConfigured
+from django.urls import URLPattern, include, path
+from django.views.decorators.http import require_safe
 
-from arbook.views import health, overview
+from arbook.views import aging, espay, health, hooks, invoices, overview, syncs
 
 admin.site.site_header = "arbook administration"
 admin.site.site_title = "arbook admin"
 
-urlpatterns = [
+#: Routes that only read: GET/HEAD, 405 for POST, PUT, PATCH, DELETE, ...
+READ_ONLY = frozenset({
+    "overview", "invoice_list", "invoice_detail", "aging", "sync_list", "sync_status",
+    "espay_batch_list", "espay_batch_detail", "espay_batch_progress", "espay_batch_export",
+    "espay_batch_problems", "espay_batch_file", "espay_template",
+})
+
+
+def read_only(patterns: list) -> list:
+    """`patterns` with the views of the routes named in READ_ONLY wrapped in `require_safe`."""
+    return [URLPattern(p.pattern, require_safe(p.callback), p.default_args, p.name)
+            if isinstance(p, URLPattern) and p.name in READ_ONLY else p for p in patterns]
+
+
+urlpatterns = read_only([
     path("", overview.overview, name="overview"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+]) + [
     # One module per area; each defines its own `urlpatterns`.
-    path("", include("arbook.views.invoices")),
-    path("", include("arbook.views.aging")),
-    path("", include("arbook.views.syncs")),
-    path("", include("arbook.views.espay")),
-    path("", include("arbook.views.hooks")),
+    path("", include(read_only(invoices.urlpatterns))),
+    path("", include(read_only(aging.urlpatterns))),
+    path("", include(read_only(syncs.urlpatterns))),
+    path("", include(read_only(espay.urlpatterns))),
+    path("", include(hooks.urlpatterns)),
 ]
+
+_routed = {p.name for module in (invoices, aging, syncs, espay) for p in module.urlpatterns} | {"overview"}
+if READ_ONLY - _routed:  # a renamed route must not silently lose its method rule
+    raise ImproperlyConfigured(f"READ_ONLY names routes that do not exist: {sorted(READ_ONLY - _routed)}")

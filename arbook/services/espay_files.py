@@ -12,7 +12,11 @@ Decisions where Espay's documents are silent:
   than guessed ("150.000" is 150 thousand in Indonesian notation and 150 in English); IDR amounts
   must be whole. A float from an XLSX cell is read through its shortest decimal text.
 - Limits: 5 MB, 10,000 data rows, .csv/.txt/.xlsx; the content decides the format (a renamed
-  binary is refused by what it is, not by its name). CSV encodings: UTF-8 (with or without BOM),
+  binary is refused by what it is, not by its name). The sheet may be at most 50 columns wide and
+  11,000 rows tall (blank rows included); an XLSX is measured before openpyxl parses any of it
+  (declared `<dimension>`, cell references, markup and shared-string counts; see `_scan_xlsx`), so
+  a hostile file (16,384 columns, a million rows or strings in a few MB) is refused in milliseconds
+  instead of holding a web worker for tens of seconds. CSV encodings: UTF-8 (with or without BOM),
   UTF-16 with BOM (Excel's "Unicode text"), else Windows-1252, else Latin-1; delimiter `,`, `;`
   or tab, whichever yields the known columns.
 - Row numbers are the sheet's own (header = row 1, blank rows counted), so a user can find them.
@@ -34,6 +38,15 @@ MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 10_000
 #: An XLSX is a zip: refuse one that inflates beyond this (a "zip bomb" would exhaust memory).
 MAX_XLSX_UNCOMPRESSED = 120 * 1024 * 1024
+#: The template has 10 columns; extra ones are ignored, but a sheet wider than this is refused.
+MAX_COLUMNS = 50
+#: Header + MAX_ROWS + room for blank and note rows; a taller sheet (blank rows included) is refused.
+MAX_SHEET_ROWS = MAX_ROWS + 1_000
+#: Work bounds for an XLSX, checked on the unpacked XML before openpyxl parses it (openpyxl spends
+#: ~10-20 µs per element): markup (`<` characters, about two per element, in every part; 10,000
+#: template rows need ~600,000) and entries of the shared-string table (~17 µs each at load).
+MAX_XLSX_MARKUP = 1_000_000
+MAX_SHARED_STRINGS = 100_000
 CHUNK_SIZE = 500  # Espay's maximum invoices per sendinvoice call
 ALLOWED_EXTENSIONS = (".csv", ".txt", ".xlsx")
 MAX_AMOUNT_DIGITS = 15
@@ -162,6 +175,79 @@ def _check_name(file_name: str) -> None:
         raise UploadError("Upload a .csv or .xlsx file (the templates on this page show the columns).")
 
 
+_TOO_WIDE = (f"at most {MAX_COLUMNS} columns (up to column {{last}}) are read, and the template has "
+             f"{len(COLUMNS)}. Delete the columns to the right of your data (or clear their formatting), "
+             "or upload a CSV.")
+_TOO_TALL = (f"at most {MAX_SHEET_ROWS:,} rows (blank ones included) are read, for at most {MAX_ROWS:,} "
+             "invoices per batch. Delete the empty rows below your data, or split the file.")
+#: A cell reference beyond column AX (the 50th): three letters, B?-Z?, AY or AZ.
+_WIDE_REF = re.compile(rb'\sr="((?:[A-Z]{3}|[B-Z][A-Z]|A[YZ])[0-9]+)"')
+assert MAX_COLUMNS == 50, "_WIDE_REF encodes column AX"
+_SCAN_CHUNK = 1 << 20
+_REL_WORKSHEET = "/worksheet"
+
+
+def _first_sheet_part(archive: zipfile.ZipFile, names: set[str]) -> str | None:
+    """The part openpyxl reads as `worksheets[0]` (first `<sheet>` of xl/workbook.xml whose
+    relationship is a worksheet), or None when the small index parts are odd (then the other
+    bounds still hold)."""
+    import posixpath
+    import xml.etree.ElementTree as ET
+
+    rels_name = "xl/_rels/workbook.xml.rels"
+    try:
+        if rels_name not in names or any(archive.getinfo(n).file_size > 2 * 1024 * 1024
+                                         for n in ("xl/workbook.xml", rels_name)):
+            return None
+        targets = {}
+        for rel in ET.fromstring(archive.read(rels_name)):
+            if rel.get("Type", "").endswith(_REL_WORKSHEET):
+                target = rel.get("Target", "")
+                targets[rel.get("Id")] = (target.lstrip("/") if target.startswith("/")
+                                          else posixpath.normpath(posixpath.join("xl", target)))
+        for element in ET.fromstring(archive.read("xl/workbook.xml")).iter():
+            if element.tag.rsplit("}", 1)[-1] == "sheet":
+                rel_id = next((v for k, v in element.attrib.items() if k.rsplit("}", 1)[-1] == "id"), None)
+                if rel_id in targets:
+                    return targets[rel_id]
+    except (ET.ParseError, KeyError, ValueError, OSError, zipfile.BadZipFile):
+        return None
+    return None
+
+
+def _scan_xlsx(archive: zipfile.ZipFile, first_sheet: str | None) -> None:
+    """Refuse a workbook that would cost openpyxl far more than a full batch does, reading only
+    its unpacked bytes in 1 MB steps (C-speed counts and searches, stopping at the first excess).
+
+    openpyxl parses the shared strings, the styles and a dimension-less sheet's whole XML already
+    in `load_workbook`, so this runs before it. Every part counts (other sheets too: only the first
+    is read, and the message says to upload that one)."""
+    markup = strings = 0
+    for info in archive.infolist():
+        if info.is_dir():
+            continue
+        tail = b""
+        with archive.open(info) as part:
+            while chunk := part.read(_SCAN_CHUNK):
+                markup += chunk.count(b"<")
+                strings += chunk.count(b"<si>") + chunk.count(b"<si ")
+                if info.filename == first_sheet:
+                    wide = _WIDE_REF.search(tail + chunk)
+                    if wide:
+                        raise UploadError(f"The sheet has cells beyond column {_letter(MAX_COLUMNS - 1)} "
+                                          f"(e.g. {wide.group(1).decode()}); "
+                                          + _TOO_WIDE.format(last=_letter(MAX_COLUMNS - 1)))
+                    tail = chunk[-24:]
+                if strings > MAX_SHARED_STRINGS:
+                    raise UploadError(f"The workbook's text table holds more than {MAX_SHARED_STRINGS:,} "
+                                      f"entries, far more than {MAX_ROWS:,} invoices need (other sheets count "
+                                      "too). Upload a workbook with only the invoice sheet, or a CSV.")
+                if markup > MAX_XLSX_MARKUP:
+                    raise UploadError(f"The workbook holds far more cells than {MAX_ROWS:,} rows of the "
+                                      f"template's {len(COLUMNS)} columns need (other sheets count too). Upload "
+                                      "only the invoice sheet with its Espay columns, or a CSV.")
+
+
 def _rows_xlsx(content: bytes) -> Iterator[tuple[Any, ...]]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(content))
@@ -175,6 +261,11 @@ def _rows_xlsx(content: bytes) -> Iterator[tuple[Any, ...]]:
                           "Upload only the invoice sheet.")
     if "xl/workbook.xml" not in names:
         raise UploadError("The file is a zip archive, not an Excel workbook (.xlsx). Upload a .csv or .xlsx file.")
+    try:
+        _scan_xlsx(archive, _first_sheet_part(archive, names))
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError):  # bad CRC, truncated, encrypted
+        raise UploadError("The XLSX workbook is damaged and cannot be opened. Save it again from Excel, "
+                          "or export it as CSV.") from None
     from openpyxl import load_workbook
 
     try:
@@ -186,8 +277,17 @@ def _rows_xlsx(content: bytes) -> Iterator[tuple[Any, ...]]:
         sheet = workbook.worksheets[0] if workbook.worksheets else None
         if sheet is None:
             raise UploadError("The workbook has no worksheet.")
+        # The sheet's declared size (its <dimension>), when it has one: refuse before reading cells.
+        if (sheet.max_column or 0) > MAX_COLUMNS:
+            raise UploadError(f"The sheet is {sheet.max_column:,} columns wide (to column {_letter(sheet.max_column - 1)}); "
+                              + _TOO_WIDE.format(last=_letter(MAX_COLUMNS - 1)))
+        if (sheet.max_row or 0) > MAX_SHEET_ROWS:
+            raise UploadError(f"The sheet is {sheet.max_row:,} rows tall; "
+                              + _TOO_TALL)
         try:
-            yield from sheet.iter_rows(values_only=True)
+            # Explicit bounds: openpyxl pads every row to the declared width and fills skipped row
+            # numbers with empty rows; a missing or lying <dimension> must not make either unbounded.
+            yield from sheet.iter_rows(max_col=MAX_COLUMNS, max_row=MAX_SHEET_ROWS + 1, values_only=True)
         except UploadError:
             raise
         except Exception:
@@ -195,6 +295,19 @@ def _rows_xlsx(content: bytes) -> Iterator[tuple[Any, ...]]:
                               "Excel, or export it as CSV.") from None
     finally:
         workbook.close()
+
+
+def _bounded(rows: Iterable[Sequence[Any]]) -> Iterator[Sequence[Any]]:
+    """Rows of either format, refused past MAX_SHEET_ROWS rows or MAX_COLUMNS filled columns."""
+    for number, cells in enumerate(rows, start=1):
+        if number > MAX_SHEET_ROWS:
+            raise UploadError(f"The file has more than {MAX_SHEET_ROWS:,} rows; " + _TOO_TALL)
+        if len(cells) > MAX_COLUMNS:
+            if any(cells[MAX_COLUMNS:]):
+                raise UploadError(f"Row {number} has {len(cells):,} columns; "
+                                  + _TOO_WIDE.format(last=_letter(MAX_COLUMNS - 1)))
+            cells = cells[:MAX_COLUMNS]
+        yield cells
 
 
 def _decode(content: bytes) -> tuple[str, str]:
@@ -385,7 +498,7 @@ def parse_upload(*, content: bytes, file_name: str, currency: str = "IDR") -> Pa
         rows, encoding, delimiter = _rows_csv(content)
     whole = currency.upper() == "IDR"
 
-    iterator = iter(rows)
+    iterator = iter(_bounded(rows))
     header_row = 0
     header: Sequence[Any] = ()
     for number, cells in enumerate(iterator, start=1):

@@ -8,10 +8,12 @@ keys (SECRET_KEY, ARBOOK_ENCRYPTION_KEYS) are generated once into the git-ignore
 from __future__ import annotations
 
 import secrets as _secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
 from cryptography.fernet import Fernet
+from csp.constants import NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(environ.Env().str("ARBOOK_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -55,11 +57,14 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_tables2",
     "django_filters",
+    "axes",
+    "csp",
     "arbook",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -69,6 +74,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last (django-axes): turns a locked-out sign-in into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "arbook.urls"
@@ -148,6 +155,47 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "overview"
 LOGOUT_REDIRECT_URL = "login"
+#: A session lasts a working day (then sign in again), whatever the profile.
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=10 * 60 * 60)
+
+# Login throttling (django-axes; its backend must come first, and every authenticate() call then
+# needs the request: the login views pass it, tests use force_login). After AXES_FAILURE_LIMIT
+# wrong passwords for one username from one client address, that pair is locked out for
+# AXES_COOLOFF_TIME, the right password included: the sign-in answers 429 with
+# registration/locked_out.html. Username + address, so a stranger cannot lock a colleague out from
+# elsewhere and one office behind a shared address is not locked out as a whole. Attempts and
+# lock-outs are listed in admin (Axes); `manage.py axes_reset` (or deleting the attempt) unlocks.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+#: The client address behind ARBOOK_PROXY_COUNT trusted reverse proxies (X-Forwarded-For).
+AXES_CLIENT_IP_CALLABLE = "arbook.security.client_ip"
+ARBOOK_PROXY_COUNT = env.int("ARBOOK_PROXY_COUNT", default=0)
+
+# -- Content-Security-Policy (django-csp 4) ------------------------------------------------------
+# Every script and stylesheet is a file from static/ (no inline <script>, style="" or on*=), so
+# the policy allows nothing inline and nothing from elsewhere; the pages may not be framed.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 # -- i18n / time ----------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -170,13 +218,33 @@ STORAGES = {
 }
 
 # -- logging --------------------------------------------------------------------------------
+# A notification URL's token (/hooks/<provider>/<token>/) never reaches a log: the loggers that
+# print request paths (runserver's request lines, Django's 4xx/5xx warnings) and the console
+# handler mask it (arbook.log_filters); gunicorn's access log does the same (gunicorn.conf.py).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"mask_hook_tokens": {"()": "arbook.log_filters.HookTokenFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        # Django's own format for runserver's request lines (django.utils.log.DEFAULT_LOGGING).
+        "django.server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}",
+                          "style": "{"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask_hook_tokens"]},
+        "django.server": {"class": "logging.StreamHandler", "formatter": "django.server",
+                          "filters": ["mask_hook_tokens"]},
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "axes.apps": {"level": "WARNING"},  # its "BEGIN version ..." line on every command
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False,
+                          "filters": ["mask_hook_tokens"]},
+        "django.request": {"filters": ["mask_hook_tokens"]},
+        "django.security": {"filters": ["mask_hook_tokens"]},
+    },
 }
 
 # -- arbook ---------------------------------------------------------------------------------

@@ -45,4 +45,8 @@ def receive(request: HttpRequest, provider: str, token: str) -> HttpResponse:
 
 urlpatterns = [
     path("hooks/<str:provider>/<str:token>/", receive, name="hook_receive"),
+    # The same receiver without the trailing slash (some dashboards drop it): answered here, not
+    # redirected, since a redirected POST loses its body (APPEND_SLASH would answer 301, or 500
+    # under DEBUG). `reverse("hook_receive")` keeps giving the documented form with the slash.
+    path("hooks/<str:provider>/<str:token>", receive, name="hook_receive_no_slash"),
 ]
