@@ -8,16 +8,18 @@ Parameters (all optional, combinable):
   status             normalized state; repeat it for several (`status=open&status=failed`)
   overdue            `1`: only overdue (a receivable state whose due date has passed)
   due_from/due_to, issued_from/issued_to, paid_from/paid_to
-                     calendar days (YYYY-MM-DD), inclusive, in each invoice's merchant time zone
+                     calendar days (YYYY-MM-DD), inclusive, in each invoice's merchant time zone,
+                     from 1900-01-01 to 2999-12-31 (`arbook.params`: the range every page accepts)
   outstanding_min/outstanding_max
-                     inclusive, in the invoice's own currency
+                     inclusive, in the invoice's own currency (finite, as precise as the column)
   as_of, basis, bucket, row, tz
                      an aging cell's drill-down; delegated to `arbook.selectors.aging.aging_drilldown`
                      so that the list holds exactly the invoices the cell sums
 
-A malformed or unknown value is not applied: the form reports it and the page says which filter
-was left out (never a 500). The merchant and credential choices are the user's own, so a foreign
-id is simply "not one of the available choices".
+A malformed, out-of-range or unknown value is not applied: the form reports it and the page says
+which filter was left out (never a 500). Dates, amounts and zones are read by the fields of
+`arbook.params`, the one place that bounds what a URL may ask for. The merchant and credential
+choices are the user's own, so a foreign id is simply "not one of the available choices".
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import django_filters as df
 from django import forms
 from django.db.models import Q, QuerySet
 
+from arbook import params
 from arbook.models import PROVIDER_CHOICES
 from arbook.status import RECEIVABLE, InvoiceStatus
 
@@ -52,19 +55,20 @@ class CurrencyFilter(df.CharFilter):
     field_class = CurrencyField
 
 
-class ZoneField(forms.CharField):
-    def clean(self, value):
-        value = super().clean(value)
-        if value:
-            try:
-                zoneinfo.ZoneInfo(value)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                raise forms.ValidationError("Unknown time zone.") from None
-        return value
-
-
 class ZoneFilter(df.CharFilter):
-    field_class = ZoneField
+    field_class = params.ZoneField
+
+
+class DateFilter(df.DateFilter):
+    """A calendar day within the range every page accepts (`arbook.params.DateField`)."""
+
+    field_class = params.DateField
+
+
+class MoneyFilter(df.NumberFilter):
+    """An amount as precise as the money columns: finite, 16 digits before the point, 2 after."""
+
+    field_class = params.MoneyField
 
 
 def _date_input():
@@ -89,18 +93,18 @@ class InvoiceFilter(df.FilterSet):
                                      widget=forms.CheckboxSelectMultiple)
     overdue = df.BooleanFilter(method="filter_overdue", label="Overdue only", widget=forms.CheckboxInput)
     currency = CurrencyFilter(label="Currency", max_length=3)
-    due_from = df.DateFilter(method="filter_local_day", label="Due from", widget=_date_input())
-    due_to = df.DateFilter(method="filter_local_day", label="Due to", widget=_date_input())
-    issued_from = df.DateFilter(method="filter_local_day", label="Issued from", widget=_date_input())
-    issued_to = df.DateFilter(method="filter_local_day", label="Issued to", widget=_date_input())
-    paid_from = df.DateFilter(method="filter_local_day", label="Paid from", widget=_date_input())
-    paid_to = df.DateFilter(method="filter_local_day", label="Paid to", widget=_date_input())
-    outstanding_min = df.NumberFilter(field_name="outstanding", lookup_expr="gte", label="Outstanding from",
+    due_from = DateFilter(method="filter_local_day", label="Due from", widget=_date_input())
+    due_to = DateFilter(method="filter_local_day", label="Due to", widget=_date_input())
+    issued_from = DateFilter(method="filter_local_day", label="Issued from", widget=_date_input())
+    issued_to = DateFilter(method="filter_local_day", label="Issued to", widget=_date_input())
+    paid_from = DateFilter(method="filter_local_day", label="Paid from", widget=_date_input())
+    paid_to = DateFilter(method="filter_local_day", label="Paid to", widget=_date_input())
+    outstanding_min = MoneyFilter(field_name="outstanding", lookup_expr="gte", label="Outstanding from",
                                       widget=forms.NumberInput(attrs={"step": "any"}))
-    outstanding_max = df.NumberFilter(field_name="outstanding", lookup_expr="lte", label="Outstanding to",
+    outstanding_max = MoneyFilter(field_name="outstanding", lookup_expr="lte", label="Outstanding to",
                                       widget=forms.NumberInput(attrs={"step": "any"}))
     # The aging report's drill-down (see module docstring).
-    as_of = df.DateFilter(method=_noop, label="Aging as of", widget=_date_input())
+    as_of = DateFilter(method=_noop, label="Aging as of", widget=_date_input())
     basis = df.ChoiceFilter(method=_noop, choices=[("due", "Due date"), ("issued", "Issue date")], label="Aging basis")
     bucket = df.CharFilter(method=_noop, label="Aging bucket", max_length=20)
     row = df.CharFilter(method=_noop, label="Aging row", max_length=32)

@@ -64,6 +64,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
+from arbook import params
 from arbook.models import Invoice
 from arbook.models.invoices import MONEY
 from arbook.status import APART, RECEIVABLE, STATUSES
@@ -81,6 +82,9 @@ CREDIT_STATES: tuple[str, ...] = (*RECEIVABLE, *APART, PAID)
 BASES = ("due", "issued")
 DEFAULT_BOUNDS: tuple[int, ...] = (30, 60, 90)
 MAX_BOUNDS = 8
+#: The oldest bucket boundary, in days (a century): as-of dates are bounded so that the as-of date
+#: minus this stays a date (`arbook.params.MAX_AGE_DAYS`).
+MAX_DAYS = params.MAX_AGE_DAYS
 CURRENT = "current"
 ALL = "all"
 
@@ -97,16 +101,17 @@ def parse_bounds(text: str | None) -> tuple[int, ...]:
     """`"30,60,90"` → (30, 60, 90): strictly increasing whole days ≥ 1, at most 8 of them."""
     if text is None or not str(text).strip():
         return DEFAULT_BOUNDS
-    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    parts = [p.strip() for p in str(text)[:params.MAX_TEXT].split(",") if p.strip()]
     try:
-        bounds = tuple(int(p) for p in parts)
-    except ValueError:
-        raise AgingParameterError(
-            f"Buckets must be whole numbers of days separated by commas, like 30,60,90 (got {text!r}).") from None
+        bounds = tuple(params.parse_int(p, min_value=-params.MAX_ID, max_value=params.MAX_ID) for p in parts)
+    except params.ParamError:
+        raise AgingParameterError("Buckets must be whole numbers of days separated by commas, like 30,60,90 "
+                                  f"(got “{params.clip(text)}”).") from None
     if not bounds or len(bounds) > MAX_BOUNDS:
         raise AgingParameterError(f"Give between 1 and {MAX_BOUNDS} bucket boundaries, like 30,60,90.")
-    if bounds[0] < 1 or any(b <= a for a, b in zip(bounds, bounds[1:])) or bounds[-1] > 36500:
-        raise AgingParameterError("Bucket boundaries must be increasing whole days from 1, like 30,60,90.")
+    if bounds[0] < 1 or any(b <= a for a, b in zip(bounds, bounds[1:])) or bounds[-1] > MAX_DAYS:
+        raise AgingParameterError(f"Bucket boundaries must be increasing whole days from 1 to {MAX_DAYS}, "
+                                  "like 30,60,90.")
     return bounds
 
 
@@ -133,7 +138,7 @@ def buckets_for(bounds: tuple[int, ...]) -> list[Bucket]:
     return out
 
 
-_BUCKET_RE = re.compile(r"^(\d{1,5})-(\d{1,5})?$")
+_BUCKET_RE = re.compile(r"([0-9]{1,5})-([0-9]{1,5})?")
 
 
 def parse_bucket(key: str) -> Bucket | None:
@@ -143,11 +148,15 @@ def parse_bucket(key: str) -> Bucket | None:
         return None
     if key == CURRENT:
         return Bucket(CURRENT, None, None)
-    m = _BUCKET_RE.match(key)
+    m = _BUCKET_RE.fullmatch(key)
     if not m or int(m.group(1)) < 1 or (m.group(2) and int(m.group(2)) < int(m.group(1))):
-        raise AgingParameterError(
-            f"Unknown aging bucket {key!r}: use current, a day range like 1-30, or an open range like 91-.")
-    return Bucket(key, int(m.group(1)), int(m.group(2)) if m.group(2) else None)
+        raise AgingParameterError(f"Unknown aging bucket “{params.clip(key)}”: use current, a day range like 1-30, "
+                                  "or an open range like 91-.")
+    lo, hi = int(m.group(1)), int(m.group(2)) if m.group(2) else None
+    if hi is not None and hi > MAX_DAYS or lo > MAX_DAYS + 1:
+        raise AgingParameterError(f"The aging bucket “{key}” reaches back more than {MAX_DAYS} days "
+                                  f"(the oldest open bucket is {MAX_DAYS + 1}-).")
+    return Bucket(key, lo, hi)
 
 
 def parse_row(row: str) -> tuple[str, ...]:
@@ -157,29 +166,32 @@ def parse_row(row: str) -> tuple[str, ...]:
     if row in ROWS:
         return (row,)
     raise AgingParameterError(
-        f"Unknown aging row {row!r}: use one of {', '.join(ROWS)}, receivable or all.")
+        f"Unknown aging row “{params.clip(row)}”: use one of {', '.join(ROWS)}, receivable or all.")
 
 
 def parse_basis(basis: str) -> str:
     basis = (basis or "").strip() or "due"
     if basis not in BASES:
-        raise AgingParameterError(f"Unknown aging basis {basis!r}: use due or issued.")
+        raise AgingParameterError(f"Unknown aging basis “{params.clip(basis)}”: use due or issued.")
     return basis
 
 
 def parse_as_of(value: Any, *, tz=None) -> dt.date:
-    """A date (or ISO text); empty = today in the report zone."""
-    if isinstance(value, dt.datetime):
-        return value.date()
+    """A date (or ISO text) in the range every page accepts (`arbook.params`); empty = today in
+    the report zone. The range keeps `as_of` minus the oldest bucket representable."""
     if isinstance(value, dt.date):
-        return value
+        try:
+            return params.check_date(value)
+        except params.ParamError as exc:
+            raise AgingParameterError(f"The as-of date: {exc}") from None
     text = (value or "").strip() if isinstance(value, str) else ""
     if not text:
         return timezone.localdate(timezone=_zone(tz))
     try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise AgingParameterError(f"The as-of date {text!r} is not a date like 2025-06-30.") from None
+        return params.parse_date(text)
+    except params.ParamError:
+        raise AgingParameterError(f"The as-of date “{params.clip(text)}” is not a date like 2025-06-30 "
+                                  f"between {params.MIN_DATE} and {params.MAX_DATE}.") from None
 
 
 def _zone(tz) -> dt.tzinfo:
@@ -431,11 +443,12 @@ def invoice_aging(*, queryset: QuerySet[Invoice], as_of: dt.date, basis: str = "
     per currency table, showing the `top` groups by amount and an "others" line for the rest.
     """
     zone = _zone(tz)
+    as_of = parse_as_of(as_of, tz=zone)
     basis = parse_basis(basis)
     if group not in GROUPS:
         raise AgingParameterError(f"Unknown grouping {group!r}: use merchant, provider or customer.")
     row_set = parse_row(rows) if group else ROWS
-    buckets = buckets_for(bounds)
+    buckets = buckets_for(parse_bounds(",".join(str(b) for b in bounds)))
     live = _is_live(as_of, zone)
     state = _with_state(queryset, as_of=as_of, tz=zone)
     aggregates = _bucket_aggregates(basis=basis, as_of=as_of, tz=zone, buckets=buckets)

@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
@@ -44,6 +44,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from arbook.models import PROVIDER_CHOICES, GatewayCredential, Invoice, InvoiceEvent
+from arbook.params import MAX_TEXT, ParamError, check_id, clip, parse_decimal, parse_int, parse_moment
 from arbook.status import STATUSES
 from arbook.scoping import get_scoped_or_404, scope, visible_merchants
 from arbook.services.exports import copy_csv_chunks, csv_chunks, safe_text_sql
@@ -136,26 +137,37 @@ class Cursor:
 
     @classmethod
     def decode(cls, token: str, sort: Sort) -> Cursor | None:
-        """The cursor in `token`, or None when it is malformed or belongs to another sort order."""
+        """The cursor in `token`, or None when it is malformed, belongs to another sort order or
+        carries a value its column cannot hold (a URL is user input: NaN, Infinity, 1e999999, a
+        moment whose UTC offset overflows the year, an id past 2**63, a NUL character).
+
+        Each value is read by `arbook.params` with the bounds of its column; a moment comes back
+        in UTC (PostgreSQL takes offsets up to ±15:59 only).
+        """
+        if len(token) > MAX_TEXT:
+            return None
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            sort_param, segment, value, pk = json.loads(raw)
-            if sort_param != sort.param or segment not in (VALUE, NULL) or not isinstance(pk, int):
+            # NaN and Infinity are not JSON, but Python's reader accepts them: refuse them here.
+            sort_param, segment, value, pk = json.loads(raw, parse_constant=_no_constant)
+            if sort_param != sort.param or segment not in (VALUE, NULL):
                 return None
+            pk = check_id(pk)
             if segment == NULL:
                 return cls(sort_param, NULL, None, pk) if sort.nullable else None
             field = Invoice._meta.get_field(sort.field)
-            if field.get_internal_type() == "DateTimeField":
-                value = datetime.fromisoformat(value)
-                if timezone.is_naive(value):
+            kind = field.get_internal_type()
+            if kind == "DateTimeField":
+                value = parse_moment(value)
+            elif kind == "DecimalField":
+                if not isinstance(value, str):
                     return None
-            elif field.get_internal_type() == "DecimalField":
-                value = Decimal(value)
-            elif not isinstance(value, str):
+                value = parse_decimal(value, max_digits=field.max_digits, decimal_places=field.decimal_places)
+            elif not isinstance(value, str) or "\x00" in value or len(value) > (field.max_length or 0):
                 return None
             return cls(sort_param, VALUE, value, pk)
-        except (ValueError, TypeError, InvalidOperation, binascii.Error, json.JSONDecodeError, UnicodeDecodeError):
-            return None
+        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
+            return None  # ParamError and json.JSONDecodeError are ValueErrors
 
     @classmethod
     def of(cls, row: Invoice, sort: Sort) -> Cursor:
@@ -163,6 +175,10 @@ class Cursor:
         if value is None and sort.nullable:
             return cls(sort.param, NULL, None, row.pk)
         return cls(sort.param, VALUE, value, row.pk)
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _segments(sort: Sort, reverse: bool) -> list[str]:
@@ -487,8 +503,8 @@ class InvoiceList:
 def invoice_list(*, user, params, now: datetime | None = None) -> InvoiceList:
     """Parse the list's query string: filters (InvoiceFilter), sort, page size and page cursor.
 
-    Nothing here raises on bad input: a malformed value is left out and explained in `notices`
-    (and in the filter form's errors).
+    Nothing here raises on bad input: a malformed or out-of-range value is left out and explained
+    in `notices` (and in the filter form's errors); every value is read by `arbook.params`.
     """
     from arbook.filters import InvoiceFilter  # filters import the aging selector lazily; keep load order flat
 
@@ -504,18 +520,21 @@ def invoice_list(*, user, params, now: datetime | None = None) -> InvoiceList:
     sort_text = params.get("sort") or DEFAULT_SORT
     sort = Sort.parse(sort_text)
     if sort is None:
-        notices.append(f"Cannot sort by “{sort_text[:40]}”; sorted by issue date, newest first.")
+        notices.append(f"Cannot sort by “{clip(sort_text)}”; sorted by issue date, newest first.")
         sort = DEFAULT
     size_text = params.get("size") or str(DEFAULT_PAGE_SIZE)
-    size = int(size_text) if size_text.isdigit() and int(size_text) in PAGE_SIZES else None
-    if size is None:
+    try:
+        size = parse_int(size_text, min_value=min(PAGE_SIZES), max_value=max(PAGE_SIZES))
+    except ParamError:
+        size = None
+    if size not in PAGE_SIZES:
         notices.append(f"Page size must be one of {', '.join(map(str, PAGE_SIZES))}; showing {DEFAULT_PAGE_SIZE}.")
         size = DEFAULT_PAGE_SIZE
     after = before = None
     for name in ("after", "before"):
         token = params.get(name)
         if token:
-            cursor = Cursor.decode(token[:500], sort)
+            cursor = Cursor.decode(token, sort)
             if cursor is None:
                 notices.append("That page link does not fit the current sort order; showing the first page.")
             elif name == "after":

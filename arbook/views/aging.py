@@ -3,8 +3,10 @@
 The view is thin: it reads the options (as-of date, basis, buckets, grouping) and the invoice
 list's own filters (`arbook.filters.InvoiceFilter`, so "the same filters as the list" is the same
 code), calls `arbook.selectors.aging.invoice_aging`, and gives every cell the URL of the invoice
-list filtered to exactly the invoices it sums. A malformed option is reported on the page and
-replaced by its default; it never raises.
+list filtered to exactly the invoices it sums. A malformed or out-of-range option (dates and
+numbers are read by `arbook.params`) is reported on the page and replaced by its default; it never
+raises. An export asked with such a parameter answers 400 with the page and its messages instead
+of a file that holds something else than what was asked for.
 """
 from __future__ import annotations
 
@@ -21,8 +23,10 @@ from django.shortcuts import render
 from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 
+from arbook import params
 from arbook.models import Invoice
 from arbook.selectors import aging as sel
+from arbook.services.exports import EXPORT_FORMATS, export_response
 from arbook.status import STATUSES
 
 #: Query parameters of the report itself; everything else is an invoice-list filter.
@@ -34,8 +38,8 @@ SHOWN_FILTERS = ("merchant", "provider", "currency", "q")
 
 
 class AgingOptionsForm(forms.Form):
-    as_of = forms.DateField(required=False, label="As of", widget=forms.DateInput(attrs={"type": "date"}),
-                            error_messages={"invalid": "The as-of date must be a date like 2025-06-30."})
+    as_of = params.DateField(required=False, label="As of", widget=forms.DateInput(attrs={"type": "date"}),
+                             error_messages={"invalid": "The as-of date must be a date like 2025-06-30."})
     basis = forms.ChoiceField(required=False, label="Age by", choices=[("due", "Due date"), ("issued", "Issue date")])
     buckets = forms.CharField(required=False, label="Buckets (days)", max_length=60,
                               widget=forms.TextInput(attrs={"placeholder": "30,60,90", "size": 10}))
@@ -43,8 +47,8 @@ class AgingOptionsForm(forms.Form):
         ("", "Payment state"), ("merchant", "Merchant"), ("provider", "Gateway"), ("customer", "Customer")])
     rows = forms.ChoiceField(required=False, label="Sum of (grouped)", choices=[
         ("receivable", "Receivable states"), *[(r, sel.ROW_LABELS[r]) for r in sel.ROWS], ("all", "Net total")])
-    top = forms.IntegerField(required=False, label="Groups shown", min_value=1, max_value=sel.MAX_TOP,
-                             widget=forms.NumberInput(attrs={"size": 4}))
+    top = params.IntegerField(required=False, label="Groups shown", min_value=1, max_value=sel.MAX_TOP,
+                              widget=forms.NumberInput(attrs={"size": 4}))
 
 
 @dataclass
@@ -189,24 +193,25 @@ def aging(request):
     zone = report_zone(merchants, applied.get("merchant", [None])[0] if applied.get("merchant") else None)
     options, option_errors, options_form = _options(request.GET, zone=zone)
     notes = option_errors + notes
+    rejected = bool(option_errors or filterset.form.errors)
     report = sel.invoice_aging(queryset=qs, as_of=options.as_of, basis=options.basis, bounds=options.bounds,
                                group=options.group, rows=options.rows, top=options.top, tz=zone)
     _attach_links(report, applied)
 
     export = request.GET.get("_export", "")
     if export:
-        from arbook.services.exports import EXPORT_FORMATS, export_response
-
-        if export in EXPORT_FORMATS:
+        if export not in EXPORT_FORMATS:
+            notes.append(f"Unknown export format “{params.clip(export)}”: use csv or xlsx.")
+        elif rejected:
+            notes.append("Nothing was exported: fix the parameters above first, so the file holds exactly what "
+                         "you asked for.")
+        else:
             header, rows = export_rows(report)
             stem = f"aging-{report.as_of.isoformat()}-{report.basis}{'-' + report.group if report.group else ''}"
             return export_response(export, rows, header, stem, sheet_title="Aging")
-        notes.append(f"Unknown export format {export!r}: use csv or xlsx.")
 
     labels = report.bucket_labels
     charts = [bucket_chart(t, report.buckets, labels) for t in report.tables] if not report.group else []
-    query = request.GET.copy()
-    query.pop("_export", None)
     context = {
         "report": report,
         "labels": labels,
@@ -215,13 +220,13 @@ def aging(request):
         "filter": filterset,
         "notes": notes,
         "zone": str(zone),
-        "querystring": query.urlencode(),
         "is_today": report.as_of == timezone.localdate(timezone=zone),
         "has_merchants": bool(merchants),
         # Filters applied from a list link but not shown in the compact form: kept on resubmit.
         "hidden_filters": [(k, v) for k, values in applied.items() if k not in SHOWN_FILTERS for v in values],
     }
-    return render(request, "arbook/aging/report.html", context)
+    return render(request, "arbook/aging/report.html", context,
+                  status=400 if export in EXPORT_FORMATS and rejected else 200)
 
 
 def export_rows(report: sel.AgingReport) -> tuple[list[str], list[list]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import path
@@ -19,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from arbook.forms_espay import EspayUploadForm
 from arbook.models import EspayBatch
+from arbook.params import page_of
 from arbook.selectors import espay as selectors
 from arbook.services import espay_batch as service
 from arbook.services.espay_files import (
@@ -34,14 +34,17 @@ from arbook.services.espay_files import (
 from arbook.services.exports import CSV_TYPE, EXPORT_FORMATS, XLSX_TYPE, export_response
 
 LINES_PER_PAGE = 200
+BATCHES_PER_PAGE = 50
 PROBLEMS_SHOWN = 1000
 
 
 @require_GET
 def batch_list(request):
-    batches = Paginator(selectors.espay_batches(user=request.user), 50).get_page(request.GET.get("page"))
+    batches, page_note = page_of(selectors.espay_batches(user=request.user), per_page=BATCHES_PER_PAGE,
+                                 number=request.GET.get("page"))
     return render(request, "arbook/espay/batch_list.html", {
-        "page": batches, "can_upload": selectors.espay_credentials(user=request.user).exists(),
+        "page": batches, "page_note": page_note,
+        "can_upload": selectors.espay_credentials(user=request.user).exists(),
     })
 
 
@@ -92,14 +95,16 @@ def batch_detail(request, pk: int):
         context["summary"] = selectors.batch_summary(batch=batch)
         context["preview"] = batch.lines.order_by("row_number")[:20]
     elif batch.status != EspayBatch.Status.DISCARDED:
-        show = request.GET.get("show", "")
+        show, show_note = selectors.line_filter(request.GET.get("show"))
         banks = selectors.batch_bank_codes(batch=batch)
-        page = Paginator(selectors.batch_lines(batch=batch, show=show), LINES_PER_PAGE).get_page(request.GET.get("page"))
+        page, page_note = page_of(selectors.batch_lines(batch=batch, show=show), per_page=LINES_PER_PAGE,
+                                  number=request.GET.get("page"))
         rows = []
         for line in page.object_list:
             numbers = {va.bank_code: va for va in line.virtual_accounts.all()}
             rows.append({"line": line, "vas": [numbers.get(code) for code in banks]})
-        context.update(page=page, rows=rows, show=show, banks=[(code, bank_label(code)) for code in banks],
+        context.update(page=page, page_note=page_note, line_notes=[n for n in (show_note, page_note) if n],
+                       rows=rows, show=show, banks=[(code, bank_label(code)) for code in banks],
                        filters=[("", "All"), ("problems", "Problems"), ("sent", "Sent"), ("waiting", "Waiting")],
                        chunks=batch.chunks.order_by("number"))
     return render(request, "arbook/espay/batch_detail.html", context)

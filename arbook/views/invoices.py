@@ -1,7 +1,10 @@
 """`/invoices/` (list, filters in the query string, `?_export=csv|xlsx`) and `/invoices/<id>/`.
 
-Thin: the query string is parsed and the data read by `arbook.selectors.invoices`; the files are
-written by `arbook.services.exports`.
+Thin: the query string is parsed and the data read by `arbook.selectors.invoices` (its values by
+`arbook.params`); the files are written by `arbook.services.exports`; the page links are built by
+`{% page_query %}` (`arbook.templatetags.pager`). A parameter that is malformed or out of range
+is left out and the page says so; an export asked with a filter left out answers 400 with that
+page rather than a file of something else than was asked for.
 """
 from __future__ import annotations
 
@@ -26,12 +29,14 @@ from arbook.templatetags.money import CURRENCY_FORMATS, days_overdue
 def invoice_list(request):
     listing = selectors.invoice_list(user=request.user, params=request.GET)
     fmt = request.GET.get("_export")
+    status = 200
     if fmt:
         if fmt not in EXPORT_FORMATS:
             listing.notices.append("Export as csv or xlsx.")
         elif listing.has_filter_errors:
             listing.notices.append("Nothing was exported: fix the filters marked below first, so the file holds "
                                    "exactly what you asked for.")
+            status = 400
         else:
             stamp = timezone.localtime(listing.now).strftime("%Y%m%d-%H%M")
             if fmt == "csv":
@@ -45,12 +50,6 @@ def invoice_list(request):
     page = listing.page()
     table = InvoiceTable(page.rows, now=listing.now, show_merchant=len(listing.merchants) != 1)
     table.set_keyset_order(listing.sort.param)
-    params = request.GET.copy()
-    for key in ("after", "before", "last", "_export", "_totals"):
-        params.pop(key, None)
-    plain = params.copy()
-    for key in ("as_of", "basis", "bucket", "row", "tz"):
-        plain.pop(key, None)
     direction = "descending" if listing.sort.descending else "ascending"
     return render(request, "arbook/invoices/list.html", {
         **_filter_form(listing.filterset),
@@ -61,12 +60,10 @@ def invoice_list(request):
         "page": page,
         "notices": listing.notices,
         "page_sizes": selectors.PAGE_SIZES,
-        "query": params.urlencode(),
-        "query_without_drilldown": plain.urlencode(),
         "sort_label": f"{selectors.SORT_FIELDS[listing.sort.field].lower()} ({direction})",
         "has_merchants": bool(listing.merchants),
         "sync_list_url": _url("sync_list"),
-    })
+    }, status=status)
 
 
 @require_GET

@@ -52,15 +52,13 @@ def sync_list(request):
     for c in credentials:
         c.queued = sel.is_queued(c)
         c.display = _label(c)
-    params = request.GET.copy()
-    params.pop("after", None)
-    status_params = params.copy()
+    status_params = request.GET.copy()
+    status_params.pop("after", None)
     return render(request, "arbook/syncs/list.html", {
         "credentials": credentials,
         "form": form,
         "page": page,
         "notes": notes,
-        "query": params.urlencode(),
         "first_page": not request.GET.get("after"),
         "status_url": reverse("sync_status") + ("?" + status_params.urlencode() if status_params else ""),
         "active": any(c.queued or c.latest_run_status == SyncRun.Status.RUNNING for c in credentials),

@@ -44,3 +44,26 @@ def xlsx_bytes(data: Iterable[dict[str, Any]] | Iterable[Sequence[Any]], header:
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()
+
+
+def make_batch(credential, *, user=None, lines: int = 0, status: str = "done", created_at=None):
+    """A batch straight in the database (no upload, no sandbox): `lines` lines, all sent.
+
+    For the pages that only read batches (list, detail, pagers, the parameter fuzz)."""
+    from decimal import Decimal
+
+    from arbook.models import EspayBatch, EspayLine
+
+    batch = EspayBatch.objects.create(
+        merchant=credential.merchant, credential=credential, status=status, file_name="made.csv", file_content=b"",
+        file_size=0, file_sha256="0" * 64, file_kind="csv", uploaded_by=user, row_count=lines,
+        sent_count=lines if status == "done" else 0, total_amount=Decimal(150000) * lines)
+    if created_at is not None:
+        EspayBatch.objects.filter(pk=batch.pk).update(created_at=created_at)
+    line_status = EspayLine.Status.SENT if status == "done" else EspayLine.Status.PENDING
+    EspayLine.objects.bulk_create([
+        EspayLine(batch=batch, row_number=i + 2, doc_no=f"DOC-{i + 1:05d}", member_code=f"M{i % 997:04d}",
+                  member_name=f"Customer {i}", amount=Decimal(150000), total_amount=Decimal(150000),
+                  number_of_installment=1, installment_amount=Decimal(150000), billing_date="05", status=line_status)
+        for i in range(lines)], batch_size=1000)
+    return batch
