@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import path
 from django.utils.http import content_disposition_header
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from arbook.forms_espay import EspayUploadForm
 from arbook.models import EspayBatch
@@ -38,7 +38,7 @@ BATCHES_PER_PAGE = 50
 PROBLEMS_SHOWN = 1000
 
 
-@require_GET
+@require_safe
 def batch_list(request):
     batches, page_note = page_of(selectors.espay_batches(user=request.user), per_page=BATCHES_PER_PAGE,
                                  number=request.GET.get("page"))
@@ -84,7 +84,7 @@ def batch_new(request):
     }, status=413 if limit_message else 200)
 
 
-@require_GET
+@require_safe
 def batch_detail(request, pk: int):
     batch = selectors.espay_batch_for(user=request.user, pk=pk)
     context = {"batch": batch, "progress": selectors.batch_progress(batch=batch)}
@@ -111,7 +111,7 @@ def batch_detail(request, pk: int):
 
 
 @never_cache
-@require_GET
+@require_safe
 def batch_progress(request, pk: int):
     batch = selectors.espay_batch_for(user=request.user, pk=pk)
     return JsonResponse(selectors.batch_progress(batch=batch))
@@ -157,19 +157,19 @@ def _batch_rows_export(request, pk: int, fmt: str, *, rows_of, name: str, sheet_
     return export_response(fmt, rows, header, f"espay-batch-{batch.pk}-{name}", sheet_title=sheet_title)
 
 
-@require_GET
+@require_safe
 def batch_export(request, pk: int, fmt: str):
     return _batch_rows_export(request, pk, fmt, rows_of=selectors.batch_export, name="va-numbers",
                               sheet_title="VA numbers")
 
 
-@require_GET
+@require_safe
 def batch_problems(request, pk: int, fmt: str):
     return _batch_rows_export(request, pk, fmt, rows_of=selectors.batch_problem_rows, name="problems",
                               sheet_title="Problems")
 
 
-@require_GET
+@require_safe
 def batch_file(request, pk: int):
     """The file exactly as uploaded (what was validated and sent)."""
     batch = selectors.espay_batch_for(user=request.user, pk=pk, with_file=True)
@@ -181,7 +181,7 @@ def batch_file(request, pk: int):
     return response
 
 
-@require_GET
+@require_safe
 def template(request, fmt: str):
     if fmt == "csv":
         response = HttpResponse(template_csv(), content_type=CSV_TYPE)

@@ -4,13 +4,13 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_not_required
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from arbook.services.health import check_broker, check_database
 
 
 @never_cache
-@require_GET
+@require_safe
 @login_not_required
 def healthz(request):
     checks = {"database": check_database(), "broker": check_broker()}

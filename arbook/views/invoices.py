@@ -13,7 +13,7 @@ import json
 from django.shortcuts import render
 from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from arbook.filters import DRILLDOWN_FIELDS
 from arbook.jsonutil import RawJSONEncoder
@@ -25,7 +25,7 @@ from arbook.status import InvoiceStatus
 from arbook.templatetags.money import CURRENCY_FORMATS, days_overdue
 
 
-@require_GET
+@require_safe
 def invoice_list(request):
     listing = selectors.invoice_list(user=request.user, params=request.GET)
     fmt = request.GET.get("_export")
@@ -66,7 +66,7 @@ def invoice_list(request):
     }, status=status)
 
 
-@require_GET
+@require_safe
 def invoice_detail(request, pk: int):
     invoice = selectors.invoice_for_user(user=request.user, pk=pk)
     vas = invoice_virtual_accounts(invoice=invoice)

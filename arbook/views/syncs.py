@@ -8,7 +8,7 @@ from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from arbook.models import GatewayCredential, SyncRun
 from arbook.scoping import get_scoped_or_404
@@ -39,7 +39,7 @@ def _filters(request, credentials) -> tuple[RunFilterForm, int | None, str | Non
         (data.get("status") or None) if "status" not in form.errors else None, notes
 
 
-@require_GET
+@require_safe
 def sync_list(request):
     credentials = sel.credentials_with_latest_run(user=request.user)
     form, credential_id, status, notes = _filters(request, credentials)
@@ -83,7 +83,7 @@ def sync_now(request, credential_id: int):
 
 
 @never_cache
-@require_GET
+@require_safe
 def sync_status(request):
     """The newest runs and the queue, for the progress poller (scoped like the page)."""
     credentials = list(sel.scoped_credentials(user=request.user))

@@ -27,8 +27,9 @@ def pages(merchant, user):
 
 
 def test_read_only_pages_answer_405_to_writes(signed_in, pages):
-    for url in pages:
+    for url in pages + ["/healthz"]:
         assert signed_in.get(url).status_code == 200, url
+        assert signed_in.head(url).status_code == 200, url  # HEAD is as safe as GET (load balancers use it)
         for method in WRITES:
             response = getattr(signed_in, method)(url)
             assert response.status_code == 405, (method, url, response.status_code)
