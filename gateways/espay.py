@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any
 
+from . import notify
 from . import status as st
 from .base import JAKARTA, GatewayClient, to_datetime, to_decimal
 from .errors import AuthError, BadResponseError, ConfigurationError
@@ -545,3 +546,72 @@ class Client(GatewayClient):
             payment_channel=f"VA {banks}" if banks else "VA",
             raw={"doc_ref_no": line.doc_ref_no, **line.raw},
         )
+
+
+# -- payment notifications (PAYMENTREPORT, RESEARCH A4/A5) ------------------------------------------
+
+#: The report's fields that must be plain values when present.
+NOTIFICATION_FIELDS = ("rq_uuid", "rq_datetime", "signature", "comm_code", "order_id", "amount", "ccy", "tx_status",
+                       "member_id", "debit_from_bank", "credit_to_bank", "credit_to", "product_code", "password")
+
+
+def notification_fields(content_type: str, body: bytes) -> dict[str, Any]:
+    """A payment report's fields: JSON (the current docs) or a form (the older ones)."""
+    from urllib.parse import parse_qsl
+
+    if "json" in content_type or body.lstrip().startswith(b"{"):
+        return notify.json_object(body)
+    try:
+        decoded = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise notify.NotificationRefused(notify.MALFORMED, "the body is not UTF-8") from None
+    return dict(parse_qsl(decoded, keep_blank_values=True))
+
+
+def parse_notification(*, headers: Mapping[str, str], content_type: str, body: bytes, secrets: Mapping[str, Any],
+                       options: Mapping[str, Any], now: datetime | None = None) -> notify.RemoteNotification:
+    """Espay notifies a successful payment of `amount` for `order_id` (our doc_no).
+
+    The signature covers `rq_datetime` and `order_id` only: the amount and `tx_status` are claims,
+    to be confirmed with Check Payment Status (`confirm`) before anything is applied; the event is
+    identified by what is signed, so a replay with a fresh `rq_uuid` is the same event."""
+    fields = notification_fields(content_type, body)
+    notify.scalars(fields, NOTIFICATION_FIELDS)
+    for name in ("rq_uuid", "rq_datetime", "signature", "comm_code", "order_id", "amount"):
+        if not notify.text(fields.get(name)):
+            raise notify.NotificationRefused(notify.MALFORMED, f"{name} is missing")
+    comm_code = notify.text((options or {}).get("comm_code"))
+    if comm_code and notify.text(fields["comm_code"]) != comm_code:
+        raise notify.NotificationRefused(notify.BAD_SIGNATURE, "comm_code is not this credential's community code")
+    key = notify.secret(secrets, "signature_key")
+    rq_datetime, order_id = notify.text(fields["rq_datetime"]), notify.text(fields["order_id"])
+    if not signatures_match(paymentreport_signature(key, rq_datetime, order_id), notify.text(fields["signature"])):
+        raise notify.NotificationRefused(notify.BAD_SIGNATURE, "the signature does not match")
+    paid_at = notify.jakarta(rq_datetime, "rq_datetime", required=True)
+    amount = notify.positive(notify.decimal(fields["amount"], "amount"), "amount")
+    tx_status = notify.text(fields.get("tx_status")) or "S"  # a payment report is a success unless it says so
+    status = STATUS_MAP.get(tx_status.upper(), st.UNKNOWN)
+    bank = notify.text(fields.get("credit_to_bank")) or notify.text(fields.get("debit_from_bank"))
+    rq_uuid = notify.text(fields["rq_uuid"])[:128]
+    return notify.RemoteNotification(
+        external_id=order_id[:128], event_id=rq_uuid, event_key=f"espay:{order_id}:{rq_datetime}"[:255],
+        event_at=paid_at, kind="payment" if status == st.PAID else "state", status=status,
+        provider_status=tx_status[:64], amount=amount, paid_at=paid_at,
+        currency=notify.text(fields.get("ccy")).upper()[:3], payment_channel=f"VA {bank}".strip() if bank else "VA",
+        confirm=True, reply_fields={"rq_uuid": rq_uuid, "order_id": order_id})
+
+
+def notification_reply(*, key: str, rq_uuid: str, order_id: str, code: str, message: str, now: datetime,
+                       reconcile_id: str = "") -> dict[str, str]:
+    """The merchant's reply to a payment report (current docs): signed with PAYMENTREPORT-RS when
+    a key is given (only a verified report gets a signed reply)."""
+    stamp = format_datetime(now)
+    return {"rq_uuid": rq_uuid, "rs_datetime": stamp, "error_code": code, "error_message": message,
+            "signature": paymentreport_reply_signature(key, rq_uuid, stamp, code) if key else "",
+            "order_id": order_id, "reconcile_id": reconcile_id, "reconcile_datetime": stamp if reconcile_id else ""}
+
+
+#: The reply's error_code and message per refusal.
+NOTIFICATION_ERRORS = {"bad_signature": ("0101", "Invalid Signature"), "unknown_token": ("0102", "Unknown merchant"),
+                       "unsupported": ("0102", "Unknown merchant"), "malformed": ("0001", "Invalid request"),
+                       "oversize": ("0001", "Request too large"), "not_configured": ("0103", "Merchant not configured")}

@@ -59,12 +59,13 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from . import notify
 from . import status as st
 from .base import GatewayClient, add_months, to_datetime, to_decimal
 from .errors import AuthError, BadResponseError, ConfigurationError
@@ -482,4 +483,51 @@ def verify_webhook(secret: str, msg_id: str, timestamp: str, body: bytes, signat
     return ok
 
 
-__all__ = ["Client", "STATUS_MAP", "LIST_STATUSES", "OWED_STATUSES", "sign_webhook", "verify_webhook"]
+#: Payment events that move money, and the sign of the amount they move.
+PAYMENT_EVENTS = {"succeeded": 1, "200": 1, "reimbursedbybank": -1, "240": -1}
+#: Standard Webhooks' replay window.
+TOLERANCE_SECONDS = 300
+
+
+def parse_notification(*, headers: Mapping[str, str], content_type: str, body: bytes, secrets: Mapping[str, Any],
+                       options: Mapping[str, Any], now: datetime) -> notify.RemoteNotification:
+    """FarPay's payment webhook, JSON, signed per Standard Webhooks: the signature covers the whole
+    body (`vouched`). The body names the invoice by `InvoiceNumber` (FarPay's Id is not in it)."""
+    msg_id, stamp = notify.header(headers, "webhook-id"), notify.header(headers, "webhook-timestamp")
+    signature = notify.header(headers, "webhook-signature")
+    if not (msg_id and stamp and signature):
+        raise notify.NotificationRefused(notify.BAD_SIGNATURE,
+                                         "webhook-id, webhook-timestamp or webhook-signature is missing")
+    webhook_secret = notify.secret(secrets, "webhook_secret")
+    try:
+        sent_at = datetime.fromtimestamp(int(stamp), tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise notify.NotificationRefused(notify.BAD_SIGNATURE, "webhook-timestamp is not a Unix time") from None
+    if abs((now - sent_at).total_seconds()) > TOLERANCE_SECONDS:
+        raise notify.NotificationRefused(notify.BAD_SIGNATURE, "webhook-timestamp is outside the 5-minute window (replay?)")
+    if not verify_webhook(webhook_secret, msg_id, stamp, body, signature, now=now):
+        raise notify.NotificationRefused(notify.BAD_SIGNATURE, "the signature does not match")
+    data = notify.json_object(body)
+    payment = data.get("Payment")
+    if not isinstance(payment, dict):
+        raise notify.NotificationRefused(notify.MALFORMED, "Payment is missing")
+    notify.scalars(payment, ("Event", "InvoiceNumber", "Amount", "Currency", "PaymentType"))
+    event, number = notify.text(payment.get("Event")), notify.text(payment.get("InvoiceNumber"))
+    if not event or not number:
+        raise notify.NotificationRefused(notify.MALFORMED, "Payment.Event or Payment.InvoiceNumber is missing")
+    status = STATUS_MAP.get(event) or STATUS_MAP.get(event.lower())
+    if not status:
+        raise notify.NotificationRefused(notify.MALFORMED, "Payment.Event is not a known payment event")
+    amount = notify.positive(notify.decimal(payment.get("Amount"), "Payment.Amount"), "Payment.Amount")
+    sign = PAYMENT_EVENTS.get(event.lower())
+    return notify.RemoteNotification(
+        external_id=number[:128], event_id=msg_id[:128], event_key=f"farpay:{msg_id}"[:255], event_at=sent_at,
+        kind="payment" if sign else "state", status=status, provider_status=event[:64], match="number",
+        amount=(None if amount is None else sign * amount) if sign else None,
+        paid_at=sent_at if sign and sign > 0 else None,
+        currency=notify.text(payment.get("Currency")).upper()[:3],
+        payment_channel=notify.text(payment.get("PaymentType"))[:128], vouched=True)
+
+
+__all__ = ["Client", "STATUS_MAP", "LIST_STATUSES", "OWED_STATUSES", "sign_webhook", "verify_webhook",
+           "parse_notification"]

@@ -1,5 +1,9 @@
 """Payment notifications: receive (store raw + verify, synchronously), then apply (in a task).
 
+Each provider's protocol (signature, fields, what a delivery claims, the reply it expects) lives
+in its gateway module (`parse_notification`, returning a `gateways.notify.RemoteNotification`);
+this module stores, confirms, applies and settles, and names no provider field.
+
 Receiving (`notification_receive`, called by the view for `/hooks/<provider>/<token>/`):
 every delivery is stored as a `Notification` row with its verification result *before* anything
 is applied, and answered in the provider's own format. Only a verified delivery is applied; the
@@ -7,9 +11,9 @@ apply runs in a Celery task enqueued on commit, so the receiver answers within m
 
 | provider | verification (RESEARCH.md) | success reply | dedupe key | ordering key |
 |---|---|---|---|---|
-| Espay | PAYMENTREPORT signature over `key, rq_datetime, order_id` (A4); comm_code must be the credential's | 200 JSON signed with PAYMENTREPORT-RS, error_code 0000 | rq_uuid | rq_datetime (a payment, see below) |
+| Espay | PAYMENTREPORT signature over `key, rq_datetime, order_id` (A4); comm_code must be the credential's | 200 JSON signed with PAYMENTREPORT-RS, error_code 0000 | order_id, rq_datetime (what is signed) | rq_datetime |
 | Xendit | `x-callback-token` equals `secrets["callback_token"]` (C4) | 200 | id, status, updated | `updated` (the invoice's own last change) |
-| Faspay | `sha1(md5(username + password + transaction_number))` (B3) | 200 JSON `response_code` 00 | transaction_number, billing_status, payment_id, payment_date | payment_date |
+| Faspay | `sha1(md5(username + password + transaction_number))` (B3) | 200 JSON `response_code` 00 | transaction_number, payment_id | the confirmation's time |
 | FarPay | Standard Webhooks HMAC-SHA256, 5-minute replay window (E) | 200 | webhook-id | webhook-timestamp |
 
 Failures answer 401 (bad signature or token), 404 (unknown hook URL, or a provider that sends no
@@ -38,14 +42,12 @@ Applying (`notification_apply`), under a row lock on the invoice:
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone as dt_timezone
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -64,8 +66,8 @@ from arbook.status import InvoiceStatus
 from gateways import espay as espay_gw
 from gateways import farpay as farpay_gw
 from gateways import faspay as faspay_gw
+from gateways import notify
 from gateways import xendit as xendit_gw
-from gateways.base import JAKARTA
 
 logger = logging.getLogger(__name__)
 
@@ -134,59 +136,6 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
-def _decimal(value: Any, name: str) -> Decimal | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, float):
-        value = repr(value)  # JSON numbers arrive as float only without parse_float; keep their text
-    try:
-        number = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        raise Rejected(V.MALFORMED, f"{name} is not a number") from None
-    if not number.is_finite():
-        raise Rejected(V.MALFORMED, f"{name} is not a number")
-    return number
-
-
-def _jakarta(value: Any, name: str, *, required: bool) -> datetime | None:
-    text = _text(value)
-    if not text:
-        if required:
-            raise Rejected(V.MALFORMED, f"{name} is missing")
-        return None
-    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
-        try:
-            return datetime.strptime(text[:19], fmt).replace(tzinfo=JAKARTA)
-        except ValueError:
-            continue
-    raise Rejected(V.MALFORMED, f"{name} is not YYYY-MM-DD hh:mm:ss")
-
-
-def _json_object(received: Received) -> dict[str, Any]:
-    try:
-        data = json.loads(received.body.decode("utf-8"), parse_float=Decimal)
-    except (UnicodeDecodeError, ValueError, RecursionError):  # 30,000 "[" nest deeper than Python
-        raise Rejected(V.MALFORMED, "the body is not JSON") from None
-    if not isinstance(data, dict):
-        raise Rejected(V.MALFORMED, "the body is not a JSON object")
-    return data
-
-
-def _scalars(data: dict[str, Any], names: tuple[str, ...]) -> None:
-    """The named fields, where present, must be plain values (text or a number), not objects,
-    lists or booleans: a provider never nests them, so a nested one is not its payload."""
-    for name in names:
-        value = data.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int, Decimal))):
-            raise Rejected(V.MALFORMED, f"{name} is not a plain value")
-
-
-def _positive(value: Decimal | None, name: str, *, zero: bool = False) -> Decimal | None:
-    if value is not None and (value < 0 or (value == 0 and not zero)):
-        raise Rejected(V.MALFORMED, f"{name} must be {'zero or more' if zero else 'positive'}")
-    return value
-
-
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -212,10 +161,25 @@ def _json_reply(status: int, payload: dict[str, Any]) -> Reply:
 # -- the providers ---------------------------------------------------------------------------------
 
 class Receiver:
+    """One provider's receiving end: the gateway module's `parse_notification` (signature,
+    fields, what is claimed) and the reply the provider expects."""
+
     provider = ""
+    parse: Any = None
 
     def verify(self, *, credential: GatewayCredential, received: Received) -> Parsed:
-        raise NotImplementedError
+        try:
+            secrets = credential.secrets
+        except SecretsUnavailable:
+            raise Rejected(V.NOT_CONFIGURED, "the credential's secrets cannot be decrypted") from None
+        try:
+            remote = type(self).parse(headers=received.headers, content_type=received.content_type,
+                                      body=received.body, secrets=secrets, options=credential.options or {},
+                                      now=timezone.now())
+        except notify.NotificationRefused as exc:
+            raise Rejected(exc.verification, exc.reason) from None
+        return Parsed(external_id=remote.external_id, event_id=remote.event_id, event_key=remote.event_key,
+                      event_at=remote.event_at, change=_change_of(remote), fields=dict(remote.reply_fields))
 
     def redact(self, body: bytes) -> str:
         """The body as text for storage, with secret-bearing fields masked (JSON or form)."""
@@ -241,203 +205,66 @@ class Receiver:
         return _json_reply(REJECT_STATUS[verification], {"received": False, "error": reason})
 
 
-class EspayReceiver(Receiver):
-    """Espay payment notification (paymentnotification; form POST in the old docs, JSON in the new).
+def _change_of(remote: notify.RemoteNotification) -> dict[str, Any]:
+    """A verified notification as the JSON-safe change stored with it (see `_apply_change`)."""
+    change: dict[str, Any] = {"kind": remote.kind, "status": remote.status, "provider_status": remote.provider_status,
+                              "currency": remote.currency, "payment_channel": remote.payment_channel}
+    for name in ("amount", "outstanding", "paid_amount", "invoice_amount"):
+        if getattr(remote, name) is not None:
+            change[name] = _money(getattr(remote, name))
+    if remote.paid_at is not None:
+        change["paid_at"] = _iso(remote.paid_at)
+    if remote.clear_paid_at:
+        change["clear_paid_at"] = True
+    if remote.match != "external_id":
+        change["match"] = remote.match
+    if remote.vouched:
+        change["vouched"] = True
+    if remote.confirm:
+        change["confirm"] = True
+        change.update(remote.lookup_hints)
+    if remote.invoice is not None:  # the whole invoice came with it: store it as a read would
+        from arbook.services.sync import content_hash
 
-    Espay notifies a *successful payment* of `amount` for `order_id` (= our doc_no). The reply is
-    the JSON of the current docs: rq_uuid, rs_datetime, error_code, error_message, signature
-    (`key, rq_uuid, rs_datetime, error_code, PAYMENTREPORT-RS`), order_id, reconcile_id (the
-    notification's id here) and reconcile_datetime.
-    """
+        change["raw"] = json.loads(json.dumps(remote.invoice.raw, cls=RawJSONEncoder))
+        change["content_hash"] = content_hash(remote.invoice)
+    return change
+
+
+class EspayReceiver(Receiver):
+    """Espay's payment report; the reply is its signed JSON (`gateways.espay.notification_reply`)."""
 
     provider = "espay"
-    ERRORS = {V.BAD_SIGNATURE: ("0101", "Invalid Signature"), V.UNKNOWN_TOKEN: ("0102", "Unknown merchant"),
-              V.UNSUPPORTED: ("0102", "Unknown merchant"), V.MALFORMED: ("0001", "Invalid request"),
-              V.OVERSIZE: ("0001", "Request too large"), V.NOT_CONFIGURED: ("0103", "Merchant not configured")}
-
-    @staticmethod
-    def fields(received: Received) -> dict[str, Any]:
-        body = received.body.lstrip()
-        if "json" in received.content_type or body.startswith(b"{"):
-            return _json_object(received)
-        try:
-            text = received.body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise Rejected(V.MALFORMED, "the body is not UTF-8") from None
-        return dict(parse_qsl(text, keep_blank_values=True))
-
-    FIELDS = ("rq_uuid", "rq_datetime", "signature", "comm_code", "order_id", "amount", "ccy", "tx_status",
-              "member_id", "debit_from_bank", "credit_to_bank", "credit_to", "product_code", "password")
-
-    def verify(self, *, credential, received):
-        fields = self.fields(received)
-        _scalars(fields, self.FIELDS)
-        for name in ("rq_uuid", "rq_datetime", "signature", "comm_code", "order_id", "amount"):
-            if not _text(fields.get(name)):
-                raise Rejected(V.MALFORMED, f"{name} is missing")
-        comm_code = _text((credential.options or {}).get("comm_code"))
-        if comm_code and _text(fields["comm_code"]) != comm_code:
-            raise Rejected(V.BAD_SIGNATURE, "comm_code is not this credential's community code")
-        key = _secret(credential, "signature_key")
-        rq_datetime, order_id = _text(fields["rq_datetime"]), _text(fields["order_id"])
-        expected = espay_gw.paymentreport_signature(key, rq_datetime, order_id)
-        if not espay_gw.signatures_match(expected, _text(fields["signature"])):
-            raise Rejected(V.BAD_SIGNATURE, "the signature does not match")
-        paid_at = _jakarta(rq_datetime, "rq_datetime", required=True)
-        amount = _positive(_decimal(fields["amount"], "amount"), "amount")
-        tx_status = _text(fields.get("tx_status")) or "S"  # a payment report is a success unless it says so
-        status = espay_gw.STATUS_MAP.get(tx_status.upper(), InvoiceStatus.UNKNOWN)
-        bank = _text(fields.get("credit_to_bank")) or _text(fields.get("debit_from_bank"))
-        # The signature covers rq_datetime and order_id only: the amount and tx_status are claims,
-        # recorded here and confirmed with Espay's Check Payment Status before anything is applied.
-        change = {"kind": "payment" if status == InvoiceStatus.PAID else "state", "status": status,
-                  "provider_status": tx_status[:64], "amount": _money(amount), "paid_at": _iso(paid_at),
-                  "currency": _text(fields.get("ccy")).upper()[:3],
-                  "payment_channel": f"VA {bank}".strip() if bank else "VA", "confirm": "espay"}
-        rq_uuid = _text(fields["rq_uuid"])[:128]
-        # Idempotent on what is signed: a replay with a fresh rq_uuid is the same event.
-        return Parsed(external_id=order_id[:128], event_id=rq_uuid, event_key=f"espay:{order_id}:{rq_datetime}"[:255],
-                      event_at=paid_at, change=change, fields={"rq_uuid": rq_uuid, "order_id": order_id})
-
-    def _reply(self, status: int, *, rq_uuid: str, order_id: str, code: str, message: str, key: str = "",
-               reconcile_id: str = "") -> Reply:
-        now = espay_gw.format_datetime(timezone.now())
-        return _json_reply(status, {
-            "rq_uuid": rq_uuid, "rs_datetime": now, "error_code": code, "error_message": message,
-            # Only a verified request gets a signed reply: no signatures for whoever sends a forgery.
-            "signature": espay_gw.paymentreport_reply_signature(key, rq_uuid, now, code) if key else "",
-            "order_id": order_id, "reconcile_id": reconcile_id, "reconcile_datetime": now if reconcile_id else "",
-        })
+    parse = staticmethod(espay_gw.parse_notification)
 
     def reply_ok(self, notification, parsed, credential):
-        return self._reply(200, rq_uuid=parsed.fields["rq_uuid"], order_id=parsed.fields["order_id"], code="0000",
-                           message="Success", key=_secret(credential, "signature_key"),
-                           reconcile_id=str(notification.pk))
+        return _json_reply(200, espay_gw.notification_reply(
+            key=_secret(credential, "signature_key"), rq_uuid=parsed.fields["rq_uuid"],
+            order_id=parsed.fields["order_id"], code="0000", message="Success", now=timezone.now(),
+            reconcile_id=str(notification.pk)))
 
     def reply_error(self, verification, reason, received):
-        code, message = self.ERRORS[verification]
+        code, message = espay_gw.NOTIFICATION_ERRORS[verification]
         try:
-            fields = self.fields(received) if verification not in (V.OVERSIZE,) else {}
-        except Rejected:
+            fields = espay_gw.notification_fields(received.content_type, received.body) \
+                if verification != V.OVERSIZE else {}
+        except notify.NotificationRefused:
             fields = {}
-        return self._reply(REJECT_STATUS[verification], rq_uuid=_text(fields.get("rq_uuid"))[:64],
-                           order_id=_text(fields.get("order_id"))[:64], code=code, message=message)
+        return _json_reply(REJECT_STATUS[verification], espay_gw.notification_reply(
+            key="", rq_uuid=_text(fields.get("rq_uuid"))[:64], order_id=_text(fields.get("order_id"))[:64],
+            code=code, message=message, now=timezone.now()))
 
 
 class XenditReceiver(Receiver):
-    """Xendit invoice callback: the body mirrors the invoice object; the token header is the proof."""
-
     provider = "xendit"
-    #: Parses bodies only (no HTTP is made): direct mode needs nothing but a placeholder key.
-    _parser = None
-
-    @classmethod
-    def parser(cls) -> xendit_gw.Client:
-        if cls._parser is None:
-            cls._parser = xendit_gw.Client(secrets={"secret_key": "parser-only"}, options={"mode": "direct"})
-        return cls._parser
-
-    def verify(self, *, credential, received):
-        token = received.header("x-callback-token")
-        expected = _secret(credential, "callback_token")
-        if not token or not hmac.compare_digest(token.encode(), expected.encode()):
-            raise Rejected(V.BAD_SIGNATURE, "x-callback-token is missing or wrong")
-        data = _json_object(received)
-        self.check_shape(data)
-        try:
-            remote = self.parser().parse_invoice(data)
-        except gateways.BadResponseError as exc:
-            raise Rejected(V.MALFORMED, str(exc)[:200]) from None
-        if not remote.provider_status:
-            raise Rejected(V.MALFORMED, "status is missing")
-        from arbook.services.sync import content_hash
-
-        change = {"kind": "state", "status": remote.status, "provider_status": remote.provider_status[:64],
-                  "outstanding": _money(remote.outstanding), "paid_amount": _money(remote.paid_amount),
-                  "paid_at": _iso(remote.paid_at), "clear_paid_at": remote.paid_at is None,
-                  "invoice_amount": _money(remote.amount), "currency": remote.currency,
-                  "payment_channel": remote.payment_channel[:128],
-                  "raw": json.loads(json.dumps(remote.raw, cls=RawJSONEncoder)), "content_hash": content_hash(remote),
-                  # The token authenticates the sender (Xendit itself), so its facts are Xendit's word.
-                  "vouched": True}
-        key = f"xendit:{remote.external_id}:{remote.provider_status}:{_iso(remote.provider_updated_at)}"
-        event_id = received.header("webhook-id") or _text(data.get("payment_id")) or remote.external_id
-        return Parsed(external_id=remote.external_id[:128], event_id=event_id[:128], event_key=key[:255],
-                      event_at=remote.provider_updated_at, change=change)
-
-
-    TEXT_FIELDS = ("id", "status", "external_id", "currency", "created", "updated", "paid_at", "expiry_date",
-                   "payment_method", "payment_channel", "bank_code", "payer_email", "merchant_name", "user_id",
-                   "payment_id", "description", "invoice_url", "ewallet_type", "retail_outlet_name")
-    NUMBER_FIELDS = ("amount", "paid_amount", "adjusted_received_amount", "fees_paid_amount")
-
-    @classmethod
-    def check_shape(cls, data: dict[str, Any]) -> None:
-        """An invoice callback of Xendit's shape: id, status (one Xendit has) and amount, with text
-        where Xendit sends text and numbers where it sends numbers; anything else is malformed."""
-        for name in cls.TEXT_FIELDS:
-            if data.get(name) is not None and not isinstance(data[name], str):
-                raise Rejected(V.MALFORMED, f"{name} is not text")
-        for name in cls.NUMBER_FIELDS:
-            value = data.get(name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, Decimal))):
-                raise Rejected(V.MALFORMED, f"{name} is not a number")
-        if not _text(data.get("id")) or data.get("amount") is None:
-            raise Rejected(V.MALFORMED, "id or amount is missing")
-        if _text(data.get("status")) not in xendit_gw.STATUS_MAP:
-            raise Rejected(V.MALFORMED, "status is not one of Xendit's invoice statuses")
-        _positive(_decimal(data.get("amount"), "amount"), "amount")
+    parse = staticmethod(xendit_gw.parse_notification)
 
 
 class FaspayReceiver(Receiver):
-    """Faspay Billing callback (JSON POST). `transaction_number` is the merchant's invoice number,
-    i.e. get-all-billing's `invoice_no` (INFERENCE: the callback page calls it "Merchant invoice
-    number"). No reply format is documented: 200 with `response_code` 00, as Faspay's own APIs answer."""
+    """No reply format is documented: 200 with `response_code` 00, as Faspay's own APIs answer."""
 
     provider = "faspay"
-    STATES = ("UNPAID", "PAID", "EXPIRED", "CANCELLED")
-
-    FIELDS = ("transaction_number", "signature", "billing_status", "billing_total", "payment_amount", "payment_date",
-              "payment_id", "billing_id", "service_id", "payment_method")
-
-    def verify(self, *, credential, received):
-        data = _json_object(received)
-        _scalars(data, self.FIELDS)
-        number = _text(data.get("transaction_number"))
-        if not number or not _text(data.get("signature")):
-            raise Rejected(V.MALFORMED, "transaction_number or signature is missing")
-        username, password = _secret(credential, "username"), _secret(credential, "password")
-        inner = hashlib.md5((username + password + number).encode()).hexdigest()
-        expected = hashlib.sha1(inner.encode()).hexdigest()
-        if not espay_gw.signatures_match(expected, _text(data["signature"])):  # constant time, any hex case
-            raise Rejected(V.BAD_SIGNATURE, "the signature does not match")
-        billing_status = _text(data.get("billing_status")).upper()
-        if billing_status not in self.STATES:
-            raise Rejected(V.MALFORMED, "billing_status is not UNPAID, PAID, EXPIRED or CANCELLED")
-        total = _positive(_decimal(data.get("billing_total"), "billing_total"), "billing_total")
-        paid = _positive(_decimal(data.get("payment_amount"), "payment_amount"), "payment_amount", zero=True)
-        paid_at = _jakarta(data.get("payment_date"), "payment_date", required=False)
-        status = faspay_gw.STATUS_MAP[billing_status]
-        # The signature covers transaction_number only: the status, amounts and payment date are
-        # claims, and the bill's state is taken from Faspay's own list before anything is applied.
-        change: dict[str, Any] = {"kind": "state", "status": status, "provider_status": billing_status,
-                                  "invoice_amount": _money(total), "currency": "IDR",
-                                  "payment_channel": _text(data.get("payment_method"))[:128], "confirm": "faspay",
-                                  # Unsigned: used only to ask Faspay's inquiry, which must name this number.
-                                  "billing_id": _text(data.get("billing_id"))[:32],
-                                  "service_id": _text(data.get("service_id"))[:32]}
-        if billing_status == "PAID":
-            change.update(outstanding="0", paid_amount=_money(paid if paid is not None else total),
-                          paid_at=_iso(paid_at))
-        elif billing_status == "CANCELLED":
-            change.update(outstanding="0", clear_paid_at=True)
-        else:  # UNPAID / EXPIRED: still owed in full
-            change.update(outstanding=_money(total), paid_amount="0" if total is not None else None,
-                          clear_paid_at=True)
-        payment_id = _text(data.get("payment_id")) or _text(data.get("billing_id"))
-        key = f"faspay:{number}:{payment_id}"  # the signed identity (and the payment it reports)
-        return Parsed(external_id=number[:128], event_id=payment_id[:128], event_key=key[:255],
-                      event_at=paid_at, change=change)
+    parse = staticmethod(faspay_gw.parse_notification)
 
     def reply_ok(self, notification, parsed, credential):
         return _json_reply(200, {"response_code": "00", "response_message": "Success"})
@@ -447,50 +274,8 @@ class FaspayReceiver(Receiver):
 
 
 class FarpayReceiver(Receiver):
-    """FarPay payment webhook, JSON POST, signed per Standard Webhooks. The body names the invoice
-    by `InvoiceNumber` (our `Invoice.number`; FarPay's own Id is not in it)."""
-
     provider = "farpay"
-    PAYMENT_EVENTS = {"succeeded": 1, "200": 1, "reimbursedbybank": -1, "240": -1}
-
-    def verify(self, *, credential, received):
-        msg_id, stamp = received.header("webhook-id"), received.header("webhook-timestamp")
-        signature = received.header("webhook-signature")
-        if not (msg_id and stamp and signature):
-            raise Rejected(V.BAD_SIGNATURE, "webhook-id, webhook-timestamp or webhook-signature is missing")
-        secret = _secret(credential, "webhook_secret")
-        try:
-            sent_at = datetime.fromtimestamp(int(stamp), tz=dt_timezone.utc)
-        except (ValueError, OverflowError, OSError):
-            raise Rejected(V.BAD_SIGNATURE, "webhook-timestamp is not a Unix time") from None
-        if abs((timezone.now() - sent_at).total_seconds()) > 300:
-            raise Rejected(V.BAD_SIGNATURE, "webhook-timestamp is outside the 5-minute window (replay?)")
-        if not farpay_gw.verify_webhook(secret, msg_id, stamp, received.body, signature):
-            raise Rejected(V.BAD_SIGNATURE, "the signature does not match")
-        data = _json_object(received)
-        payment = data.get("Payment")
-        if not isinstance(payment, dict):
-            raise Rejected(V.MALFORMED, "Payment is missing")
-        event, number = _text(payment.get("Event")), _text(payment.get("InvoiceNumber"))
-        if not event or not number:
-            raise Rejected(V.MALFORMED, "Payment.Event or Payment.InvoiceNumber is missing")
-        status = farpay_gw.STATUS_MAP.get(event) or farpay_gw.STATUS_MAP.get(event.lower())
-        if not status:
-            raise Rejected(V.MALFORMED, "Payment.Event is not a known payment event")
-        _scalars(payment, ("Event", "InvoiceNumber", "Amount", "Currency", "PaymentType"))
-        amount = _positive(_decimal(payment.get("Amount"), "Payment.Amount"), "Payment.Amount")
-        sign = self.PAYMENT_EVENTS.get(event.lower())
-        # Standard Webhooks signs the whole body: every fact in it is FarPay's word.
-        change: dict[str, Any] = {"kind": "payment" if sign else "state", "status": status,
-                                  "provider_status": event[:64], "currency": _text(payment.get("Currency")).upper()[:3],
-                                  "payment_channel": _text(payment.get("PaymentType"))[:128], "match": "number",
-                                  "vouched": True}
-        if sign:
-            change["amount"] = _money(None if amount is None else sign * amount)
-            if sign > 0:
-                change["paid_at"] = _iso(sent_at)
-        return Parsed(external_id=number[:128], event_id=msg_id[:128], event_key=f"farpay:{msg_id}"[:255],
-                      event_at=sent_at, change=change)
+    parse = staticmethod(farpay_gw.parse_notification)
 
 
 RECEIVERS: dict[str, Receiver] = {r.provider: r for r in (EspayReceiver(), XenditReceiver(), FaspayReceiver(),
@@ -659,10 +444,9 @@ def _confirmed(notification: Notification, invoice: Invoice) -> dict[str, Any] |
     """What the provider's own API says of the invoice, as the change to apply (or a Review)."""
     from arbook.services.credentials import credential_client
 
-    confirm = notification.parsed["confirm"]
     try:
         client = credential_client(credential=notification.credential)
-        if confirm == "espay":
+        if notification.provider == "espay":
             return _confirmed_espay(notification, invoice, client)
         return _confirmed_faspay(notification, invoice, client)
     except gateways.TransientError as exc:
