@@ -1,20 +1,35 @@
 """Money, dates and payment states as the pages show them: `{% load money %}`.
 
-Conventions (one per currency, written once here; the aging pages use the same filters):
+Money is formatted with Babel from CLDR data (`babel.numbers.format_currency` / `format_decimal`,
+always with an explicit locale and explicit minor-unit digits), so every ISO 4217 currency gets
+its right number of decimals (JPY ``JPY 1,235``, KWD ``KWD 1,234.568``, CLF four). On top of CLDR,
+these display rules are deliberate and written down here (the aging pages use the same filters):
 
-- The amount is prefixed by a fixed marker per currency and grouped the way its users write it:
-  IDR ``Rp 1.234.567`` (no decimals: the rupiah has no minor unit in practice; a fraction is
-  rounded half-up for display only, the stored Decimal is untouched), DKK ``DKK 1.234,56``
-  (the ISO code rather than ``kr.``, which Danish, Norwegian and Swedish crowns share),
-  EUR ``EUR 1.234,56``, USD/SGD/... ``USD 1,234.56``. A currency not in the table shows its ISO
-  code with two decimals and ``1,234.56`` grouping.
-- A negative amount (an unapplied credit) reads ``-Rp 150.000``. An unknown amount (None, e.g.
-  Faspay's list has no total) reads ``—`` and never 0.
+- *Marker*: the ISO code before the amount, ``DKK 1.234,56``, ``USD 1,234.56``, never a symbol
+  that several currencies share (``kr.`` is Danish, Norwegian and Swedish; ``$`` and ``¥`` are
+  shared too). Only currencies whose local symbol is unambiguous and what their users write show
+  it (`SYMBOL_CURRENCIES`): IDR ``Rp 1.234.567``, MYR ``RM 1,234.56``. The marker always comes
+  first, followed by one space, whatever the locale's own pattern says (CLDR's Danish is
+  ``1.234,56 kr.``), so a column of amounts lines up and reads the same in every currency.
+- *Separators*: grouped the way the currency's users write it, from the locale in
+  `CURRENCY_LOCALES` (IDR and VND ``1.234.567``, DKK and EUR ``1.234,56``, NOK and SEK
+  ``1 234,56`` with a no-break space, USD/SGD/MYR/GBP/JPY/... ``1,234.56``). A currency not in that
+  table uses `FALLBACK_LOCALE` (``1,234.56``) with CLDR's digits for it; a code CLDR does not know
+  either (``XYZ``) shows that code with two decimals, and a blank one ``?``.
+- *Digits*: CLDR's (ISO 4217) minor unit, except `DIGITS_OVERRIDES`: IDR has no decimals (CLDR
+  says two, but the rupiah has no minor unit in practice). A fraction beyond the shown digits is
+  rounded half-up (not CLDR's half-even) for display only; the stored Decimal is untouched.
+- *Sign*: a negative amount (an unapplied credit) reads ``-Rp 150.000``, ``-DKK 1.234,56``: an
+  ASCII hyphen-minus before the marker in every locale (CLDR's Norwegian and Swedish minus is
+  U+2212). An amount that rounds to zero shows no sign (``Rp 0``, never ``-Rp 0``).
+- *Unknown*: an unknown amount (None, e.g. Faspay's list has no total) reads ``—`` and never 0.
+- Amounts go to Babel as `Decimal`, never as float (a float, never expected for money, is taken
+  at its shortest decimal text first).
 - Dates and times are shown in the merchant's time zone (``Merchant.timezone``), as
   ``YYYY-MM-DD`` / ``YYYY-MM-DD HH:MM``, with no ambiguity between day and month.
 
-The plain functions (`format_money`, `local_date`, `days_overdue`, ...) are importable for
-tables, exports and other Python code.
+The plain functions (`format_money`, `format_number`, `local_date`, `days_overdue`, ...) are
+importable for tables, exports and other Python code.
 """
 from __future__ import annotations
 
@@ -24,6 +39,8 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 
+from babel import Locale
+from babel.numbers import NumberPattern, format_currency, format_decimal, get_currency_precision, parse_pattern
 from django import template
 from django.conf import settings
 from django.utils import timezone
@@ -35,35 +52,68 @@ register = template.Library()
 
 UNKNOWN = "—"
 
+#: Whose separators each currency is written with: a locale of the people who pay and are paid in
+#: it. EUR has no single home; it takes the continental grouping most of the eurozone writes
+#: (de_DE; nl and it write the same). The keys are also the currencies the invoice filter suggests.
+CURRENCY_LOCALES: dict[str, str] = {
+    "IDR": "id_ID",
+    "DKK": "da_DK",
+    "EUR": "de_DE",
+    "NOK": "nb_NO",
+    "SEK": "sv_SE",
+    "USD": "en_US",
+    "SGD": "en_SG",
+    "MYR": "ms_MY",
+    "PHP": "en_PH",
+    "THB": "th_TH",
+    "GBP": "en_GB",
+    "JPY": "ja_JP",
+    "VND": "vi_VN",
+}
+
+#: The separators of every other currency (``1,234.56``), as before the table used CLDR.
+FALLBACK_LOCALE = "en"
+
+#: Minor-unit digits shown instead of CLDR's: the rupiah is shown whole (CLDR: 2; cash: 0).
+DIGITS_OVERRIDES: dict[str, int] = {"IDR": 0}
+
+#: Currencies shown with their local symbol (CLDR's, in the currency's locale) instead of the ISO
+#: code, because that symbol is theirs alone and is what their users write: ``Rp``, ``RM``.
+SYMBOL_CURRENCIES = frozenset({"IDR", "MYR"})
+
+#: The marker of an amount whose currency is blank.
+NO_CURRENCY = "?"
+
 
 @dataclass(frozen=True)
 class CurrencyFormat:
-    prefix: str
-    decimals: int
-    group: str  # thousands separator
-    point: str  # decimal separator
+    """How one currency is shown (built once per code by `currency_format`)."""
 
+    code: str  # upper-case ISO code, or ``?`` when blank
+    locale: Locale  # whose separators
+    decimals: int  # minor-unit digits shown
+    number_pattern: NumberPattern  # ``#,##0.00``: the amount alone
+    money_pattern: NumberPattern  # ``¤¤ #,##0.00`` (ISO code) or ``¤ #,##0`` (local symbol)
 
-CURRENCY_FORMATS: dict[str, CurrencyFormat] = {
-    "IDR": CurrencyFormat("Rp", 0, ".", ","),
-    "DKK": CurrencyFormat("DKK", 2, ".", ","),
-    "EUR": CurrencyFormat("EUR", 2, ".", ","),
-    "NOK": CurrencyFormat("NOK", 2, ".", ","),
-    "SEK": CurrencyFormat("SEK", 2, ".", ","),
-    "USD": CurrencyFormat("USD", 2, ",", "."),
-    "SGD": CurrencyFormat("SGD", 2, ",", "."),
-    "MYR": CurrencyFormat("RM", 2, ",", "."),
-    "PHP": CurrencyFormat("PHP", 2, ",", "."),
-    "THB": CurrencyFormat("THB", 2, ",", "."),
-    "GBP": CurrencyFormat("GBP", 2, ",", "."),
-    "JPY": CurrencyFormat("JPY", 0, ",", "."),
-    "VND": CurrencyFormat("VND", 0, ".", ","),
-}
+    @property
+    def quantum(self) -> Decimal:
+        return Decimal(1).scaleb(-self.decimals)
 
 
 def currency_format(currency: str | None) -> CurrencyFormat:
-    code = (currency or "").upper()
-    return CURRENCY_FORMATS.get(code) or CurrencyFormat(code or "?", 2, ",", ".")
+    return _currency_format((currency or "").strip().upper() or NO_CURRENCY)
+
+
+@lru_cache(maxsize=512)
+def _currency_format(code: str) -> CurrencyFormat:
+    decimals = DIGITS_OVERRIDES.get(code)
+    if decimals is None:
+        decimals = get_currency_precision(code)  # 2 for a code CLDR does not know
+    number = "#,##0" + ("." + "0" * decimals if decimals else "")
+    marker = "¤" if code in SYMBOL_CURRENCIES else "¤¤"
+    return CurrencyFormat(code=code, locale=Locale.parse(CURRENCY_LOCALES.get(code, FALLBACK_LOCALE)),
+                          decimals=decimals, number_pattern=parse_pattern(number),
+                          money_pattern=parse_pattern(f"{marker} {number}"))
 
 
 def _to_decimal(value) -> Decimal | None:
@@ -79,36 +129,33 @@ def _to_decimal(value) -> Decimal | None:
         return None
 
 
-def format_number(value, currency: str | None) -> str:
-    """The amount alone, grouped and rounded per currency (``1.234.567``); ``—`` when unknown."""
+def _rounded(value, fmt: CurrencyFormat) -> Decimal | None:
+    """The amount rounded half-up to the shown digits, or None when unknown (or not finite)."""
     amount = _to_decimal(value)
     if amount is None or not amount.is_finite():
-        return UNKNOWN
+        return None
+    return amount.quantize(fmt.quantum, rounding=ROUND_HALF_UP)
+
+
+def format_number(value, currency: str | None) -> str:
+    """The amount alone, grouped and rounded per currency (``1.234.567``); ``—`` when unknown."""
     fmt = currency_format(currency)
-    quantum = Decimal(1).scaleb(-fmt.decimals)
-    amount = amount.quantize(quantum, rounding=ROUND_HALF_UP)
-    sign = "-" if amount < 0 else ""
-    whole, _, frac = f"{abs(amount):f}".partition(".")
-    groups = []
-    while len(whole) > 3:
-        groups.insert(0, whole[-3:])
-        whole = whole[:-3]
-    groups.insert(0, whole)
-    text = fmt.group.join(groups)
-    if fmt.decimals:
-        text += fmt.point + frac.ljust(fmt.decimals, "0")[: fmt.decimals]
-    return sign + text
+    amount = _rounded(value, fmt)
+    if amount is None:
+        return UNKNOWN
+    text = format_decimal(abs(amount), format=fmt.number_pattern, locale=fmt.locale)
+    return f"-{text}" if amount < 0 else text
 
 
 def format_money(value, currency: str | None) -> str:
     """``Rp 1.234.567``, ``DKK 1.234,56``, ``-Rp 150.000``; ``—`` when the amount is unknown."""
-    number = format_number(value, currency)
-    if number == UNKNOWN:
+    fmt = currency_format(currency)
+    amount = _rounded(value, fmt)
+    if amount is None:
         return UNKNOWN
-    prefix = currency_format(currency).prefix
-    if number.startswith("-"):
-        return f"-{prefix} {number[1:]}"
-    return f"{prefix} {number}"
+    text = format_currency(abs(amount), fmt.code, format=fmt.money_pattern, locale=fmt.locale,
+                           currency_digits=False)
+    return f"-{text}" if amount < 0 else text
 
 
 @lru_cache(maxsize=256)

@@ -22,7 +22,7 @@ from arbook.selectors.espay import invoice_virtual_accounts
 from arbook.services.exports import EXPORT_FORMATS, stream_csv_bytes, stream_xlsx
 from arbook.tables import InvoiceTable
 from arbook.status import InvoiceStatus
-from arbook.templatetags.money import CURRENCY_FORMATS, days_overdue
+from arbook.templatetags.money import CURRENCY_LOCALES, days_overdue
 
 
 @require_safe
@@ -115,7 +115,7 @@ def _filter_form(filterset) -> dict:
         "selected_status": set(data.getlist("status")),
         "status_errors": errors.get("status", ()),
         "overdue_checked": data.get("overdue") not in (None, "", "0", "false"),
-        "currencies": sorted(CURRENCY_FORMATS),
+        "currencies": sorted(CURRENCY_LOCALES),
         "drilldown_hidden": [(k, data.get(k)) for k in DRILLDOWN_FIELDS if data.get(k)],
     }
 
