@@ -15,7 +15,8 @@ from django.utils.safestring import mark_safe
 from django_tables2.utils import OrderByTuple
 
 from arbook.selectors.invoices import PROVIDER_LABELS
-from arbook.templatetags.money import UNKNOWN, days_overdue, format_money, local_date, status_badge_html
+from arbook.templatetags.badges import badge_html
+from arbook.templatetags.money import UNKNOWN, days_overdue, format_money, local_date
 
 NUM = {"td": {"class": "num"}, "th": {"class": "num"}}
 
@@ -97,7 +98,7 @@ class InvoiceTable(tables.Table):
         return PROVIDER_LABELS.get(value, value)
 
     def render_status(self, record):
-        return status_badge_html(record.status)  # `value` is the display label (choices)
+        return badge_html("invoice", record.status)  # `value` is the display label (choices)
 
     def _date(self, value, record):
         d = local_date(value, self._tz(record))

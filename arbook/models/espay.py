@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from arbook.status import EspayBatchStatus, EspayChunkStatus, EspayLineStatus
+
 from .invoices import MONEY, Invoice
 from .merchants import GatewayCredential, Merchant
 
@@ -28,15 +30,8 @@ DESCRIPTION_MAX = 255
 class EspayBatch(models.Model):
     """One uploaded file for one Espay credential, from validation to per-line results."""
 
-    class Status(models.TextChoices):
-        INVALID = "invalid", "Has problems"  # row problems: cannot be sent; upload a fixed file
-        READY = "ready", "Ready to send"  # validated; waits for the user's confirmation
-        QUEUED = "queued", "Queued"  # confirmed; the send task is enqueued
-        SENDING = "sending", "Sending"
-        DONE = "done", "Sent"  # every line listed at Espay
-        PARTIAL = "partial", "Partly sent"  # finished; some lines failed or are unknown
-        FAILED = "failed", "Failed"  # finished; no line listed
-        DISCARDED = "discarded", "Discarded"
+    #: Values, labels and badge colours: arbook.status (the status registry).
+    Status = EspayBatchStatus
 
     #: States in which a batch may still send (or is sending) its lines.
     ACTIVE = (Status.QUEUED, Status.SENDING)
@@ -95,12 +90,6 @@ class EspayBatch(models.Model):
         return f"Espay batch #{self.pk} ({self.file_name})"
 
     @property
-    def badge(self) -> str:
-        """Badge colour (classes in static/arbook/app.css)."""
-        return {"invalid": "red", "ready": "blue", "queued": "purple", "sending": "purple", "done": "green",
-                "partial": "amber", "failed": "red", "discarded": "grey"}.get(self.status, "grey")
-
-    @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
 
@@ -112,13 +101,7 @@ class EspayBatch(models.Model):
 class EspayChunk(models.Model):
     """One sendinvoice call of ≤ 500 lines; its `rq_uuid` is stored before the call is made."""
 
-    class Status(models.TextChoices):
-        PLANNED = "planned", "Planned"  # rq_uuid stored, not called yet
-        SENDING = "sending", "Sending"  # a call is (or was, if the worker died) in flight
-        UNKNOWN = "unknown", "Outcome unknown"  # no answer; resend with the same rq_uuid
-        DONE = "done", "Answered"  # per-line results recorded
-        REFUSED = "refused", "Refused"  # request-level refusal: nothing listed
-        SKIPPED = "skipped", "Not sent"  # an earlier chunk stopped the round
+    Status = EspayChunkStatus  # values, labels and badge colours: arbook.status
 
     OPEN = (Status.PLANNED, Status.SENDING, Status.UNKNOWN)
 
@@ -149,13 +132,7 @@ class EspayChunk(models.Model):
 class EspayLine(models.Model):
     """One row of the upload and what Espay said about it."""
 
-    class Status(models.TextChoices):
-        PENDING = "pending", "Waiting"
-        SENT = "sent", "Sent"
-        ALREADY_LISTED = "already_listed", "Sent (confirmed on retry)"
-        FAILED = "failed", "Failed"
-        UNKNOWN = "unknown", "Outcome unknown"
-        SUPERSEDED = "superseded", "Sent by another batch"
+    Status = EspayLineStatus  # values, labels and badge colours: arbook.status
 
     LISTED = (Status.SENT, Status.ALREADY_LISTED)
 
@@ -199,11 +176,6 @@ class EspayLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.doc_no} (row {self.row_number})"
-
-    @property
-    def badge(self) -> str:
-        return {"sent": "green", "already_listed": "teal", "failed": "red", "unknown": "orange",
-                "pending": "grey", "superseded": "grey"}.get(self.status, "grey")
 
 
 class EspayVirtualAccount(models.Model):

@@ -12,6 +12,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from arbook.status import NotificationOutcome, NotificationVerification
+
 from .invoices import Invoice
 from .merchants import GatewayCredential
 
@@ -21,27 +23,9 @@ STORED_BODY_MAX = BODY_MAX
 
 
 class Notification(models.Model):
-    class Verification(models.TextChoices):
-        VALID = "valid", "Verified"
-        BAD_SIGNATURE = "bad_signature", "Bad signature or token"
-        UNKNOWN_TOKEN = "unknown_token", "Unknown hook URL"
-        MALFORMED = "malformed", "Malformed body"
-        OVERSIZE = "oversize", "Body too large"
-        NOT_CONFIGURED = "not_configured", "Credential cannot verify"
-        UNSUPPORTED = "unsupported", "Provider sends no notifications"
-
-    class Outcome(models.TextChoices):
-        QUEUED = "queued", "Queued"  # verified and stored; the apply task will run
-        APPLIED = "applied", "Applied"  # changed the invoice (an InvoiceEvent points here)
-        UNCHANGED = "unchanged", "No change"  # the invoice already was in that state
-        DUPLICATE = "duplicate", "Duplicate"  # the same provider event was applied before
-        STALE = "stale", "Older than the invoice's state"
-        PENDING = "pending", "Waiting for the invoice"  # not synced yet; applied when it appears
-        REJECTED = "rejected", "Rejected"  # not verified: never applied
-        FAILED = "failed", "Failed"  # the apply raised; see outcome_reason
-        #: Verified, but a fact it claims is not covered by its signature and the provider's own
-        #: API did not confirm it (or it would break a money rule): stored, not applied.
-        NEEDS_REVIEW = "needs_review", "Needs review"
+    #: Values, labels and badge colours: arbook.status (the status registry).
+    Verification = NotificationVerification
+    Outcome = NotificationOutcome
 
     #: Outcomes that settle a provider event: a later delivery of the same event is a duplicate.
     SETTLED = (Outcome.APPLIED, Outcome.UNCHANGED, Outcome.STALE)

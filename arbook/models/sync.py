@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from arbook.status import SyncRunStatus
+
 from .merchants import GatewayCredential
 
 
@@ -14,11 +16,8 @@ class SyncRun(models.Model):
         COMMAND = "command", "Command line"
         NOTIFICATION = "notification", "Notification"
 
-    class Status(models.TextChoices):
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        SKIPPED = "skipped", "Skipped"
+    #: Values, labels and badge colours: arbook.status (the status registry).
+    Status = SyncRunStatus
 
     credential = models.ForeignKey(GatewayCredential, on_delete=models.CASCADE, related_name="sync_runs")
     trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.SCHEDULE)

@@ -67,9 +67,10 @@ from django.utils import timezone
 from arbook import params
 from arbook.models import Invoice
 from arbook.models.invoices import MONEY
-from arbook.status import APART, RECEIVABLE, STATUSES
+from arbook.status import APART, RECEIVABLE, STATUSES, InvoiceStatus
 
-PAID, DRAFT, CANCELLED = "paid", "draft", "cancelled"
+PAID = InvoiceStatus.PAID
+#: Not a payment state: the row of unapplied credits (negative outstanding).
 CREDIT = "credit"
 #: The rows of an ungrouped table, in display order.
 ROWS: tuple[str, ...] = (*RECEIVABLE, *APART, CREDIT)

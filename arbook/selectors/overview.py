@@ -33,7 +33,7 @@ from arbook.models.invoices import MONEY
 from arbook.scoping import scope, visible_merchants
 from arbook.selectors.invoices import scoped_invoices
 from arbook.selectors.aging import day_start
-from arbook.status import RECEIVABLE
+from arbook.status import RECEIVABLE, CredentialFreshness, InvoiceStatus
 
 DSO_WINDOW_DAYS = 90
 COLLECTED_WINDOW_DAYS = 30
@@ -60,7 +60,7 @@ class CurrencyFigures:
 @dataclass
 class Freshness:
     credential: GatewayCredential
-    state: str  # ok | stale | never | needs_attention | inactive | no_list_api
+    state: CredentialFreshness  # label and badge colour: arbook.status (kind "freshness")
     age: dt.timedelta | None  # since the last successful sync
     stale_after: dt.timedelta
 
@@ -110,8 +110,9 @@ def currency_figures(*, queryset, now: dt.datetime, tz=None) -> list[CurrencyFig
     # the three would read the whole table.
     branches = {
         "receivable": receivable,
-        "collected": Q(paid_at__gte=collected_since, paid_at__lte=now) & ~Q(status="charged_back"),
-        "sales": Q(issued_at__gte=sales_since, issued_at__lte=now) & ~Q(status__in=("draft", "cancelled")),
+        "collected": Q(paid_at__gte=collected_since, paid_at__lte=now) & ~Q(status=InvoiceStatus.CHARGED_BACK),
+        "sales": Q(issued_at__gte=sales_since, issued_at__lte=now)
+                 & ~Q(status__in=(InvoiceStatus.DRAFT, InvoiceStatus.CANCELLED)),
     }
     parts = []
     for branch, where in branches.items():
@@ -152,17 +153,17 @@ def credential_freshness(credential: GatewayCredential, *, now: dt.datetime) -> 
     stale_after = dt.timedelta(minutes=2 * (credential.sync_interval_minutes or 15))
     age = now - credential.last_success_at if credential.last_success_at else None
     if not credential.is_active:
-        state = "inactive"
+        state = CredentialFreshness.INACTIVE
     elif not _lists_invoices(credential.provider):
-        state = "no_list_api"
+        state = CredentialFreshness.NO_LIST_API
     elif credential.needs_attention:
-        state = "needs_attention"
+        state = CredentialFreshness.NEEDS_ATTENTION
     elif age is None:
-        state = "never"
+        state = CredentialFreshness.NEVER
     elif age > stale_after:
-        state = "stale"
+        state = CredentialFreshness.STALE
     else:
-        state = "ok"
+        state = CredentialFreshness.OK
     return Freshness(credential=credential, state=state, age=age, stale_after=stale_after)
 
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 from arbook.models import GatewayCredential, SyncRun
 from arbook.params import MAX_ID, ParamError, moment_micros, parse_int, parse_micros
 from arbook.scoping import scope
+from arbook.status import SYNC_RUN
 
 PAGE_SIZE = 25
 
@@ -93,12 +94,16 @@ def is_queued(credential: GatewayCredential) -> bool:
 
 
 def run_json(run: SyncRun, *, now: dt.datetime | None = None) -> dict[str, Any]:
-    """What the progress poller needs about one run; the error text is already secret-free."""
+    """What the progress poller needs about one run; the error text is already secret-free.
+
+    `status_label` and `status_colour` are the run's badge from the status registry, the same
+    `{% badge "sync_run" run.status %}` renders on the page."""
     now = now or timezone.now()
     end = run.finished_at or now
     return {
         "id": run.pk, "credential": run.credential_id, "status": run.status,
-        "status_label": run.get_status_display(), "trigger": run.get_trigger_display(), "full": run.full,
+        "status_label": SYNC_RUN.label(run.status), "status_colour": SYNC_RUN.colour(run.status),
+        "trigger": run.get_trigger_display(), "full": run.full,
         "started_at": timezone.localtime(run.started_at).strftime("%Y-%m-%d %H:%M:%S"),
         "finished_at": timezone.localtime(run.finished_at).strftime("%Y-%m-%d %H:%M:%S") if run.finished_at else None,
         "seconds": round((end - run.started_at).total_seconds(), 1),

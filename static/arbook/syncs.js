@@ -11,13 +11,13 @@
   var tbody = table.tBodies[0];
   var FIELDS = ["started_at", "credential", "trigger", "status", "pages", "fetched", "created", "updated",
                 "unchanged", "lookups", "missing", "seconds", "error"];
-  var BADGE = {succeeded: "green", failed: "red", running: "blue"};
   var delay = 2000, idlePolls = 0, timer = null;
 
   function setText(cell, field, run) {
     if (field === "status") {
       var badge = cell.querySelector(".badge") || cell.appendChild(document.createElement("span"));
-      badge.className = "badge badge--" + (BADGE[run.status] || "grey");
+      // Label and colour come from the server's status registry (arbook.status), like the page's.
+      badge.className = "badge badge--" + (run.status_colour || "grey");
       badge.textContent = run.status_label;
     } else if (field === "seconds") {
       cell.textContent = run.finished_at ? run.seconds.toFixed(1) + " s" : run.seconds.toFixed(0) + " s…";

@@ -231,3 +231,32 @@ def test_detail_page_query_count_does_not_grow_with_lines(signed_in, espay_crede
     espay_batch_send(batch=batch)
     with django_assert_max_num_queries(14):
         assert signed_in.get(reverse("espay_batch_detail", args=[batch.pk])).status_code == 200
+
+
+def test_batch_and_line_badges_come_from_the_status_registry(signed_in, espay_credential, user):
+    """The list, the detail heading and each line show the registry's badge of their state."""
+    from django.utils.html import escape
+
+    from arbook.models import EspayLine
+    from arbook.status import ESPAY_BATCH, ESPAY_LINE
+
+    from .helpers import make_batch
+
+    batches = {s: make_batch(espay_credential, user=user, status=s) for s in EspayBatch.Status}
+    listing = body(signed_in.get(reverse("espay_batch_list")))
+    for status, batch in batches.items():
+        badge = f'<span class="badge badge--{ESPAY_BATCH.colour(status)}">{ESPAY_BATCH.label(status)}</span>'
+        assert badge in listing, status
+        detail = body(signed_in.get(reverse("espay_batch_detail", args=[batch.pk])))
+        assert (f'<span class="badge badge--{ESPAY_BATCH.colour(status)}" data-testid="batch-status">'
+                f'{ESPAY_BATCH.label(status)}</span>') in detail, status
+
+    batch = batches[EspayBatch.Status.PARTIAL]
+    for i, status in enumerate(EspayLine.Status):
+        EspayLine.objects.create(batch=batch, row_number=i + 2, doc_no=f"DOC-{i}", member_code="M-1", amount=1,
+                                 total_amount=1, number_of_installment=1, installment_amount=1, billing_date="05",
+                                 status=status)
+    detail = body(signed_in.get(reverse("espay_batch_detail", args=[batch.pk])))
+    for status in EspayLine.Status:
+        assert f'<span class="badge badge--{ESPAY_LINE.colour(status)}">{escape(ESPAY_LINE.label(status))}</span>' \
+            in detail, status

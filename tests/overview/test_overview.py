@@ -86,3 +86,31 @@ def test_query_count_is_fixed(signed_in, pop, django_assert_max_num_queries):
     # (+ on PostgreSQL: the savepoint pair and the SET LOCAL of `reporting_query`, twice)
     with django_assert_max_num_queries(8 + (6 if connection.vendor == "postgresql" else 0)):
         assert signed_in.get("/").status_code == 200
+
+
+def test_freshness_badges_come_from_the_status_registry(signed_in, merchant):
+    """Each state of the data freshness table shows its registry badge (label and colour)."""
+    import re
+
+    from arbook.status import FRESHNESS, CredentialFreshness
+
+    now = timezone.now()
+    creds = {
+        CredentialFreshness.OK: CredentialFactory(merchant=merchant, last_success_at=now - dt.timedelta(minutes=5)),
+        CredentialFreshness.STALE: CredentialFactory(merchant=merchant, last_success_at=now - dt.timedelta(hours=2)),
+        CredentialFreshness.NEVER: CredentialFactory(merchant=merchant),
+        CredentialFreshness.NEEDS_ATTENTION: CredentialFactory(merchant=merchant),
+        CredentialFreshness.INACTIVE: CredentialFactory(merchant=merchant, is_active=False),
+        CredentialFreshness.NO_LIST_API: CredentialFactory(merchant=merchant, provider="espay", secrets={}),
+    }
+    GatewayCredential.objects.filter(pk=creds[CredentialFreshness.NEEDS_ATTENTION].pk).update(needs_attention=True)
+    SyncRunFactory(credential=creds[CredentialFreshness.OK])
+    body = signed_in.get("/").content.decode()
+    assert set(creds) == set(CredentialFreshness)
+    for state, cred in creds.items():
+        row = re.search(rf'<tr data-credential="{cred.pk}" data-state="{state.value}">(.*?)</tr>', body, re.S)
+        assert row, state
+        assert f'<span class="badge badge--{FRESHNESS.colour(state)}">{FRESHNESS.label(state)}</span>' in row.group(1)
+    labels = {FRESHNESS.label(s): FRESHNESS.colour(s) for s in CredentialFreshness}
+    assert labels == {"fresh": "green", "stale": "amber", "never synced": "grey", "needs attention": "red",
+                      "inactive": "grey", "no list API": "grey"}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from django.test import Client
@@ -107,3 +108,32 @@ def test_page_loads_the_poller_from_static(signed_in, setup):
 def test_query_count_is_fixed(signed_in, setup, django_assert_max_num_queries):
     with django_assert_max_num_queries(5):
         signed_in.get("/syncs/")
+
+
+def test_status_json_carries_each_runs_badge_as_the_page_renders_it(signed_in, credential):
+    """syncs.js has no map of its own: the label and colour of a run's badge come from the server."""
+    from arbook.status import SYNC_RUN
+
+    now = timezone.now()
+    runs = {status: SyncRunFactory(credential=credential, status=status, started_at=now - dt.timedelta(minutes=i),
+                                   finished_at=None if status == SyncRun.Status.RUNNING else now)
+            for i, status in enumerate(SyncRun.Status)}
+    data = signed_in.get("/syncs/status.json").json()
+    by_id = {r["id"]: r for r in data["runs"]}
+    page = signed_in.get("/syncs/").content.decode()
+    for status, run in runs.items():
+        got = by_id[run.pk]
+        assert (got["status"], got["status_label"], got["status_colour"]) == (
+            status, SYNC_RUN.label(status), SYNC_RUN.colour(status))
+        row = re.search(rf'<tr data-run-id="{run.pk}">(.*?)</tr>', page, re.S).group(1)
+        assert (f'<td data-field="status"><span class="badge badge--{got["status_colour"]}">'
+                f'{got["status_label"]}</span></td>') in row
+    assert {r["status_colour"] for r in by_id.values()} == {"blue", "green", "red", "grey"}
+
+
+def test_the_poller_takes_the_badge_from_the_json_not_from_a_map_of_its_own():
+    from pathlib import Path
+
+    js = (Path(__file__).resolve().parents[2] / "static/arbook/syncs.js").read_text()
+    assert "run.status_colour" in js and "run.status_label" in js
+    assert not re.search(r"\b(succeeded|failed|running|skipped)\s*:", js)  # no status → colour table
