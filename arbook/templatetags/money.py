@@ -47,6 +47,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from arbook.status import RECEIVABLE, STATUSES
+from arbook.templatetags.badges import badge_html
 
 register = template.Library()
 
@@ -237,10 +238,8 @@ def _merchant_tz(invoice) -> str | None:
 
 
 def status_badge_html(status: str):
-    info = STATUSES.get(status)
-    if info is None:
-        return format_html('<span class="badge badge--black">{}</span>', status or "?")
-    return format_html('<span class="badge badge--{}" title="{}">{}</span>', info.colour, info.meaning, info.label)
+    """An invoice status badge: the registry's (`arbook.templatetags.badges`)."""
+    return badge_html("invoice", status)
 
 
 @register.filter
