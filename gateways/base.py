@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import requests
 
 from . import status as st
-from .errors import BadResponseError
+from .errors import BadResponseError, ConfigurationError
 from .http import HttpClient
 from .models import InvoiceRef, Page, RemoteInvoice, SettledScope
 
@@ -84,8 +84,6 @@ class GatewayClient(ABC):
 
     def validate(self) -> None:
         """Raise `ConfigurationError` when no alternative set of required secrets is complete."""
-        from .errors import ConfigurationError
-
         if not self.required_secrets:
             return
         for names in self.required_secrets:
@@ -153,8 +151,6 @@ class GatewayClient(ABC):
         return min(add_months(self.today(), -12 * years), self.window()[0])
 
     def _months_option(self, name: str, default: int) -> int:
-        from .errors import ConfigurationError
-
         try:
             value = int(self.options.get(name, default))
         except (TypeError, ValueError):

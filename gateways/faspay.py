@@ -84,8 +84,7 @@ _EMPTY_MESSAGE = re.compile(r"not found|no data|data empty|empty data|tidak dite
 
 def signature(username: str, password: str) -> str:
     """`sha1(md5(username + password))` as Faspay's PHP computes it: SHA-1 of the lowercase hex MD5."""
-    inner = hashlib.md5((username + password).encode("utf-8")).hexdigest()
-    return hashlib.sha1(inner.encode("ascii")).hexdigest()
+    return callback_signature(username, password, "")
 
 
 @dataclass(frozen=True)
@@ -271,9 +270,8 @@ class Client(GatewayClient):
         (whose signature does not cover them) cannot make it report another bill. None when
         Faspay does not know the pair. Partly paid = UNPAID with payments."""
         number = str(transaction_number).strip()
-        inner = hashlib.md5((str(self.secrets["username"]) + str(self.secrets["password"]) + number).encode()).hexdigest()
         body = {"service_id": service_id, "billing_id": billing_id, "transaction_number": number,
-                "signature": hashlib.sha1(inner.encode()).hexdigest()}
+                "signature": callback_signature(str(self.secrets["username"]), str(self.secrets["password"]), number)}
         payload = self.http.request_json("GET", INQUIRE_PATH, json=body, accept_status=(400, 404, 422))
         if not isinstance(payload, dict):
             raise BadResponseError("faspay: inquire did not answer with a JSON object", provider=self.provider)

@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
-from zoneinfo import ZoneInfo
+
+from .base import JAKARTA
 
 BAD_SIGNATURE = "bad_signature"
 MALFORMED = "malformed"
 NOT_CONFIGURED = "not_configured"
-
-JAKARTA = ZoneInfo("Asia/Jakarta")
 
 
 class NotificationRefused(Exception):

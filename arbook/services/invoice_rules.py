@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from gateways import status as st
 
-FINAL = (st.PAID, st.CANCELLED)
+FINAL = st.SETTLED
 
 
 def money_rule_violations(*, amount: Decimal | None, outstanding: Decimal | None, paid_amount: Decimal | None,

@@ -73,7 +73,7 @@ logger = logging.getLogger(__name__)
 
 V = Notification.Verification
 Out = Notification.Outcome
-FINAL_STATES = (InvoiceStatus.PAID, InvoiceStatus.CANCELLED)
+FINAL_STATES = invoice_rules.FINAL
 #: Headers never stored: they carry a secret (or a session).
 SECRET_HEADERS = frozenset({"x-callback-token", "authorization", "proxy-authorization", "cookie", "x-api-key"})
 SECRET_HEADER_WORDS = ("token", "secret", "password", "api-key", "apikey")

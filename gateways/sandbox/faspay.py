@@ -91,8 +91,10 @@ def _mix(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def expected_signature(username: str, password: str) -> str:
-    return hashlib.sha1(hashlib.md5((username + password).encode()).hexdigest().encode()).hexdigest()
+def expected_signature(username: str, password: str, number: str = "") -> str:
+    """sha1(md5(username + password [+ transaction_number])), written here apart from the client's
+    on purpose: the tests compare the two."""
+    return hashlib.sha1(hashlib.md5((username + password + number).encode()).hexdigest().encode()).hexdigest()
 
 
 def _fail(message: str) -> Response:
@@ -385,8 +387,8 @@ class Sandbox(ProviderSandbox):
         if params is None:
             return _fail("Invalid request body")
         number = str(params.get("transaction_number") or "")
-        inner = hashlib.md5((self.credentials["username"] + self.credentials["password"] + number).encode()).hexdigest()
-        if not number or str(params.get("signature") or "") != hashlib.sha1(inner.encode()).hexdigest():
+        wanted = expected_signature(self.credentials["username"], self.credentials["password"], number)
+        if not number or str(params.get("signature") or "") != wanted:
             return self.auth_failure()
         try:
             with self.lock:
@@ -577,14 +579,13 @@ class Sandbox(ProviderSandbox):
             rec = self._record(i)
         number = rec["invoice_no"]
         password = self.credentials["password"] + ("-wrong" if bad_signature else "")
-        inner = hashlib.md5((self.credentials["username"] + password + number).encode()).hexdigest()
         paid = event == "PAID"
         when = rec["paid_at"] or datetime.now(JAKARTA)
         if older:
             when -= timedelta(minutes=1)
         body = {
             "billing_id": BILLING_ID_BASE + i, "service_id": SERVICE_ID, "transaction_number": number,
-            "billing_total": str(rec["amount"]), "signature": hashlib.sha1(inner.encode()).hexdigest(),
+            "billing_total": str(rec["amount"]), "signature": expected_signature(self.credentials["username"], password, number),
             "billing_status": event,
             "payment_id": f"{1606804843000000 + i}" if paid else "",
             "payment_amount": str(rec["amount"] - max(rec["outstanding"], Decimal(0))) if paid else "0",
