@@ -32,7 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zoneinfo
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -41,6 +41,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
 
 from arbook.models.invoices import MONEY
+from gateways.numbers import NotANumber, parse_decimal as parse_number
 
 MIN_DATE = dt.date(1900, 1, 1)
 MAX_DATE = dt.date(2999, 12, 31)
@@ -112,15 +113,13 @@ def check_id(value: Any) -> int:
 def parse_decimal(value: Any, *, max_digits: int = MONEY["max_digits"],
                   decimal_places: int = MONEY["decimal_places"]) -> Decimal:
     """A finite decimal that fits a column of this precision (text or int; never a float)."""
-    if isinstance(value, (bool, float)) or not isinstance(value, (str, int, Decimal)):
-        raise ParamError("Enter a number.")
-    if isinstance(value, str) and len(value) > MAX_TEXT:
+    if isinstance(value, float) or (isinstance(value, str) and len(value) > MAX_TEXT):
         raise ParamError("Enter a number.")
     try:
-        number = Decimal(value.strip() if isinstance(value, str) else value)
-    except (InvalidOperation, ValueError):
+        number = parse_number(value)
+    except NotANumber:
         raise ParamError("Enter a number.") from None
-    if not number.is_finite():
+    if number is None:
         raise ParamError("Enter a number.")
     _sign, digits, exponent = number.as_tuple()
     places = max(0, -exponent)

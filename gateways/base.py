@@ -7,7 +7,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,6 +19,7 @@ from . import status as st
 from .errors import BadResponseError, ConfigurationError
 from .http import HttpClient
 from .models import InvoiceRef, Page, RemoteInvoice, SettledScope
+from .numbers import NotANumber, parse_decimal
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 logger = logging.getLogger("gateways")
@@ -165,19 +166,10 @@ class GatewayClient(ABC):
 
 def to_decimal(value: Any, *, field: str = "", provider: str = "") -> Decimal | None:
     """Decimal from a JSON number or decimal string; None stays None; garbage is a BadResponseError."""
-    if value is None or value == "":
-        return None
-    if type(value) is int or type(value) is Decimal:  # what our JSON parser gives for numbers
-        return Decimal(value)
-    if isinstance(value, float):  # never reached with our JSON parser; be exact anyway
-        value = repr(value)
     try:
-        result = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
+        return parse_decimal(value)
+    except NotANumber:
         raise BadResponseError(f"{provider}: field {field!r} is not a number", provider=provider) from None
-    if not result.is_finite():
-        raise BadResponseError(f"{provider}: field {field!r} is not a finite number", provider=provider)
-    return result
 
 
 def to_datetime(value: Any, *, naive_tz: timezone | ZoneInfo = timezone.utc, field: str = "",

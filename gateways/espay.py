@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
@@ -25,6 +25,7 @@ from . import status as st
 from .base import JAKARTA, GatewayClient, to_datetime, to_decimal
 from .errors import AuthError, BadResponseError, ConfigurationError
 from .models import Page, RemoteInvoice
+from .numbers import NotANumber, parse_decimal
 
 logger = logging.getLogger("gateways.espay")
 
@@ -115,9 +116,12 @@ def _money(value: Any, name: str) -> Decimal:
     if isinstance(value, float):
         raise TypeError(f"{name} must be a Decimal, int or str, never a float")
     try:
-        return value if isinstance(value, Decimal) else Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
+        number = parse_decimal(value)
+    except NotANumber:
         raise ValueError(f"{name} is not a number: {value!r}") from None
+    if number is None:
+        raise ValueError(f"{name} is not a number: {value!r}")
+    return number
 
 
 @dataclass(frozen=True)

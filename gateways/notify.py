@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Mapping
 
 from .base import JAKARTA
+from .numbers import NotANumber, parse_decimal
 
 BAD_SIGNATURE = "bad_signature"
 MALFORMED = "malformed"
@@ -75,17 +76,10 @@ def text(value: Any) -> str:
 
 
 def decimal(value: Any, name: str) -> Decimal | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, float):
-        value = repr(value)  # JSON numbers arrive as float only without parse_float; keep their text
     try:
-        number = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
+        return parse_decimal(value)
+    except NotANumber:
         raise NotificationRefused(MALFORMED, f"{name} is not a number") from None
-    if not number.is_finite():
-        raise NotificationRefused(MALFORMED, f"{name} is not a number")
-    return number
 
 
 def positive(value: Decimal | None, name: str, *, zero: bool = False) -> Decimal | None:

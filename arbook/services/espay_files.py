@@ -31,8 +31,10 @@ import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
+
+from gateways.numbers import NotANumber, parse_decimal
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 10_000
@@ -407,12 +409,11 @@ def _amount(raw: Any, text: str, *, whole: bool) -> tuple[Decimal | None, str]:
     Separators are refused, never guessed: "150.000" is 150 thousand in Indonesian notation and
     150 in English, and a wrong guess would bill a customer a thousand times too much or too little.
     """
-    if isinstance(raw, bool):
-        return None, "is not a number"
-    if isinstance(raw, int):
-        number = Decimal(raw)
-    elif isinstance(raw, float):
-        number = Decimal(repr(raw))
+    if isinstance(raw, (bool, int, float)):
+        try:
+            number = parse_decimal(raw)
+        except NotANumber:
+            return None, "is not a number"
     else:
         cleaned = text.replace(" ", "").replace("\u00a0", "")
         if cleaned.lower().startswith(("rp", "idr")):
@@ -428,10 +429,10 @@ def _amount(raw: Any, text: str, *, whole: bool) -> tuple[Decimal | None, str]:
         if not _PLAIN_NUMBER.match(cleaned):
             return None, "is not a number"
         try:
-            number = Decimal(cleaned)
-        except InvalidOperation:
+            number = parse_decimal(cleaned)
+        except NotANumber:
             return None, "is not a number"
-    if not number.is_finite():
+    if number is None or not number.is_finite():
         return None, "is not a number"
     if number <= 0:
         return None, "must be more than 0"

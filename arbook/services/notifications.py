@@ -68,6 +68,7 @@ from gateways import farpay as farpay_gw
 from gateways import faspay as faspay_gw
 from gateways import notify
 from gateways import xendit as xendit_gw
+from gateways.numbers import parse_decimal
 
 logger = logging.getLogger(__name__)
 
@@ -571,7 +572,7 @@ def _apply_to(notification: Notification, invoice: Invoice, confirmed: dict[str,
 
 
 def _dec(value: Any) -> Decimal | None:
-    return None if value in (None, "") else Decimal(str(value))
+    return parse_decimal(value)  # the change's amounts were checked by the gateway parser
 
 
 def _apply_change(notification: Notification, invoice: Invoice, change: dict[str, Any]) -> Notification:

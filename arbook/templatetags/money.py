@@ -36,7 +36,7 @@ from __future__ import annotations
 import zoneinfo
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 
 from babel import Locale
@@ -48,6 +48,7 @@ from django.utils.html import format_html
 
 from arbook.status import RECEIVABLE, STATUSES
 from arbook.templatetags.badges import badge_html
+from gateways.numbers import NotANumber, parse_decimal
 
 register = template.Library()
 
@@ -118,15 +119,10 @@ def _currency_format(code: str) -> CurrencyFormat:
 
 
 def _to_decimal(value) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, float):  # never expected for money; converted exactly as printed
-        value = repr(value)
+    """The amount to show, or None when it is unknown or not a number (shown as a dash)."""
     try:
-        return Decimal(str(value))
-    except (InvalidOperation, ValueError):
+        return parse_decimal(value if isinstance(value, (Decimal, int, float, str, type(None))) else str(value))
+    except NotANumber:
         return None
 
 
