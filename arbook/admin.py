@@ -7,7 +7,7 @@ import json
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from arbook.forms import GatewayCredentialForm
+from arbook.forms.credentials import GatewayCredentialForm
 from arbook.models import GatewayCredential, Invoice, InvoiceEvent, Merchant, SyncRun
 from arbook.models import Notification
 

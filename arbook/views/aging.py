@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import urlencode
 
-from django import forms
 from django.conf import settings
 from django.db.models import QuerySet
 from django.shortcuts import render
@@ -24,6 +23,7 @@ from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 
 from arbook import params
+from arbook.forms.aging import AgingOptionsForm
 from arbook.models import Invoice
 from arbook.selectors import aging as sel
 from arbook.services.exports import EXPORT_FORMATS, export_response
@@ -35,20 +35,6 @@ OPTION_KEYS = ("as_of", "basis", "buckets", "group", "rows", "top", "_export")
 DRILLDOWN_KEYS = ("as_of", "basis", "bucket", "row", "tz")
 #: List filters the report's form shows; the others stay as hidden inputs.
 SHOWN_FILTERS = ("merchant", "provider", "currency", "q")
-
-
-class AgingOptionsForm(forms.Form):
-    as_of = params.DateField(required=False, label="As of", widget=forms.DateInput(attrs={"type": "date"}),
-                             error_messages={"invalid": "The as-of date must be a date like 2025-06-30."})
-    basis = forms.ChoiceField(required=False, label="Age by", choices=[("due", "Due date"), ("issued", "Issue date")])
-    buckets = forms.CharField(required=False, label="Buckets (days)", max_length=60,
-                              widget=forms.TextInput(attrs={"placeholder": "30,60,90", "size": 10}))
-    group = forms.ChoiceField(required=False, label="Group by", choices=[
-        ("", "Payment state"), ("merchant", "Merchant"), ("provider", "Gateway"), ("customer", "Customer")])
-    rows = forms.ChoiceField(required=False, label="Sum of (grouped)", choices=[
-        ("receivable", "Receivable states"), *[(r, sel.ROW_LABELS[r]) for r in sel.ROWS], ("all", "Net total")])
-    top = params.IntegerField(required=False, label="Groups shown", min_value=1, max_value=sel.MAX_TOP,
-                              widget=forms.NumberInput(attrs={"size": 4}))
 
 
 @dataclass

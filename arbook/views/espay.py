@@ -16,7 +16,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from arbook.forms_espay import EspayUploadForm
+from arbook.forms.espay import EspayUploadForm
 from arbook.models import EspayBatch
 from arbook.params import page_of
 from arbook.selectors import espay as selectors

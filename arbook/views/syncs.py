@@ -2,7 +2,6 @@
 status endpoint that static/arbook/syncs.js polls so a run's progress shows without a reload."""
 from __future__ import annotations
 
-from django import forms
 from django.contrib import messages
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
@@ -12,20 +11,8 @@ from django.views.decorators.http import require_POST, require_safe
 
 from arbook.models import GatewayCredential, SyncRun
 from arbook.scoping import get_scoped_or_404
+from arbook.forms.syncs import RunFilterForm, credential_label
 from arbook.selectors import syncs as sel
-
-
-class RunFilterForm(forms.Form):
-    credential = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label="Gateway account")
-    status = forms.ChoiceField(required=False, label="Status", choices=[("", "Any status"), *SyncRun.Status.choices])
-
-    def __init__(self, data, *, credentials):
-        super().__init__(data)
-        self.fields["credential"].choices = [("", "All accounts")] + [(str(c.pk), _label(c)) for c in credentials]
-
-
-def _label(c: GatewayCredential) -> str:
-    return " · ".join(x for x in (c.merchant.name, c.get_provider_display(), c.label) if x)
 
 
 def _filters(request, credentials) -> tuple[RunFilterForm, int | None, str | None, list[str]]:
@@ -51,7 +38,7 @@ def sync_list(request):
         page = sel.sync_runs(user=request.user, credential_id=credential_id, status=status)
     for c in credentials:
         c.queued = sel.is_queued(c)
-        c.display = _label(c)
+        c.display = credential_label(c)
     status_params = request.GET.copy()
     status_params.pop("after", None)
     return render(request, "arbook/syncs/list.html", {
@@ -73,9 +60,9 @@ def sync_now(request, credential_id: int):
     credential = get_scoped_or_404(GatewayCredential.objects.select_related("merchant"), request.user,
                                    pk=credential_id)
     if sync_enqueue(credential=credential, full=False, trigger=SyncRun.Trigger.MANUAL):
-        messages.success(request, f"Sync of {_label(credential)} queued; its progress shows below.")
+        messages.success(request, f"Sync of {credential_label(credential)} queued; its progress shows below.")
     elif not credential.is_active:
-        messages.warning(request, f"{_label(credential)} is inactive, so it is not synced.")
+        messages.warning(request, f"{credential_label(credential)} is inactive, so it is not synced.")
     else:
         messages.warning(request, f"{credential.get_provider_display()} has no list API to sync: its invoices "
                                   "come from uploads and payment notifications.")

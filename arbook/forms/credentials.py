@@ -1,4 +1,4 @@
-"""Forms shared by the admin and the pages."""
+"""The gateway credential form of the admin: secrets are write-only (never shown back)."""
 from __future__ import annotations
 
 from django import forms
