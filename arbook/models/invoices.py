@@ -37,6 +37,10 @@ class Invoice(models.Model):
     customer_name = models.CharField(max_length=255, blank=True)
     customer_email = models.CharField(max_length=255, blank=True)
     customer_ref = models.CharField(max_length=128, blank=True)
+    customer_phone = models.CharField(max_length=64, blank=True, db_default="")
+    #: The debtor across gateways (`arbook.models.customers`), set on the write path.
+    customer = models.ForeignKey("arbook.Customer", null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="invoices", db_index=False)
     currency = models.CharField(max_length=3, default="IDR")
     amount = models.DecimalField(null=True, blank=True, **MONEY)
     outstanding = models.DecimalField(null=True, blank=True, **MONEY)
@@ -85,6 +89,9 @@ class Invoice(models.Model):
             models.Index(fields=["paid_at"], include=PAID_INCLUDE, name="inv_paid_cover",
                          condition=Q(paid_at__isnull=False)),
             models.Index(fields=["customer_name"], name="inv_customer_name"),
+            # A customer's page, statement and totals: its invoices by state and due date.
+            models.Index(fields=["customer", "status", "due_at"], include=["currency", "outstanding"],
+                         name="inv_customer_status_due"),
             models.Index(fields=["number"], name="inv_number"),
             models.Index(fields=["external_id"], name="inv_external_id"),
         ]

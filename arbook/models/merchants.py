@@ -32,6 +32,10 @@ class Merchant(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
     timezone = models.CharField(max_length=64, default="Asia/Jakarta", choices=_timezone_choices)
+    #: ISO 3166 region of the merchant: the default region of a customer phone written without
+    #: a country code ("0812…" is an Indonesian mobile for a merchant in ID).
+    country = models.CharField(max_length=2, default="ID", db_default="ID",
+                               help_text="Two-letter country code; phones without a country code are read in it.")
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="merchants", blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

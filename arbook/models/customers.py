@@ -1,0 +1,70 @@
+"""Customers: one debtor of a merchant across every gateway, and the keys that recognise it.
+
+An invoice belongs to the customer that owns the first of its keys found, in the order of
+`CustomerIdentity.Kind` (a gateway reference on the same credential, then the normalized e-mail,
+then the E.164 phone; an invoice with none of them is its own key). A sync only ever *adds*
+identities; it never moves one, so a merge or a split made by staff (which move identities)
+survives every later sync. The rules are written in the README ("Customers").
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from .merchants import GatewayCredential, Merchant
+
+
+class Customer(models.Model):
+    """A debtor: what invoices are linked to, what collectors chase and statements are made for."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="customers", db_index=False)
+    #: The name as the first invoice gave it; staff may correct it (a sync never overwrites it then).
+    name = models.CharField(max_length=255, blank=True)
+    name_locked = models.BooleanField(default=False, help_text="Set when staff edited the name.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["merchant", "name"], name="customer_merchant_name")]
+
+    def __str__(self) -> str:
+        return self.name or f"Customer {self.pk}"
+
+
+class CustomerIdentity(models.Model):
+    """One key that recognises a customer. `value` is normalized; `shown` keeps the first form seen."""
+
+    class Kind(models.TextChoices):
+        # The order is the matching order (DESIGN: gateway reference, e-mail, phone).
+        REF = "ref", "Gateway reference"
+        EMAIL = "email", "E-mail"
+        PHONE = "phone", "Phone"
+        INVOICE = "invoice", "Single invoice"
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="+", db_index=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identities")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    #: The credential a gateway reference (or a single invoice) belongs to; None for e-mail and phone,
+    #: which match across gateways.
+    credential = models.ForeignKey(GatewayCredential, null=True, blank=True, on_delete=models.CASCADE,
+                                   related_name="+")
+    provider = models.CharField(max_length=16, blank=True, help_text="The gateway this key was first seen on.")
+    value = models.CharField(max_length=255)
+    shown = models.CharField(max_length=255, blank=True)
+    #: Who moved it here by a merge or a split (None: found by a sync).
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "kind", "credential", "value"],
+                                    condition=Q(credential__isnull=False), name="identity_unique_on_credential"),
+            models.UniqueConstraint(fields=["merchant", "kind", "value"],
+                                    condition=Q(credential__isnull=True), name="identity_unique_across"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.shown or self.value}"

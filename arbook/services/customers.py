@@ -1,0 +1,213 @@
+"""Customers across gateways: the identity rules, and staff's merge and split.
+
+The rules (README "Customers"), per merchant, in this order:
+1. the same gateway reference on the same credential (Faspay customer id, FarPay CustomerNumber,
+   Espay member code);
+2. the same e-mail, normalized (trimmed, lower-cased), on any gateway;
+3. the same phone, normalized to E.164 with `phonenumbers` (the merchant's country is the region
+   of a number written without a country code), on any gateway;
+4. an invoice with none of these is a customer of its own (its key is the invoice itself).
+An invoice belongs to the owner of its first key that has one; keys it brings that nobody owns yet
+are added to that customer. A key is never moved by a sync, only by `customer_merge` /
+`customer_split`, so staff's decisions survive every later sync. Names never merge: similar names
+are offered as suggestions (`arbook.selectors.customers.merge_suggestions`).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import phonenumbers
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from arbook.models import Customer, CustomerIdentity, Invoice
+
+Kind = CustomerIdentity.Kind
+
+#: Providers whose `customer_ref` is the gateway's own customer reference. Munio's is the payer's
+#: phone (read as a phone), Xendit has none: they identify a payer by e-mail or phone only.
+REF_PROVIDERS = frozenset({"faspay", "farpay", "espay"})
+PHONE_REF_PROVIDERS = frozenset({"munio"})
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class Party:
+    """What one invoice says about who owes it."""
+
+    external_id: str
+    name: str = ""
+    ref: str = ""
+    email: str = ""
+    phone: str = ""
+
+    @classmethod
+    def of(cls, invoice) -> "Party":
+        """From anything with the invoice's customer fields (a RemoteInvoice or an Invoice)."""
+        return cls(external_id=invoice.external_id, name=invoice.customer_name or "",
+                   ref=invoice.customer_ref or "", email=invoice.customer_email or "",
+                   phone=getattr(invoice, "customer_phone", "") or "")
+
+
+def normalize_email(text: str) -> str:
+    """The address lower-cased and trimmed, or "" when it is not an address at all."""
+    text = (text or "").strip().lower()
+    return text if len(text) <= 254 and _EMAIL.match(text) else ""
+
+
+def normalize_phone(text: str, region: str) -> str:
+    """E.164 ("+6281234567890") of a possible number, read in `region` without a country code; else ""."""
+    text = (text or "").strip()
+    if not text or len(text) > 40:
+        return ""
+    try:
+        number = phonenumbers.parse(text, (region or "ID").upper())
+    except phonenumbers.NumberParseException:
+        return ""
+    if not phonenumbers.is_possible_number(number):
+        return ""
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+Key = tuple[str, int | None, str]  # (kind, credential id or None, normalized value)
+
+
+def party_keys(party: Party, *, provider: str, credential_id: int, region: str) -> list[tuple[Key, str]]:
+    """The party's keys in matching order, each with the form it was shown in."""
+    keys: list[tuple[Key, str]] = []
+    ref = party.ref.strip()
+    if ref and provider in REF_PROVIDERS:
+        keys.append(((Kind.REF, credential_id, ref[:255]), ref))
+    email = normalize_email(party.email)
+    if email:
+        keys.append(((Kind.EMAIL, None, email), party.email.strip()))
+    for phone_text in (party.phone, ref if provider in PHONE_REF_PROVIDERS else ""):
+        phone = normalize_phone(phone_text, region)
+        if phone and all(k[0] != (Kind.PHONE, None, phone) for k in keys):
+            keys.append(((Kind.PHONE, None, phone), phone_text.strip()))
+    if not keys:
+        keys.append(((Kind.INVOICE, credential_id, party.external_id[:255]), party.external_id))
+    return keys
+
+
+def _owners(merchant_id: int, keys: Iterable[Key]) -> dict[Key, int]:
+    """Who owns each of these keys now (one query)."""
+    by_kind: dict[tuple[str, int | None], set[str]] = {}
+    for kind, credential_id, value in keys:
+        by_kind.setdefault((kind, credential_id), set()).add(value)
+    if not by_kind:
+        return {}
+    condition = Q()
+    for (kind, credential_id), values in by_kind.items():
+        on = Q(credential_id=credential_id) if credential_id is not None else Q(credential__isnull=True)
+        condition |= Q(kind=kind, value__in=sorted(values)) & on
+    rows = (CustomerIdentity.objects.filter(Q(merchant_id=merchant_id) & condition)
+            .values_list("kind", "credential_id", "value", "customer_id"))
+    return {(kind, cred, value): customer for kind, cred, value, customer in rows}
+
+
+def customers_link(*, merchant_id: int, credential_id: int, provider: str, region: str,
+                   parties: Sequence[Party], now: datetime | None = None) -> list[int]:
+    """The customer id of each party, creating the customers and identities it needs.
+
+    Three to five queries per batch whatever its size: the owners of all the batch's keys, the new
+    customers, the new identities (conflicts ignored), and, when another writer created one of the
+    same keys meanwhile, its owners again (that writer's customer wins; ours is dropped).
+    """
+    if not parties:
+        return []
+    now = now or timezone.now()
+    keyed = [party_keys(p, provider=provider, credential_id=credential_id, region=region) for p in parties]
+    owners = _owners(merchant_id, (k for keys in keyed for k, _shown in keys))
+    new_customers: list[Customer] = []
+    claimed: dict[Key, Customer] = {}  # keys this batch gives to its new customers
+    new_identities: dict[Key, tuple[object, str]] = {}  # key -> (customer id or new Customer, shown)
+    for party, keys in zip(parties, keyed):
+        owner: object = next((owners[k] for k, _s in keys if k in owners), None)
+        if owner is None:
+            owner = next((claimed[k] for k, _s in keys if k in claimed), None)
+        if owner is None:
+            owner = Customer(merchant_id=merchant_id, name=party.name.strip()[:255], created_at=now)
+            new_customers.append(owner)
+        for key, shown in keys:
+            if key not in owners and key not in new_identities:
+                new_identities[key] = (owner, shown)
+                if isinstance(owner, Customer):
+                    claimed[key] = owner
+    if new_identities:  # every new customer brings at least one key
+        with transaction.atomic():
+            Customer.objects.bulk_create(new_customers)
+            CustomerIdentity.objects.bulk_create([
+                CustomerIdentity(merchant_id=merchant_id, kind=kind, credential_id=cred, value=value,
+                                 shown=shown[:255], provider=provider, created_at=now,
+                                 customer_id=owner.pk if isinstance(owner, Customer) else owner)
+                for (kind, cred, value), (owner, shown) in new_identities.items()], ignore_conflicts=True)
+            owners = _owners(merchant_id, (k for keys in keyed for k, _s in keys))
+            # Drop the new customers that lost every key to a concurrent writer.
+            kept = set(owners.values())
+            lost = [c.pk for c in new_customers if c.pk not in kept]
+            if lost:
+                Customer.objects.filter(pk__in=lost).delete()
+    return [next(owners[k] for k, _s in keys if k in owners) for keys in keyed]
+
+
+# -- staff's decisions ---------------------------------------------------------------------------
+
+def _relink(customer_ids: Iterable[int]) -> int:
+    """Point each invoice of these customers at the owner of its first key (after keys moved)."""
+    moved = 0
+    invoices = (Invoice.objects.filter(customer_id__in=list(customer_ids))
+                .select_related("merchant").only("id", "customer_id", "credential_id", "provider", "external_id",
+                                                 "customer_name", "customer_ref", "customer_email",
+                                                 "customer_phone", "merchant__country"))
+    by_target: dict[int, list[int]] = {}
+    rows = list(invoices)
+    if not rows:
+        return 0
+    merchant_id = rows[0].merchant_id
+    keyed = [(inv, party_keys(Party.of(inv), provider=inv.provider, credential_id=inv.credential_id,
+                              region=inv.merchant.country)) for inv in rows]
+    owners = _owners(merchant_id, (k for _i, keys in keyed for k, _s in keys))
+    for inv, keys in keyed:
+        target = next((owners[k] for k, _s in keys if k in owners), inv.customer_id)
+        if target != inv.customer_id:
+            by_target.setdefault(target, []).append(inv.pk)
+    for target, ids in by_target.items():
+        moved += Invoice.objects.filter(pk__in=ids).update(customer_id=target)
+    return moved
+
+
+@transaction.atomic
+def customer_merge(*, target: Customer, others: Sequence[Customer], user) -> int:
+    """Make `others` part of `target`: their keys and invoices move, and they are removed. Returns
+    the number of invoices moved. The moved keys record who decided, so a sync never undoes it."""
+    ids = [c.pk for c in others if c.pk != target.pk]
+    if any(c.merchant_id != target.merchant_id for c in others):
+        raise ValueError("customers of different merchants never merge")
+    if not ids:
+        return 0
+    CustomerIdentity.objects.filter(customer_id__in=ids).update(
+        customer_id=target.pk, decided_by=user, decided_at=timezone.now())
+    moved = Invoice.objects.filter(customer_id__in=ids).update(customer_id=target.pk)
+    Customer.objects.filter(pk__in=ids).delete()
+    return moved
+
+
+@transaction.atomic
+def customer_split(*, customer: Customer, identity_ids: Sequence[int], name: str, user) -> Customer:
+    """Move these keys of `customer` to a new customer named `name`, with the invoices they decide."""
+    identities = CustomerIdentity.objects.filter(customer=customer, pk__in=list(identity_ids))
+    if not identities.exists():
+        raise ValueError("choose at least one identity of this customer to split off")
+    if identities.count() == customer.identities.count():
+        raise ValueError("a split must leave the customer at least one identity")
+    new = Customer.objects.create(merchant_id=customer.merchant_id, name=name.strip()[:255] or customer.name,
+                                  name_locked=bool(name.strip()))
+    identities.update(customer=new, decided_by=user, decided_at=timezone.now())
+    _relink([customer.pk])
+    return new

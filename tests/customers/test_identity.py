@@ -1,0 +1,131 @@
+"""The identity rules (arbook.services.customers): one customer per debtor across gateways."""
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from arbook.models import Customer, CustomerIdentity, Invoice
+from arbook.services.customers import (
+    Party, customer_merge, customer_split, customers_link, normalize_email, normalize_phone, party_keys,
+)
+from tests.factories import CredentialFactory, InvoiceFactory, MerchantFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("text, expected", [
+    (" Budi.Santoso@Example.COM ", "budi.santoso@example.com"), ("", ""), ("not-an-address", ""),
+    ("a@b", ""), ("two@@example.com", ""),
+])
+def test_email_normalized(text, expected):
+    assert normalize_email(text) == expected
+
+
+@pytest.mark.parametrize("text, region, expected", [
+    ("081234567890", "ID", "+6281234567890"), ("+6281234567890", "ID", "+6281234567890"),
+    ("6281234567890", "ID", "+6281234567890"), ("0812-3456-7890", "ID", "+6281234567890"),
+    ("20 12 34 56", "DK", "+4520123456"), ("+4520123456", "ID", "+4520123456"),
+    ("0812", "ID", ""), ("call me", "ID", ""), ("", "ID", ""),
+])
+def test_phone_normalized_to_e164_in_the_merchants_region(text, region, expected):
+    assert normalize_phone(text, region) == expected
+
+
+def test_keys_in_matching_order():
+    party = Party(external_id="INV-1", ref="C-9", email="X@Y.io", phone="0812 3456 7890")
+    kinds = [k[0][0] for k in party_keys(party, provider="faspay", credential_id=3, region="ID")]
+    assert kinds == ["ref", "email", "phone"]
+    # Munio's reference is the payer's phone; Xendit has no reference of its own.
+    munio = party_keys(Party(external_id="h", ref="+6281234567890"), provider="munio", credential_id=3, region="ID")
+    assert [k[0] for k in munio] == [("phone", None, "+6281234567890")]
+    xendit = party_keys(Party(external_id="x", ref="ignored"), provider="xendit", credential_id=3, region="ID")
+    assert xendit == [(("invoice", 3, "x"), "x")]
+
+
+def _link(credential, parties):
+    return customers_link(merchant_id=credential.merchant_id, credential_id=credential.pk,
+                          provider=credential.provider, region="ID", parties=parties)
+
+
+def test_one_customer_across_gateways_by_email_then_phone():
+    merchant = MerchantFactory()
+    faspay = CredentialFactory(merchant=merchant, provider="faspay")
+    xendit = CredentialFactory(merchant=merchant, provider="xendit")
+    munio = CredentialFactory(merchant=merchant, provider="munio")
+    [a1, a2] = _link(faspay, [Party("F1", name="Budi", ref="77"), Party("F2", name="Budi S.", ref="77")])
+    assert a1 == a2  # the same Faspay customer id on the same credential
+    [b] = _link(xendit, [Party("X1", name="Budi Santoso", email="Budi@Example.com", phone="0812-3456-7890")])
+    assert b != a1  # nothing shared with Faspay's reference: names alone never merge
+    [c] = _link(munio, [Party("M1", name="budi", email="budi@example.com ", ref="+6281234567890")])
+    assert c == b  # the same e-mail, in another case, on another gateway
+    [d] = _link(munio, [Party("M2", name="B.", ref="6281234567890")])
+    assert d == b  # the same phone in another form
+    assert Customer.objects.filter(merchant=merchant).count() == 2
+    assert set(CustomerIdentity.objects.filter(customer_id=b).values_list("kind", "value")) == {
+        ("email", "budi@example.com"), ("phone", "+6281234567890")}
+    assert Customer.objects.get(pk=b).name == "Budi Santoso"  # the first invoice's name
+
+
+def test_a_reference_is_per_credential_and_customers_are_per_merchant():
+    merchant, other = MerchantFactory(), MerchantFactory()
+    one = CredentialFactory(merchant=merchant, provider="faspay")
+    two = CredentialFactory(merchant=merchant, provider="faspay")
+    elsewhere = CredentialFactory(merchant=other, provider="faspay")
+    [a] = _link(one, [Party("1", ref="77", email="p@example.com")])
+    [b] = _link(two, [Party("2", ref="77")])
+    [c] = _link(elsewhere, [Party("3", ref="77", email="p@example.com")])
+    assert len({a, b, c}) == 3
+    assert Customer.objects.get(pk=c).merchant_id == other.pk
+
+
+def test_an_invoice_without_any_key_is_its_own_customer_and_stays_so():
+    cred = CredentialFactory(provider="xendit")
+    first = _link(cred, [Party("A", name="Walk-in"), Party("B", name="Walk-in")])
+    assert first[0] != first[1]
+    assert _link(cred, [Party("A", name="Walk-in")]) == [first[0]]  # a resync finds the same customer
+
+
+def test_linking_a_batch_costs_a_fixed_number_of_queries(django_assert_max_num_queries):
+    cred = CredentialFactory(provider="farpay")
+    parties = [Party(str(i), ref=f"C{i % 50}", email=f"c{i % 50}@example.com") for i in range(500)]
+    # PostgreSQL inserts each table in one statement; SQLite splits by its variable limit.
+    inserts = sum(-(-n // connection.ops.bulk_batch_size(fields, [None] * n)) for n, fields in (
+        (50, [f for f in Customer._meta.concrete_fields if not f.primary_key]),
+        (100, [f for f in CustomerIdentity._meta.concrete_fields if not f.primary_key])))
+    with django_assert_max_num_queries(4 + inserts):
+        ids = _link(cred, parties)
+    assert len(set(ids)) == 50
+    with django_assert_max_num_queries(1):
+        assert _link(cred, parties) == ids
+
+
+def _invoice(credential, customer_id, external_id, **fields):
+    return InvoiceFactory(merchant=credential.merchant, credential=credential, provider=credential.provider,
+                          external_id=external_id, customer_id=customer_id, **fields)
+
+
+def test_merge_and_split_survive_a_later_link(admin_user):
+    merchant = MerchantFactory()
+    faspay = CredentialFactory(merchant=merchant, provider="faspay")
+    xendit = CredentialFactory(merchant=merchant, provider="xendit")
+    [a] = _link(faspay, [Party("F1", name="PT Maju", ref="77")])
+    [b] = _link(xendit, [Party("X1", name="PT Maju Jaya", email="ap@maju.co.id")])
+    _invoice(faspay, a, "F1", customer_ref="77")
+    _invoice(xendit, b, "X1", customer_email="ap@maju.co.id")
+    moved = customer_merge(target=Customer.objects.get(pk=a), others=[Customer.objects.get(pk=b)], user=admin_user)
+    assert moved == 1 and not Customer.objects.filter(pk=b).exists()
+    assert _link(xendit, [Party("X2", email="AP@maju.co.id")]) == [a]  # the merge holds for new invoices
+    email = CustomerIdentity.objects.get(kind="email", value="ap@maju.co.id")
+    assert email.decided_by == admin_user
+    split = customer_split(customer=Customer.objects.get(pk=a), identity_ids=[email.pk], name="Maju Jaya",
+                           user=admin_user)
+    assert Invoice.objects.get(external_id="X1").customer_id == split.pk
+    assert Invoice.objects.get(external_id="F1").customer_id == a
+    assert _link(xendit, [Party("X1", email="ap@maju.co.id")]) == [split.pk]  # and the split holds
+
+
+def test_customers_of_different_merchants_never_merge(admin_user):
+    a = Customer.objects.create(merchant=MerchantFactory(), name="A")
+    b = Customer.objects.create(merchant=MerchantFactory(), name="B")
+    with pytest.raises(ValueError):
+        customer_merge(target=a, others=[b], user=admin_user)
