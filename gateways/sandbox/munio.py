@@ -53,6 +53,7 @@ from urllib.parse import urlencode
 
 from .. import status as st
 from .core import Legacy, ProviderSandbox, Request, Response
+from .people import person_for
 
 SPAN_DAYS = 720  # the oldest invoice is this many days before the anchor (inside the 24-month window)
 LEGACY_SLOTS = 1000  # legacy key k has the internal index k - LEGACY_SLOTS (< 0: older than every seeded one)
@@ -78,9 +79,6 @@ PRODUCTS = (("Munio T-Shirt", 45000), ("Munio Tumblr", 45000), ("Munio Hoodie", 
             ("Totebag Munio", 60000))
 MEMBERSHIPS = (("Free Membership", 400000), ("Gold Membership", 1200000), ("Pro Membership", 150000))
 METHODS = ("VA BRI", "VA BNI", "VA BCA", "VA Mandiri", "QRIS", "Xendit Payments", "OVO")
-FIRST = ("Warren", "Andy", "Khalid", "Siti", "Dewi", "Budi", "Rina", "Agus", "Putri", "Yusuf", "Ayu", "Hendra")
-LAST = ("Hamme", "Saputra", "Rahman", "Lestari", "Wijaya", "Santoso", "Kurniawan", "Hidayat", "Pratama")
-DOMAINS = ("gmail.com", "yahoo.co.id", "outlook.com", "example.id")
 
 
 def _money(value: int | Decimal | None) -> str | None:
@@ -411,10 +409,8 @@ class Sandbox(ProviderSandbox):
         inv.update(subtotal=subtotal, total=total, transaction_fee=fee,
                    is_transactionfee_covered=None if covered is None else int(covered))
 
-        first, last = rng.choice(FIRST), rng.choice(LAST)
-        phone = "628" + "".join(rng.choice("0123456789") for _ in range(rng.choice((9, 10))))
-        inv.update(name=f"{first} {last}", email=f"{first}.{last}{digest[2] % 90 + 10}@{rng.choice(DOMAINS)}".lower(),
-                   phone=("+" + phone) if rng.random() < 0.2 else phone,
+        payer = person_for("munio", rng.random(), self.size, self.sandbox.seed)
+        inv.update(name=payer.name, email=payer.email.lower(), phone=payer.mobile_international(rng.random() < 0.2),
                    payment_method_name="Xendit Payments" if kind == "store" else rng.choice(METHODS))
 
         roll = rng.random()
@@ -465,6 +461,7 @@ class Sandbox(ProviderSandbox):
             "outstanding": Decimal(0) if paid else inv["total"], "paid_amount": inv["total"] if paid else Decimal(0),
             "issued_at": inv["created_at"], "due_at": inv["due_at"], "paid_at": inv["paid_at"],
             "customer_name": inv["name"], "customer_email": inv["email"], "customer_ref": inv["phone"],
+            "customer_phone": inv["phone"],
             "payment_channel": inv["payment_method_name"], "checkout_url": inv["invoice_url"] or "",
             "type": inv["type"],
         }

@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 
 from .. import status as st
 from .core import OPTIONS, Legacy, ProviderSandbox, Request, Response, dumps
+from .people import person_for
 
 DAY_MS = 86_400_000
 SPAN_MS = 540 * DAY_MS  # the population's created dates: ~18 months before the anchor
@@ -67,8 +68,6 @@ LEGACY_DRAW = 1 << 48
 #: and expires at the same time of its due day.
 LEGACY_TIME_MS = 3 * 3_600_000 + 17_123
 
-GIVEN = ("Budi", "Siti", "Agus", "Dewi", "Rizky", "Putri", "Andi", "Maria", "Juan", "Emily")
-SURNAMES = ("Santoso", "Wijaya", "Hartono", "Kusuma", "Reyes", "Garcia", "Smith", "Nugroho")
 CHANNELS = (  # (payment_method, payment_channel, extra fields)
     ("BANK_TRANSFER", "MANDIRI", {"bank_code": "MANDIRI"}),
     ("BANK_TRANSFER", "BCA", {"bank_code": "BCA"}),
@@ -314,11 +313,14 @@ class Sandbox(ProviderSandbox):
         }
         d = self._draw(i)
         r = self._u(d, 8)
-        email = f"customer{i}@example.com" if d == i else f"old.customer{d - LEGACY_DRAW}@example.com"
+        payer = person_for("xendit", self._u(d, 15), self.size, self.sandbox.seed)
+        email = payer.email
         if r < 0.5:
-            customer: dict[str, Any] = {"given_names": GIVEN[int(self._u(d, 12) * len(GIVEN))], "email": email}
+            customer: dict[str, Any] = {"given_names": payer.given, "email": email}
             if self._u(d, 13) < 0.8:  # surname is optional in Xendit's customer object
-                customer["surname"] = SURNAMES[int(self._u(d, 14) * len(SURNAMES))]
+                customer["surname"] = payer.surname
+            if self._u(d, 16) < 0.7:  # so is the mobile number, written the local way
+                customer["mobile_number"] = payer.mobile_local()
             body["customer"] = customer
         elif r < 0.8:
             body["payer_email"] = email
@@ -357,6 +359,7 @@ class Sandbox(ProviderSandbox):
             "provider_updated_at": EPOCH + timedelta(milliseconds=self._updated(i, facts)),
             "customer_name": " ".join(x for x in (customer.get("given_names"), customer.get("surname")) if x),
             "customer_email": customer.get("email") or body.get("payer_email") or "",
+            "customer_phone": customer.get("mobile_number") or "",
             "payment_channel": body.get("payment_channel") or body.get("bank_code") or body.get("ewallet_type")
             or body.get("retail_outlet_name") or body.get("payment_method") or "",
             "checkout_url": body["invoice_url"],
