@@ -1,10 +1,10 @@
 """arbook's models, one module per area; import them from here."""
-from .customers import Customer, CustomerIdentity
+from .customers import Customer, CustomerBalance, CustomerIdentity, DuplicateSuspect
 from .invoices import Invoice, InvoiceEvent
 from .merchants import PROVIDER_CHOICES, GatewayCredential, Merchant
 from .sync import SyncRun, SyncSeen
 from .espay import EspayBatch, EspayChunk, EspayLine, EspayVirtualAccount
 from .notifications import Notification
 
-__all__ = ["PROVIDER_CHOICES", "Merchant", "GatewayCredential", "Customer", "CustomerIdentity", "Invoice", "InvoiceEvent", "SyncRun", "SyncSeen",
+__all__ = ["PROVIDER_CHOICES", "Merchant", "GatewayCredential", "Customer", "CustomerIdentity", "CustomerBalance", "DuplicateSuspect", "Invoice", "InvoiceEvent", "SyncRun", "SyncSeen",
            "EspayBatch", "EspayChunk", "EspayLine", "EspayVirtualAccount", "Notification"]

@@ -23,10 +23,26 @@ class Customer(models.Model):
     #: The name as the first invoice gave it; staff may correct it (a sync never overwrites it then).
     name = models.CharField(max_length=255, blank=True)
     name_locked = models.BooleanField(default=False, help_text="Set when staff edited the name.")
+    #: The name folded for comparison (case, punctuation and legal forms removed): customers that
+    #: share one are offered as merge suggestions, never merged by it.
+    name_key = models.CharField(max_length=255, blank=True, db_default="")
     created_at = models.DateTimeField(default=timezone.now)
+    # A summary of its invoices, refreshed by the write path (`customers_refresh`) for the customers
+    # a write touched: the customer list sorts and filters on these without reading invoices.
+    invoice_count = models.PositiveIntegerField(default=0, db_default=0)
+    open_count = models.PositiveIntegerField(default=0, db_default=0)
+    #: The earliest due date of what it still owes: overdue days are counted from it at read time,
+    #: so the figure is right every day without a rewrite.
+    oldest_open_due = models.DateTimeField(null=True, blank=True)
+    last_paid_at = models.DateTimeField(null=True, blank=True)
+    #: The gateways it has invoices on, comma-separated in a fixed order.
+    providers = models.CharField(max_length=64, blank=True, db_default="")
 
     class Meta:
-        indexes = [models.Index(fields=["merchant", "name"], name="customer_merchant_name")]
+        indexes = [models.Index(fields=["merchant", "name", "id"], name="customer_merchant_name"),
+                   models.Index(fields=["merchant", "name_key"], name="customer_name_key"),
+                   models.Index(fields=["merchant", "oldest_open_due", "id"], name="customer_oldest_due"),
+                   models.Index(fields=["merchant", "last_paid_at", "id"], name="customer_last_paid")]
 
     def __str__(self) -> str:
         return self.name or f"Customer {self.pk}"
@@ -68,3 +84,29 @@ class CustomerIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.shown or self.value}"
+
+
+class CustomerBalance(models.Model):
+    """What a customer owes in one currency (receivable states), kept with its summary."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="balances")
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="+", db_index=False)
+    currency = models.CharField(max_length=3)
+    outstanding = models.DecimalField(max_digits=18, decimal_places=2)
+    open_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["customer", "currency"], name="balance_unique_currency")]
+        indexes = [models.Index(fields=["merchant", "currency", "outstanding", "customer"], name="balance_sort")]
+
+
+class DuplicateSuspect(models.Model):
+    """Possible double billing: two open invoices of one customer, same amount and currency, issued
+    within `DUPLICATE_WINDOW_DAYS` of each other. Recomputed with the customer's summary."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="duplicate_suspects")
+    invoice = models.ForeignKey("arbook.Invoice", on_delete=models.CASCADE, related_name="duplicate_suspects")
+    other = models.ForeignKey("arbook.Invoice", on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["invoice", "other"], name="duplicate_unique_pair")]

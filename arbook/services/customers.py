@@ -21,10 +21,12 @@ from datetime import datetime
 
 import phonenumbers
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from arbook.models import Customer, CustomerIdentity, Invoice
+from arbook.models import PROVIDER_CHOICES, Customer, CustomerBalance, CustomerIdentity, DuplicateSuspect, Invoice
+from arbook.status import RECEIVABLE
 
 Kind = CustomerIdentity.Kind
 
@@ -34,6 +36,12 @@ REF_PROVIDERS = frozenset({"faspay", "farpay", "espay"})
 PHONE_REF_PROVIDERS = frozenset({"munio"})
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+#: Legal forms and honorifics that do not tell two debtors apart ("PT. Maju" and "Maju, PT").
+_NAME_NOISE = frozenset({"pt", "cv", "tbk", "ud", "pd", "persero", "ltd", "inc", "llc", "co", "corp", "aps", "as",
+                         "a/s", "gmbh", "bv", "sa", "bapak", "ibu", "bpk", "mr", "mrs", "ms", "dr"})
+#: Two open invoices of one customer with the same amount issued this close are a possible double billing.
+DUPLICATE_WINDOW_DAYS = 7
+_PROVIDER_ORDER = [p for p, _label in PROVIDER_CHOICES]
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,13 @@ def normalize_phone(text: str, region: str) -> str:
     if not phonenumbers.is_possible_number(number):
         return ""
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def name_key(name: str) -> str:
+    """The name folded for suggestions: lower case, letters and digits only, legal forms dropped,
+    words sorted ("PT. Maju Jaya" and "maju jaya, pt" share "jaya maju")."""
+    words = re.findall(r"[^\W_]+(?:/[^\W_]+)?", (name or "").casefold())
+    return " ".join(sorted(w for w in words if w not in _NAME_NOISE))[:255]
 
 
 Key = tuple[str, int | None, str]  # (kind, credential id or None, normalized value)
@@ -132,7 +147,8 @@ def customers_link(*, merchant_id: int, credential_id: int, provider: str, regio
         if owner is None:
             owner = next((claimed[k] for k, _s in keys if k in claimed), None)
         if owner is None:
-            owner = Customer(merchant_id=merchant_id, name=party.name.strip()[:255], created_at=now)
+            owner = Customer(merchant_id=merchant_id, name=party.name.strip()[:255], name_key=name_key(party.name),
+                             created_at=now)
             new_customers.append(owner)
         for key, shown in keys:
             if key not in owners and key not in new_identities:
@@ -195,6 +211,7 @@ def customer_merge(*, target: Customer, others: Sequence[Customer], user) -> int
         customer_id=target.pk, decided_by=user, decided_at=timezone.now())
     moved = Invoice.objects.filter(customer_id__in=ids).update(customer_id=target.pk)
     Customer.objects.filter(pk__in=ids).delete()
+    customers_refresh(customer_ids=[target.pk])
     return moved
 
 
@@ -206,8 +223,66 @@ def customer_split(*, customer: Customer, identity_ids: Sequence[int], name: str
         raise ValueError("choose at least one identity of this customer to split off")
     if identities.count() == customer.identities.count():
         raise ValueError("a split must leave the customer at least one identity")
-    new = Customer.objects.create(merchant_id=customer.merchant_id, name=name.strip()[:255] or customer.name,
+    chosen = name.strip()[:255] or customer.name
+    new = Customer.objects.create(merchant_id=customer.merchant_id, name=chosen, name_key=name_key(chosen),
                                   name_locked=bool(name.strip()))
     identities.update(customer=new, decided_by=user, decided_at=timezone.now())
     _relink([customer.pk])
+    customers_refresh(customer_ids=[customer.pk, new.pk])
     return new
+
+
+# -- the summary the customer list reads -------------------------------------------------------------
+
+def customers_refresh(*, customer_ids: Iterable[int]) -> int:
+    """Recompute these customers' summary, balances per currency and possible double billings from
+    their invoices (a handful of queries per batch, on the customer index of the invoices)."""
+    ids = sorted({i for i in customer_ids if i is not None})
+    if not ids:
+        return 0
+    invoices = Invoice.objects.filter(customer_id__in=ids)
+    owed = Q(status__in=RECEIVABLE) & (Q(outstanding__gt=0) | Q(outstanding__isnull=True, amount__gt=0))
+    summary = {row["customer_id"]: row for row in invoices.order_by().values("customer_id").annotate(
+        n=Count("id"), n_open=Count("id", filter=owed), oldest=Min("due_at", filter=owed), last_paid=Max("paid_at"))}
+    providers: dict[int, set[str]] = {}
+    for customer_id, provider in invoices.order_by().values_list("customer_id", "provider").distinct():
+        providers.setdefault(customer_id, set()).add(provider)
+    customers = list(Customer.objects.filter(pk__in=ids).only("id"))
+    for c in customers:
+        row = summary.get(c.pk, {})
+        c.invoice_count, c.open_count = row.get("n", 0), row.get("n_open", 0)
+        c.oldest_open_due, c.last_paid_at = row.get("oldest"), row.get("last_paid")
+        c.providers = ",".join(p for p in _PROVIDER_ORDER if p in providers.get(c.pk, ()))
+    with transaction.atomic():
+        Customer.objects.bulk_update(customers, ["invoice_count", "open_count", "oldest_open_due", "last_paid_at",
+                                                 "providers"], batch_size=500)
+        CustomerBalance.objects.filter(customer_id__in=ids).delete()
+        CustomerBalance.objects.bulk_create([
+            CustomerBalance(customer_id=row["customer_id"], merchant_id=row["merchant_id"], currency=row["currency"],
+                            outstanding=row["total"], open_count=row["n"])
+            for row in invoices.filter(owed).order_by().values("customer_id", "merchant_id", "currency")
+            .annotate(total=Sum(Coalesce("outstanding", "amount")), n=Count("id"))])
+        DuplicateSuspect.objects.filter(customer_id__in=ids).delete()
+        DuplicateSuspect.objects.bulk_create(_duplicates(invoices.filter(owed, amount__isnull=False)))
+    return len(customers)
+
+
+def _duplicates(open_invoices) -> list[DuplicateSuspect]:
+    """Pairs (both ways) of open invoices with the same customer, currency and amount issued within
+    DUPLICATE_WINDOW_DAYS of each other, on any gateways."""
+    groups: dict[tuple, list[tuple]] = {}
+    for pk, customer_id, currency, amount, issued in (open_invoices.order_by("issued_at", "id")
+                                                     .values_list("id", "customer_id", "currency", "amount",
+                                                                  "issued_at")):
+        if issued is not None:
+            groups.setdefault((customer_id, currency, amount), []).append((pk, issued))
+    window = timezone.timedelta(days=DUPLICATE_WINDOW_DAYS)
+    out = []
+    for (customer_id, _c, _a), rows in groups.items():
+        for i, (pk, issued) in enumerate(rows):
+            for other, other_issued in rows[i + 1:]:
+                if other_issued - issued > window:
+                    break
+                out += [DuplicateSuspect(customer_id=customer_id, invoice_id=pk, other_id=other),
+                        DuplicateSuspect(customer_id=customer_id, invoice_id=other, other_id=pk)]
+    return out
