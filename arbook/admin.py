@@ -78,8 +78,10 @@ class GatewayCredentialAdmin(admin.ModelAdmin):
     @staticmethod
     def chosen_provider(request, obj=None) -> str | None:
         source = request.POST if request.method == "POST" else request.GET
-        provider = source.get("provider") or (obj.provider if obj else None)
-        return provider if provider in gateways.PROVIDERS else None
+        for provider in (source.get("provider"), obj.provider if obj else None):
+            if provider in gateways.PROVIDERS:
+                return provider
+        return None
 
     def get_form(self, request, obj=None, **kwargs):
         kwargs["form"] = credential_form(self.chosen_provider(request, obj))

@@ -158,7 +158,9 @@ class GatewayCredentialForm(forms.ModelForm):
         provider = cleaned.get("provider")
         if self.stored_error and not any(cleaned.get(n) for n in self.secret_field_names):
             raise forms.ValidationError(self.stored_error)
-        if provider and provider == self.provider_name:
+        if provider and provider != self.provider_name:  # never save secrets checked for no provider
+            raise forms.ValidationError(f"Fill in the secrets and options of {provider_label(provider)}.")
+        if provider:
             extra = [k.removeprefix(SECRET_PREFIX) for k, v in self.data.items()
                      if k.startswith(SECRET_PREFIX) and k not in self.fields and v]
             if extra:

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from arbook.forms.credentials import credential_form
 from arbook.models import GatewayCredential
 from gateways import PROVIDERS, client_class
 from gateways.sandbox import CREDENTIALS, OPTIONS, start
@@ -140,6 +141,21 @@ def test_an_add_form_asks_for_the_provider_first(admin_client_):
     html = response.content.decode()
     assert field_names(html, "secret__") == declared_names("munio")[0]
     assert "client_key+access_token or client_key+login+password" in html
+
+
+def test_switching_the_provider_of_a_credential_shows_the_new_providers_fields(admin_client_):
+    credential = CredentialFactory()
+    url = f"/admin/arbook/gatewaycredential/{credential.pk}/change/"
+    html = admin_client_.get(url + "?provider=xendit").content.decode()
+    assert field_names(html, "secret__") == declared_names("xendit")[0]
+    assert re.search(r'<option value="xendit" selected>', html)
+    html = admin_client_.get(url + "?provider=paypal").content.decode()  # unknown: the stored provider
+    assert field_names(html, "secret__") == {"username", "password"}
+
+
+def test_the_bare_form_never_saves_a_provider_it_holds_no_fields_for():
+    form = credential_form(None)(data=form_data(MerchantFactory()))
+    assert not form.is_valid() and "Fill in the secrets and options of Faspay Billing." in form.non_field_errors()
 
 
 @pytest.mark.parametrize("value, error", [
