@@ -27,7 +27,7 @@ JAKARTA = ZoneInfo("Asia/Jakarta")
 WINDOW_OPTIONS: tuple[Field, ...] = (
     Field("window_months_back", "Settled history (paid, cancelled) is read from this many months back.",
           kind=INT, default=24, minimum=0),
-    Field("window_months_ahead", "... and up to this many months ahead.", kind=INT, default=12, minimum=0),
+    Field("window_months_ahead", "Settled history is read up to this many months ahead.", kind=INT, default=12, minimum=0),
     Field("owed_years_back", "Invoices still owed are read back this many years, whatever their age.",
           kind=INT, default=10, minimum=0),
 )
@@ -160,7 +160,8 @@ class GatewayClient(ABC):
         """The settled window: `window_months_back` (24) before today to `window_months_ahead` (12)
         after, inclusive, in the provider's zone."""
         today = self.today()
-        return add_months(today, -self.settings["window_months_back"]), add_months(today, self.settings["window_months_ahead"])
+        back, ahead = self.settings["window_months_back"], self.settings["window_months_ahead"]
+        return add_months(today, -back), add_months(today, ahead)
 
     def owed_from(self) -> date:
         """The earliest date to which unsettled invoices are read: `owed_years_back` (10) years

@@ -541,7 +541,7 @@ class Client(GatewayClient):
 
     # -- for the app --------------------------------------------------------------------------
     def parse_invoice(self, invoice: EspayInvoice, line: InvoiceResult, *,
-                          issued_at: datetime | None = None) -> RemoteInvoice:
+                      issued_at: datetime | None = None) -> RemoteInvoice:
         """The arbook `Invoice` view of a line Espay accepted: open, nothing paid yet."""
         if not line.ok:
             raise ValueError(f"espay: {line.doc_no} was not accepted ({line.code})")
