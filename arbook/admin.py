@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten_fieldsets, unquote
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
 from django.utils.html import format_html
 
-from arbook.forms.credentials import GatewayCredentialForm
+import gateways
+from arbook.forms.credentials import (OPTION_PREFIX, SECRET_PREFIX, credential_form, declared, provider_label,
+                                      required_text, unknown_options)
 from arbook.models import GatewayCredential, Invoice, InvoiceEvent, Merchant, SyncRun
 from arbook.models import Notification
 
@@ -55,7 +60,13 @@ class MerchantAdmin(admin.ModelAdmin):
 
 @admin.register(GatewayCredential)
 class GatewayCredentialAdmin(admin.ModelAdmin):
-    form = GatewayCredentialForm
+    """The form shows the chosen provider's fields only (`credential_form`): the provider comes
+    from the POST, else `?provider=` (what credential-form.js sets when the select changes), else
+    the stored one; an add form without one asks for the provider first. "Test connection" on the
+    form posts `_test_connection` and answers JSON: the values on the form, checked, not saved."""
+
+    form = credential_form(None)
+    change_form_template = "admin/arbook/gatewaycredential/change_form.html"
     list_display = ["__str__", "provider", "is_active", "attention", "last_success_at", "keys_set"]
     list_filter = ["provider", "is_active", "needs_attention", "merchant"]
     search_fields = ["label", "merchant__name"]
@@ -64,23 +75,74 @@ class GatewayCredentialAdmin(admin.ModelAdmin):
                        "last_full_sync_at", "last_error"]
     actions = ["test_connection", "sync_now", "full_sync_now"]
 
+    @staticmethod
+    def chosen_provider(request, obj=None) -> str | None:
+        source = request.POST if request.method == "POST" else request.GET
+        for provider in (source.get("provider"), obj.provider if obj else None):
+            if provider in gateways.PROVIDERS:
+                return provider
+        return None
+
+    def get_form(self, request, obj=None, **kwargs):
+        kwargs["form"] = credential_form(self.chosen_provider(request, obj))
+        return super().get_form(request, obj, **kwargs)
+
     def get_fieldsets(self, request, obj=None):
-        secret_fields = [n for n in GatewayCredentialForm.base_fields if n.startswith("secret__")]
+        provider = self.chosen_provider(request, obj)
+        main = ["merchant", "provider", "label", "base_url", "is_active"]
+        schedule = ("Schedule", {"fields": ["sync_interval_minutes", "full_sync_interval_hours"]})
+        state = ("State", {"fields": ["needs_attention", "last_sync_at", "last_success_at", "last_full_sync_at",
+                                      "last_error", "hook_url"]})
+        if provider is None:
+            return [(None, {"fields": main, "description": "Choose the provider first: its secrets and options "
+                                                           "are shown then."}), schedule]
+        secrets, options = declared(provider)
+        stored_keys = ["remove_keys"] if obj and obj.secrets_encrypted else []
+        unknown = ["remove_options"] if obj and unknown_options(provider, obj.options) else []
+        label = provider_label(provider)
         return [
-            (None, {"fields": ["merchant", "provider", "label", "base_url", "options", "is_active"]}),
-            ("Secrets (write-only)", {"fields": ["keys_set", *secret_fields, "remove_keys"],
-                                      "description": "Values are never shown. A blank field keeps the stored value."}),
-            ("Schedule", {"fields": ["sync_interval_minutes", "full_sync_interval_hours"]}),
-            ("State", {"fields": ["needs_attention", "last_sync_at", "last_success_at", "last_full_sync_at",
-                                  "last_error", "hook_url"]}),
+            (None, {"fields": main}),
+            (f"{label} secrets (write-only)", {
+                "fields": ["keys_set", *(SECRET_PREFIX + f.name for f in secrets), *stored_keys],
+                "description": f"Values are never shown. A blank field keeps the stored value. "
+                               f"{label} needs {required_text(provider)}."}),
+            (f"{label} options", {"fields": [*(OPTION_PREFIX + f.name for f in options), *unknown],
+                                  "description": "A blank field means the default."}),
+            schedule, *([state] if obj else []),
         ]
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if request.method == "POST" and "_test_connection" in request.POST:
+            return self.test_connection_on_form(request, object_id)
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def test_connection_on_form(self, request, object_id):
+        """Check the values on the form with one call (`credential_test_connection`); nothing is
+        saved, and the answer (JSON, for credential-form.js) never holds a secret."""
+        obj = self.get_object(request, unquote(object_id)) if object_id else None
+        if object_id and obj is None:
+            raise Http404
+        if not (self.has_change_permission(request, obj) if obj else self.has_add_permission(request)):
+            raise PermissionDenied
+        fieldsets = self.get_fieldsets(request, obj)
+        form_class = self.get_form(request, obj, change=obj is not None, fields=flatten_fieldsets(fieldsets))
+        form = form_class(request.POST, instance=obj)
+        if not form.is_valid():
+            return JsonResponse({"ok": False, "message": f"Not tested: {form.error_text()}"})
+        ok, message = credential_test_connection(credential=form.unsaved_credential())
+        return JsonResponse({"ok": ok, "message": message})
 
     @admin.display(description="Keys set")
     def keys_set(self, obj):
         if not obj or not obj.secrets_encrypted:
             return "none"
         keys = obj.secret_keys_set
-        return ", ".join(keys) if keys else "unreadable with the configured ARBOOK_ENCRYPTION_KEYS"
+        if not keys:
+            return "unreadable with the configured ARBOOK_ENCRYPTION_KEYS"
+        known = {f.name for f in declared(obj.provider)[0]}
+        stray = [k for k in keys if k not in known]
+        note = f" ({', '.join(stray)}: not used by {obj.get_provider_display()}, removed on save)" if stray else ""
+        return ", ".join(keys) + note
 
     @admin.display(description="Needs attention", boolean=True)
     def attention(self, obj):

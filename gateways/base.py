@@ -17,11 +17,20 @@ import requests
 
 from . import status as st
 from .errors import BadResponseError, ConfigurationError
+from .fields import INT, Field, read_options
 from .http import HttpClient
 from .models import InvoiceRef, Page, RemoteInvoice, SettledScope
 from .numbers import NotANumber, parse_decimal
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
+#: The windows of a full read (`GatewayClient.window`, `owed_from`), for the clients that list by date.
+WINDOW_OPTIONS: tuple[Field, ...] = (
+    Field("window_months_back", "Settled history (paid, cancelled) is read from this many months back.",
+          kind=INT, default=24, minimum=0),
+    Field("window_months_ahead", "Settled history is read up to this many months ahead.", kind=INT, default=12, minimum=0),
+    Field("owed_years_back", "Invoices still owed are read back this many years, whatever their age.",
+          kind=INT, default=10, minimum=0),
+)
 logger = logging.getLogger("gateways")
 #: Changes whenever the clients' code does (the sandbox aside): part of `digest_salt`, so a new
 #: parser makes the next sync parse every invoice again instead of trusting digests of old parses.
@@ -39,6 +48,10 @@ class GatewayClient(ABC):
     default_base_url: ClassVar[str]
     #: Alternative sets of required secret keys; one set must be complete (DESIGN.md table).
     required_secrets: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    #: What a credential of this provider holds (`gateways.fields`): the admin form is built from
+    #: these, and `settings` holds the options read through them.
+    secret_fields: ClassVar[tuple[Field, ...]] = ()
+    option_fields: ClassVar[tuple[Field, ...]] = ()
     #: The provider's status vocabulary -> normalized state; unknown values map to `unknown`.
     STATUS_MAP: ClassVar[Mapping[str, str]] = {}
     #: False for a provider with no list API (Espay): there is nothing to poll or reconcile.
@@ -65,10 +78,12 @@ class GatewayClient(ABC):
     ):
         self.secrets = dict(secrets or {})
         self.options = dict(options or {})
+        #: The declared options, typed, defaults filled in (ConfigurationError when malformed).
+        self.settings: dict[str, Any] = read_options(self.option_fields, self.options, provider=self.provider)
         self.now = now or (lambda: datetime.now(timezone.utc))
         self.http = HttpClient(
             provider=self.provider,
-            base_url=(base_url or self.default_base_url),
+            base_url=(base_url or self.documented_base_url()),
             session=session,
             secrets=[v for v in self.secrets.values() if isinstance(v, str)],
             **http_options,
@@ -82,6 +97,10 @@ class GatewayClient(ABC):
         and the credential's options (`Page.salt`). Secrets do not change a parse."""
         options = json.dumps(self.options, sort_keys=True, default=str)
         return hashlib.sha1(f"{self.provider}\x1f{CODE_VERSION}\x1f{options}".encode()).hexdigest()
+
+    def documented_base_url(self) -> str:
+        """The host a blank `base_url` means (Xendit's depends on its mode)."""
+        return self.default_base_url
 
     def validate(self) -> None:
         """Raise `ConfigurationError` when no alternative set of required secrets is complete."""
@@ -141,25 +160,13 @@ class GatewayClient(ABC):
         """The settled window: `window_months_back` (24) before today to `window_months_ahead` (12)
         after, inclusive, in the provider's zone."""
         today = self.today()
-        back = self._months_option("window_months_back", 24)
-        ahead = self._months_option("window_months_ahead", 12)
+        back, ahead = self.settings["window_months_back"], self.settings["window_months_ahead"]
         return add_months(today, -back), add_months(today, ahead)
 
     def owed_from(self) -> date:
         """The earliest date to which unsettled invoices are read: `owed_years_back` (10) years
         before today, never later than the settled window's start."""
-        years = self._months_option("owed_years_back", 10)
-        return min(add_months(self.today(), -12 * years), self.window()[0])
-
-    def _months_option(self, name: str, default: int) -> int:
-        try:
-            value = int(self.options.get(name, default))
-        except (TypeError, ValueError):
-            value = -1
-        if value < 0:
-            raise ConfigurationError(f"{self.provider}: option {name} must be a whole number >= 0",
-                                     provider=self.provider)
-        return value
+        return min(add_months(self.today(), -12 * self.settings["owed_years_back"]), self.window()[0])
 
 
 # -- parsing helpers (shared by the provider modules) ----------------------------------------

@@ -23,7 +23,8 @@ from typing import Any
 from . import notify
 from . import status as st
 from .base import JAKARTA, GatewayClient, to_datetime, to_decimal
-from .errors import AuthError, BadResponseError, ConfigurationError
+from .errors import AuthError, BadResponseError
+from .fields import Field
 from .models import Page, RemoteInvoice
 from .numbers import NotANumber, parse_decimal
 
@@ -282,17 +283,27 @@ class Client(GatewayClient):
     provider = "espay"
     default_base_url = DEFAULT_BASE_URL
     required_secrets = (("signature_key",),)
+    secret_fields = (
+        Field("signature_key", "Espay signature key (signs every request and checks payment reports)."),
+        Field("api_key", "Espay merchant key for the connection check (Inquiry Merchant Info); blank = the "
+              "signature key."),
+    )
+    option_fields = (
+        Field("comm_code", "Espay community code (comm_code) of this merchant.", required=True),
+        Field("ccy", "Currency of the invoices sent.", default="IDR"),
+    )
     STATUS_MAP = STATUS_MAP
     lists_invoices = False
 
-    def validate(self) -> None:
-        super().validate()
+    def __init__(self, *, secrets: Mapping[str, Any], options: Mapping[str, Any] | None = None, **kwargs: Any):
         # DESIGN puts comm_code in options; the sandbox credentials also carry it among the
         # secrets, so accept it there as a fallback.
-        self.comm_code = str(self.options.get("comm_code") or self.secrets.get("comm_code") or "").strip()
-        if not self.comm_code:
-            raise ConfigurationError("espay: the credential needs options.comm_code", provider=self.provider)
-        self.ccy = str(self.options.get("ccy") or "IDR").strip().upper()
+        options = dict(options or {})
+        if not str(options.get("comm_code") or "").strip() and (secrets or {}).get("comm_code"):
+            options["comm_code"] = secrets["comm_code"]
+        super().__init__(secrets=secrets, options=options, **kwargs)
+        self.comm_code = self.settings["comm_code"]
+        self.ccy = self.settings["ccy"].upper()
 
     # -- the two GatewayClient calls ----------------------------------------------------------
     def iter_pages(self, *, since: datetime | None = None, resume: str | None = None) -> Iterator[Page]:
@@ -529,8 +540,8 @@ class Client(GatewayClient):
         return BadResponseError(what, provider=self.provider)
 
     # -- for the app --------------------------------------------------------------------------
-    def to_remote_invoice(self, invoice: EspayInvoice, line: InvoiceResult, *,
-                          issued_at: datetime | None = None) -> RemoteInvoice:
+    def parse_invoice(self, invoice: EspayInvoice, line: InvoiceResult, *,
+                      issued_at: datetime | None = None) -> RemoteInvoice:
         """The arbook `Invoice` view of a line Espay accepted: open, nothing paid yet."""
         if not line.ok:
             raise ValueError(f"espay: {line.doc_no} was not accepted ({line.code})")

@@ -67,15 +67,16 @@ from zoneinfo import ZoneInfo
 
 from . import notify
 from . import status as st
-from .base import GatewayClient, add_months, to_datetime, to_decimal
+from .base import WINDOW_OPTIONS, GatewayClient, add_months, to_datetime, to_decimal
 from .errors import AuthError, BadResponseError, ConfigurationError
+from .fields import CHOICE, INT, Field
 from .models import InvoiceRef, Page, RemoteInvoice, SettledScope
 
 logger = logging.getLogger("gateways.farpay")
 
 #: FarPay payment states (number and name), plus the payment-webhook events, so the webhook
 #: receiver can reuse the same table. 100 with 0 < ToBePaidAmount < InvoiceAmount becomes
-#: partially_paid in `_invoice` (the table cannot see amounts).
+#: partially_paid in `parse_invoice` (the table cannot see amounts).
 _STATUSES: dict[str, str] = {
     # invoice payment states (documented numbers; names as in the create sample and the table)
     "100": st.OPEN, "NotPaid": st.OPEN, "Not Paid": st.OPEN,
@@ -148,6 +149,25 @@ class Client(GatewayClient):
     provider = "farpay"
     default_base_url = "https://api.farpay.io"
     required_secrets = (("api_key",),)
+    secret_fields = (
+        Field("api_key", "FarPay X-API-KEY."),
+        Field("webhook_secret", "FarPay webhook signing secret (whsec_...), checks payment notifications."),
+    )
+    option_fields = (
+        Field("version", "API version in the path (/{version}/invoices).", default="v2", pattern=_VERSION_RE.pattern),
+        *WINDOW_OPTIONS,
+        Field("window_months", "Months per due-date window of a read.", kind=INT, default=1, minimum=1),
+        Field("paid_lookback_months", "An incremental sync reads Paid invoices due from this many months before "
+              "the last sync.", kind=INT, default=3, minimum=0),
+        Field("undated", "Full sync, invoices without a due date: all (Paid too), receivable (owed only) or none.",
+              kind=CHOICE, default="all", choices=("all", "receivable", "none")),
+        Field("na_invoices", "diff: find N/A invoices with one unfiltered read per window; skip: do not.",
+              kind=CHOICE, default="diff", choices=("diff", "skip")),
+        Field("details", "always: read each invoice's detail once (currency, customer); never: save those calls.",
+              kind=CHOICE, default="always", choices=("always", "never")),
+        Field("detail_cache_size", "Invoice details kept in memory during a sync.", kind=INT, default=5000, minimum=1),
+        Field("currency", "Currency of invoices read without their detail (details=never).", default="DKK"),
+    )
     STATUS_MAP = STATUS_MAP
     zone = COPENHAGEN
     can_lookup = True
@@ -158,28 +178,9 @@ class Client(GatewayClient):
         self._missing_detail_logged = False
 
     # -- configuration -------------------------------------------------------------------------
-    def validate(self) -> None:
-        super().validate()
-        choices = {"details": ("always", "never"), "undated": ("receivable", "all", "none"),
-                   "na_invoices": ("diff", "skip")}
-        for name, allowed in choices.items():
-            value = self.options.get(name)
-            if value is not None and value not in allowed:
-                raise ConfigurationError(f"farpay: option {name!r} must be one of {', '.join(allowed)}",
-                                         provider=self.provider)
-        if not _VERSION_RE.match(self.version):
-            raise ConfigurationError("farpay: option 'version' must look like 'v2'", provider=self.provider)
-        for name in ("window_months", "paid_lookback_months", "detail_cache_size"):
-            try:
-                if int(self.options.get(name, 1)) < (0 if name == "paid_lookback_months" else 1):
-                    raise ValueError
-            except (TypeError, ValueError):
-                raise ConfigurationError(f"farpay: option {name!r} must be a positive whole number",
-                                         provider=self.provider) from None
-
     @property
     def version(self) -> str:
-        return str(self.options.get("version") or "v2").strip()
+        return self.settings["version"]
 
     @property
     def _path(self) -> str:
@@ -223,7 +224,7 @@ class Client(GatewayClient):
                 if step.start in na_windows:
                     seen.setdefault(step.start, set()).update(_id(r) for r in refs)
                     read.setdefault(step.start, set()).add(step.status)
-            invoices = [self._invoice(ref, step.status) for ref in refs]
+            invoices = [self.parse_invoice(ref, step.status) for ref in refs]
             if invoices:
                 number += 1
                 yield Page(invoices=invoices, number=number, resume=step.marker)
@@ -231,12 +232,12 @@ class Client(GatewayClient):
     # -- planning ------------------------------------------------------------------------------
     def _plan(self, since: datetime | None) -> list[_Step]:
         start, end = self.window()
-        months = int(self.options.get("window_months", 1))
-        na = self.options.get("na_invoices", "diff") == "diff"
+        months = self.settings["window_months"]
+        na = self.settings["na_invoices"] == "diff"
         paid_from: date | None = None
         if since is not None:
             since_day = since.astimezone(self.zone).date()
-            paid_from = add_months(since_day, -int(self.options.get("paid_lookback_months", 3)))
+            paid_from = add_months(since_day, -self.settings["paid_lookback_months"])
         steps: list[_Step] = []
         for w_start, w_end in _calendar_windows(start, end, months):
             statuses = [s for s in LIST_STATUSES
@@ -246,7 +247,7 @@ class Client(GatewayClient):
                 steps.append(_Step(w_start, w_end, NA))
         if since is None:
             older = (self.owed_from(), start)
-            undated = self.options.get("undated", "all")
+            undated = self.settings["undated"]
             if undated == "none":  # the owed invoices due before the window, by date
                 if older[0] < older[1]:
                     steps += [_Step(older[0], older[1], s) for s in OWED_STATUSES]
@@ -303,18 +304,18 @@ class Client(GatewayClient):
         if not isinstance(data, dict) or data.get("PaymentStatus") in (None, ""):
             raise BadResponseError(f"farpay: GET {self._path}/{{id}} did not return an invoice with a "
                                    "PaymentStatus", provider=self.provider)
-        if self.options.get("details", "always") != "never":
-            self._keep_detail(external_id, data)  # `_invoice` reads it from the cache: one call
+        if self.settings["details"] != "never":
+            self._keep_detail(external_id, data)  # `parse_invoice` reads it from the cache: one call
         reference = {k: data[k] for k in _REFERENCE_KEYS if k in data}
         reference.setdefault("Id", external_id)
         status = str(data["PaymentStatus"]).strip()
-        return self._invoice(reference, int(status) if status.isdigit() else status)
+        return self.parse_invoice(reference, int(status) if status.isdigit() else status)
 
     def settled_scope(self) -> SettledScope:
         """Paid invoices are read when due in the window, and without a due date with `undated=all`."""
         start, end = self.window()
         return SettledScope(field="due_at", start=self.midnight(start), end=self.midnight(end + timedelta(days=1)),
-                            undated=self.options.get("undated", "all") == "all")
+                            undated=self.settings["undated"] == "all")
 
     def _get_list(self, params: dict[str, str]) -> list[dict[str, Any]]:
         data = self._get(self._path, params)
@@ -349,7 +350,7 @@ class Client(GatewayClient):
 
     def _detail(self, external_id: str) -> dict[str, Any] | None:
         """The immutable part of an invoice's detail (currency, recipient, dates), cached LRU."""
-        if self.options.get("details", "always") == "never":
+        if self.settings["details"] == "never":
             return None
         cached = self._details.get(external_id)
         if cached is not None:
@@ -374,12 +375,12 @@ class Client(GatewayClient):
         if isinstance(recipient, dict):
             kept["Recepient"] = {k: recipient.get(k) for k in ("CustomerNumber", "Name", "Email")}
         self._details[external_id] = kept
-        while len(self._details) > int(self.options.get("detail_cache_size", 5000)):
+        while len(self._details) > self.settings["detail_cache_size"]:
             self._details.popitem(last=False)
         return kept
 
     # -- parsing -------------------------------------------------------------------------------
-    def _invoice(self, ref: dict[str, Any], status_code: int | str) -> RemoteInvoice:
+    def parse_invoice(self, ref: dict[str, Any], status_code: int | str) -> RemoteInvoice:
         """A list reference (+ detail) as a RemoteInvoice; the status is the one the read filtered on."""
         p = self.provider
         external_id = _id(ref)
@@ -394,7 +395,7 @@ class Client(GatewayClient):
 
         detail = self._detail(external_id)
         raw: dict[str, Any] = dict(ref)
-        currency = str(self.options.get("currency") or "DKK")
+        currency = self.settings["currency"]
         name = email = customer = ""
         issued = to_datetime(ref.get("Created"), field="Created", provider=p)
         if detail is not None:

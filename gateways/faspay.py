@@ -29,8 +29,9 @@ from typing import Any
 
 from . import notify
 from . import status as st
-from .base import JAKARTA, GatewayClient, add_months, month_windows, to_datetime, to_decimal
-from .errors import AuthError, BadResponseError, ConfigurationError
+from .base import JAKARTA, WINDOW_OPTIONS, GatewayClient, add_months, month_windows, to_datetime, to_decimal
+from .errors import AuthError, BadResponseError
+from .fields import CHOICE, INT, Field
 from .models import InvoiceRef, Page, RemoteInvoice, SettledScope
 
 logger = logging.getLogger("gateways.faspay")
@@ -97,20 +98,27 @@ class _Task:
 
 
 class Client(GatewayClient):
-    """Faspay Billing client (credential: secrets `username`, `password`; option `customer_id`).
-
-    Options (all optional): `customer_id` (numeric; only that customer's invoices),
-    `window_months_back`/`window_months_ahead` (the full-sync window, see `GatewayClient.window`),
-    `split_months` (window size per query, default 12), `owed_years_back` (default 10: how far
-    back the owed buckets are read, see `iter_pages`), `old_split_months` (window size of those
-    older owed reads, default 60), `incremental_lookback_months` (default 6, see `iter_pages`),
-    `period_format` (`datetime`, the documented example's form and the default,
-    or `date`, the parameter table's form).
-    """
+    """Faspay Billing client; what its options do is said in `option_fields` and `iter_pages`."""
 
     provider = "faspay"
     default_base_url = "https://fasbill-dev.faspay.co.id"
     required_secrets = (("username", "password"),)
+    secret_fields = (
+        Field("username", "Faspay Billing user name."),
+        Field("password", "Faspay Billing password."),
+    )
+    option_fields = (
+        Field("customer_id", "Only this (numeric) customer's invoices; blank = every customer.", kind=INT, minimum=0),
+        *WINDOW_OPTIONS,
+        Field("split_months", "Months per query of the window (smaller = finer resume points, more calls).",
+              kind=INT, default=12, minimum=1),
+        Field("old_split_months", "Months per query of the owed invoices issued before the window.",
+              kind=INT, default=60, minimum=1),
+        Field("incremental_lookback_months", "An incremental sync reads paid/cancelled invoices issued from this "
+              "many months before the last sync.", kind=INT, default=6, minimum=0),
+        Field("period_format", "How the period window is sent: 'datetime' (the documented example) or 'date' "
+              "(the parameter table).", kind=CHOICE, default="datetime", choices=("datetime", "date")),
+    )
     STATUS_MAP = STATUS_MAP
     zone = JAKARTA
     can_lookup = True
@@ -119,14 +127,11 @@ class Client(GatewayClient):
         super().__init__(**kwargs)
         self.signature = signature(str(self.secrets["username"]), str(self.secrets["password"]))
         self.http.add_secret(self.signature)
-        self.customer_id = self._customer_option()
-        self.split_months = self._int_option("split_months", 12, minimum=1)
-        self.old_split_months = self._int_option("old_split_months", 60, minimum=1)
-        self.lookback_months = self._int_option("incremental_lookback_months", 6, minimum=0)
-        self.period_format = str(self.options.get("period_format") or "datetime")
-        if self.period_format not in ("datetime", "date"):
-            raise ConfigurationError("faspay: option period_format must be 'datetime' or 'date'",
-                                     provider=self.provider)
+        self.customer_id: int | None = self.settings["customer_id"]
+        self.split_months = self.settings["split_months"]
+        self.old_split_months = self.settings["old_split_months"]
+        self.lookback_months = self.settings["incremental_lookback_months"]
+        self.period_format = self.settings["period_format"]
 
     # -- public --------------------------------------------------------------------------------
     def iter_pages(self, *, since: datetime | None = None, resume: str | None = None) -> Iterator[Page]:
@@ -175,7 +180,7 @@ class Client(GatewayClient):
                 number += 1
                 marker = self._resume_marker(plan_bounds, next_index, next_page)
                 # The status bucket asked for decides a row without a status label: it salts the digest.
-                yield Page(items=rows, parse=functools.partial(self._parse, requested_code=task.code), number=number,
+                yield Page(items=rows, parse=functools.partial(self.parse_invoice, requested_code=task.code), number=number,
                            resume=marker, identify=self.identify, salt=f"{self.digest_salt}:{task.code}")
             task_index, page = next_index, next_page
 
@@ -257,7 +262,7 @@ class Client(GatewayClient):
                                                 customer_id=int(customer) if customer.isdigit() else None)
                 for row in rows:
                     if str(row.get("invoice_no") or "").strip() == ref.external_id:
-                        return self._parse(row, requested_code=code)
+                        return self.parse_invoice(row, requested_code=code)
                 if not rows:
                     break
                 page += 1
@@ -368,13 +373,13 @@ class Client(GatewayClient):
 
     # -- parsing -------------------------------------------------------------------------------
     def identify(self, row: Any) -> tuple[str, dict[str, Any]]:
-        """(invoice_no, the raw row kept): with the requested status, all `_parse` reads."""
+        """(invoice_no, the raw row kept): with the requested status, all `parse_invoice` reads."""
         invoice_no = str(row.get("invoice_no") or "").strip() if isinstance(row, dict) else ""
         if not invoice_no:
             raise BadResponseError("faspay: a get-all-billing row has no invoice_no", provider=self.provider)
         return invoice_no, dict(row)
 
-    def _parse(self, row: dict[str, Any], requested_code: int) -> RemoteInvoice:
+    def parse_invoice(self, row: dict[str, Any], requested_code: int) -> RemoteInvoice:
         """One `data[]` item. The table spells the label `Invoice_status`, the example
         `invoice_status`: both are read; without either, the bucket we asked for stands in."""
         invoice_no = str(row.get("invoice_no") or "").strip()
@@ -404,26 +409,6 @@ class Client(GatewayClient):
 
     def _datetime(self, value: Any, field: str) -> datetime | None:
         return to_datetime(value, naive_tz=JAKARTA, field=field, provider=self.provider)
-
-    # -- options -------------------------------------------------------------------------------
-    def _customer_option(self) -> int | None:
-        value = self.options.get("customer_id")
-        if value in (None, ""):
-            return None
-        text = str(value).strip()
-        if not text.isdigit():
-            raise ConfigurationError("faspay: option customer_id must be a number", provider=self.provider)
-        return int(text)  # the documented example sends a JSON number
-
-    def _int_option(self, name: str, default: int, *, minimum: int) -> int:
-        try:
-            value = int(self.options.get(name, default))
-        except (TypeError, ValueError):
-            value = minimum - 1
-        if value < minimum:
-            raise ConfigurationError(f"faspay: option {name} must be a whole number >= {minimum}",
-                                     provider=self.provider)
-        return value
 
 
 def _int_field(payload: dict[str, Any], name: str, *, default: int | None) -> int:

@@ -42,6 +42,7 @@ from urllib.parse import quote
 from . import status as st
 from .base import GatewayClient, to_datetime, to_decimal
 from .errors import AuthError, BadResponseError
+from .fields import INT, Field
 from .models import InvoiceRef, Page, RemoteInvoice
 
 logger = logging.getLogger("gateways.munio")
@@ -71,6 +72,16 @@ class Client(GatewayClient):
     provider = "munio"
     default_base_url = "https://api.munio.id"  # ASSUMPTION: the real host is undocumented
     required_secrets = (("client_key", "access_token"), ("client_key", "login", "password"))
+    secret_fields = (
+        Field("client_key", "Munio Client-Key."),
+        Field("access_token", "Munio bearer token (or give login and password: a token is then obtained)."),
+        Field("login", "Munio login (email), to obtain a token."),
+        Field("password", "Munio login password."),
+    )
+    option_fields = (
+        Field("incremental_lookback_days", "An incremental sync stops at invoices created this many days before "
+              "the last sync (Munio has no date filter).", kind=INT, default=30, minimum=0),
+    )
     STATUS_MAP = STATUS_MAP
     stop_when_unchanged = True
     can_lookup = True
@@ -164,7 +175,7 @@ class Client(GatewayClient):
         if since is not None:
             if since.tzinfo is None:
                 since = since.replace(tzinfo=timezone.utc)
-            cutoff = since - timedelta(days=int(self.options.get("incremental_lookback_days", 30)))
+            cutoff = since - timedelta(days=self.settings["incremental_lookback_days"])
         newest_first = True  # until a page shows otherwise
         last_created: datetime | None = None
         previous_first_id: Any = None

@@ -39,8 +39,9 @@ import requests
 
 from . import notify
 from . import status as st
-from .base import JAKARTA, GatewayClient, to_datetime, to_decimal
+from .base import JAKARTA, WINDOW_OPTIONS, GatewayClient, to_datetime, to_decimal
 from .errors import BadResponseError, ConfigurationError
+from .fields import CHOICE, NUMBER, Field
 from .http import require
 from .models import InvoiceRef, Page, RemoteInvoice, SettledScope
 
@@ -88,19 +89,29 @@ class Client(GatewayClient):
     provider = "xendit"
     default_base_url = APPGREGATOR_BASE_URL
     required_secrets = (("api_key",), ("secret_key",))
+    secret_fields = (
+        Field("api_key", "Appgregator x-api-key (mode appgregator)."),
+        Field("secret_key", "Xendit secret API key (mode direct: HTTP Basic auth)."),
+        Field("callback_token", "Xendit callback verification token (checks payment notifications)."),
+    )
+    option_fields = (
+        Field("mode", f"appgregator: through the Appgregator proxy ({APPGREGATOR_BASE_URL}); direct: Xendit's "
+              f"own API ({DIRECT_BASE_URL}).", kind=CHOICE, default="appgregator", choices=MODES),
+        Field("name", "Appgregator project name (mode appgregator: required)."),
+        Field("connection_name", "Appgregator connection name (mode appgregator: required)."),
+        Field("overlap_minutes", "An incremental sync re-reads this many minutes before the last one.",
+              kind=NUMBER, default=10, minimum=0),
+        *WINDOW_OPTIONS,
+    )
     STATUS_MAP = STATUS_MAP
     zone = JAKARTA
     can_lookup = True
 
-    def __init__(self, *, base_url: str = "", secrets: Mapping[str, Any],
-                 options: Mapping[str, Any] | None = None, **kwargs: Any):
-        self.mode = str((options or {}).get("mode") or "appgregator").strip().lower()
-        if self.mode == "direct":
-            # An instance attribute, read by GatewayClient.__init__ when base_url is blank.
-            self.default_base_url = DIRECT_BASE_URL
+    def __init__(self, **kwargs: Any):
         self._cursor_param = CURSOR_PARAMS[0]
-        super().__init__(base_url=base_url, secrets=secrets, options=options, **kwargs)
-        self.overlap = timedelta(minutes=float(self.options.get("overlap_minutes", 10)))
+        super().__init__(**kwargs)
+        self.mode = self.settings["mode"]
+        self.overlap = timedelta(minutes=self.settings["overlap_minutes"])
         if self.mode == "direct":
             token = base64.b64encode(f"{self.secrets['secret_key']}:".encode()).decode()
             self.http.add_secret(token)  # derived from the secret: mask it too
@@ -108,21 +119,19 @@ class Client(GatewayClient):
             self._base_params: dict[str, str] = {}
         else:
             self._headers = {"x-api-key": str(self.secrets["api_key"]), "Accept": "application/json"}
-            self._base_params = {"name": str(self.options["name"]).strip(),
-                                 "connection_name": str(self.options["connection_name"]).strip()}
+            self._base_params = {"name": self.settings["name"], "connection_name": self.settings["connection_name"]}
+
+    def documented_base_url(self) -> str:
+        return DIRECT_BASE_URL if self.settings["mode"] == "direct" else APPGREGATOR_BASE_URL
 
     # -- configuration ----------------------------------------------------------------------
     def validate(self) -> None:
         """Check only what the chosen mode needs: the other mode's secret may well be absent."""
-        if self.mode not in MODES:
-            raise ConfigurationError(
-                f"xendit: options.mode must be 'appgregator' or 'direct', not {self.mode[:20]!r}",
-                provider=self.provider)
-        if self.mode == "direct":
+        if self.settings["mode"] == "direct":
             require(self.secrets, "secret_key", provider=self.provider)
             return
         require(self.secrets, "api_key", provider=self.provider)
-        missing = [n for n in ("name", "connection_name") if not str(self.options.get(n) or "").strip()]
+        missing = [n for n in ("name", "connection_name") if not self.settings[n]]
         if missing:
             raise ConfigurationError(
                 f"xendit: Appgregator mode needs option(s): {', '.join(missing)}", provider=self.provider)

@@ -27,7 +27,9 @@ def scrub(text: str, *, credential: GatewayCredential) -> str:
 
 
 def credential_test_connection(*, credential: GatewayCredential) -> tuple[bool, str]:
-    """One cheap authenticated call. Returns (ok, message); the message never holds a secret."""
+    """One cheap authenticated call. Returns (ok, message); the message never holds a secret.
+
+    `credential` may be unsaved: the admin form tests the values on the form this way."""
     try:
         client = credential_client(credential=credential, max_retries=1, timeout=(5, 15))
         message = client.check_connection()

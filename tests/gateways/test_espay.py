@@ -153,14 +153,14 @@ def test_documented_response_example_parses(server):
                            total_amount=30000, number_of_installment=12, installment_amount=3000000,
                            billing_date="05")
     issued = datetime(2018, 5, 10, 14, 0, tzinfo=JAKARTA)
-    remote = client.to_remote_invoice(invoice, ok, issued_at=issued)
+    remote = client.parse_invoice(invoice, ok, issued_at=issued)
     assert remote == RemoteInvoice(
         external_id="INVZSKSK023", status=st.OPEN, provider_status="LISTED", currency="IDR", number="INVZSKSK023",
         customer_name="Sahid", customer_ref="18032019", amount=Decimal(30000), outstanding=Decimal(30000),
         paid_amount=Decimal(0), issued_at=issued, payment_channel="VA 008, 009")
     assert remote.raw["doc_ref_no"] == "DOC010101"
     with pytest.raises(ValueError):
-        client.to_remote_invoice(invoice, result.results["INVZSKSK022"])
+        client.parse_invoice(invoice, result.results["INVZSKSK022"])
 
 
 def test_error_wins_over_success_and_odd_shapes_are_accepted(server):
