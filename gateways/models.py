@@ -24,6 +24,8 @@ class RemoteInvoice:
     customer_name: str = ""
     customer_email: str = ""
     customer_ref: str = ""
+    #: The payer's phone as the provider wrote it (arbook normalizes it to E.164 for identity).
+    customer_phone: str = ""
     amount: Decimal | None = None
     outstanding: Decimal | None = None
     paid_amount: Decimal | None = None

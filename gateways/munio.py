@@ -251,6 +251,7 @@ class Client(GatewayClient):
             customer_name=str(item.get("name") or ""),
             customer_email=str(item.get("email") or ""),
             customer_ref=str(item.get("phone") or ""),
+            customer_phone=str(item.get("phone") or ""),
             amount=amount,
             outstanding=outstanding,
             paid_amount=paid_amount,

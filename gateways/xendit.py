@@ -252,6 +252,7 @@ class Client(GatewayClient):
         customer = customer if isinstance(customer, Mapping) else {}
         name = f'{str(customer.get("given_names") or "").strip()} {str(customer.get("surname") or "").strip()}'.strip()
         email = str(customer.get("email") or item.get("payer_email") or "").strip()
+        phone = str(customer.get("mobile_number") or customer.get("phone_number") or "").strip()
         channel = (item.get("payment_channel") or item.get("bank_code") or item.get("ewallet_type")
                    or item.get("retail_outlet_name") or item.get("payment_method") or "")
         return RemoteInvoice(
@@ -263,6 +264,7 @@ class Client(GatewayClient):
             number=str(item.get("external_id") or ""),
             customer_name=name,
             customer_email=email,
+            customer_phone=phone,
             amount=amount,
             outstanding=outstanding,
             paid_amount=paid_amount,

@@ -192,7 +192,7 @@ def test_documented_example_parses_to_expected_invoices():
         assert inv.paid_at == (utc(paid) if paid else None)
         assert inv.issued_at.tzinfo is not None
         assert (inv.payment_channel, inv.checkout_url) == (channel, url)
-        assert (inv.customer_name, inv.customer_ref) == (name, phone)
+        assert (inv.customer_name, inv.customer_ref, inv.customer_phone) == (name, phone, phone)
         assert inv.customer_email == raw["email"]
         assert inv.provider_updated_at is None
         assert inv.raw == raw

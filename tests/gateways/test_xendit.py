@@ -143,7 +143,10 @@ def test_parse_variants_and_unknown_status(caplog):
             "created": "2026-10-01T00:00:00.000Z", "expiry_date": "2026-10-02T00:00:00.000Z"}
     pending = client.parse_invoice({**base, "status": "PENDING", "payer_email": "x@example.com"})
     assert (pending.outstanding, pending.paid_amount, pending.customer_email) == (Decimal("12.50"), 0, "x@example.com")
-    assert pending.customer_name == "" and pending.paid_at is None
+    assert pending.customer_name == "" and pending.paid_at is None and pending.customer_phone == ""
+    with_phone = client.parse_invoice({**base, "status": "PENDING", "customer": {
+        "given_names": "Budi", "email": "Budi@Example.com", "mobile_number": " 081234567890 "}})
+    assert (with_phone.customer_email, with_phone.customer_phone) == ("Budi@Example.com", "081234567890")
     expired = client.parse_invoice({**base, "status": "EXPIRED"})
     assert (expired.status, expired.outstanding, expired.customer_email) == ("expired", Decimal("12.50"), "")
     older = client.parse_invoice({**base, "status": "PAID", "payment_method": "BANK_TRANSFER", "bank_code": "BNI",
