@@ -25,7 +25,7 @@ class Customer(models.Model):
     name_locked = models.BooleanField(default=False, help_text="Set when staff edited the name.")
     #: The name folded for comparison (case, punctuation and legal forms removed): customers that
     #: share one are offered as merge suggestions, never merged by it.
-    name_key = models.CharField(max_length=255, blank=True, db_default="")
+    name_key = models.CharField(max_length=255, blank=True, default="", db_default="")
     created_at = models.DateTimeField(default=timezone.now)
     # A summary of its invoices, refreshed by the write path (`customers_refresh`) for the customers
     # a write touched: the customer list sorts and filters on these without reading invoices.
@@ -36,7 +36,7 @@ class Customer(models.Model):
     oldest_open_due = models.DateTimeField(null=True, blank=True)
     last_paid_at = models.DateTimeField(null=True, blank=True)
     #: The gateways it has invoices on, comma-separated in a fixed order.
-    providers = models.CharField(max_length=64, blank=True, db_default="")
+    providers = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     class Meta:
         indexes = [models.Index(fields=["merchant", "name", "id"], name="customer_merchant_name"),

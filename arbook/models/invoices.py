@@ -37,7 +37,7 @@ class Invoice(models.Model):
     customer_name = models.CharField(max_length=255, blank=True)
     customer_email = models.CharField(max_length=255, blank=True)
     customer_ref = models.CharField(max_length=128, blank=True)
-    customer_phone = models.CharField(max_length=64, blank=True, db_default="")
+    customer_phone = models.CharField(max_length=64, blank=True, default="", db_default="")
     #: The debtor across gateways (`arbook.models.customers`), set on the write path.
     customer = models.ForeignKey("arbook.Customer", null=True, blank=True, on_delete=models.PROTECT,
                                  related_name="invoices", db_index=False)
