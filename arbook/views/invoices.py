@@ -1,7 +1,8 @@
 """`/invoices/` (list, filters in the query string, `?_export=csv|xlsx`) and `/invoices/<id>/`.
 
-Thin: the query string is parsed and the data read by `arbook.selectors.invoices` (its values by
-`arbook.params`); the files are written by `arbook.services.exports`; the page links are built by
+Thin: the query string is read by `arbook.filters` (its values by `arbook.params`), the data by
+`arbook.selectors.invoices`; the files are written by `arbook.exports.invoices` and sent by
+`arbook.views.downloads`; the page links are built by
 `{% page_query %}` (`arbook.templatetags.pager`). A parameter that is malformed or out of range
 is left out and the page says so; an export asked with a filter left out answers 400 with that
 page rather than a file of something else than was asked for.
@@ -15,19 +16,21 @@ from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
-from arbook.filters import DRILLDOWN_FIELDS
+from arbook import filters
+from arbook.exports import EXPORT_FORMATS
+from arbook.exports.invoices import invoice_file
 from arbook.jsonutil import RawJSONEncoder
 from arbook.selectors import invoices as selectors
 from arbook.selectors.espay import invoice_virtual_accounts
-from arbook.services.exports import EXPORT_FORMATS, stream_csv_bytes, stream_xlsx
-from arbook.tables import InvoiceTable
 from arbook.status import InvoiceStatus
+from arbook.tables import InvoiceTable
 from arbook.templatetags.money import CURRENCY_LOCALES, days_overdue
+from arbook.views.downloads import download
 
 
 @require_safe
 def invoice_list(request):
-    listing = selectors.invoice_list(user=request.user, params=request.GET)
+    listing = filters.invoice_list(user=request.user, params=request.GET)
     fmt = request.GET.get("_export")
     status = 200
     if fmt:
@@ -39,10 +42,9 @@ def invoice_list(request):
             status = 400
         else:
             stamp = timezone.localtime(listing.now).strftime("%Y%m%d-%H%M")
-            if fmt == "csv":
-                return stream_csv_bytes(listing.csv_chunks(), f"invoices-{stamp}.csv")
-            return stream_xlsx(listing.export_rows(), listing.export_header(), f"invoices-{stamp}.xlsx",
-                               sheet_title="Invoices")
+            chunks = invoice_file(fmt, listing.queryset, sort=listing.sort, now=listing.now,
+                                  owed_then=bool(listing.drilldown))
+            return download(chunks, fmt, f"invoices-{stamp}")
     if request.GET.get("_totals"):
         # The totals aggregate the whole filtered set (hundreds of ms at a million rows): the page
         # fetches them separately, so its rows show at once (static/arbook/invoices.js).
@@ -116,7 +118,7 @@ def _filter_form(filterset) -> dict:
         "status_errors": errors.get("status", ()),
         "overdue_checked": data.get("overdue") not in (None, "", "0", "false"),
         "currencies": sorted(CURRENCY_LOCALES),
-        "drilldown_hidden": [(k, data.get(k)) for k in DRILLDOWN_FIELDS if data.get(k)],
+        "drilldown_hidden": [(k, data.get(k)) for k in filters.DRILLDOWN_FIELDS if data.get(k)],
     }
 
 
