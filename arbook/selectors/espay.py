@@ -16,7 +16,6 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from arbook.models import EspayBatch, EspayLine, EspayVirtualAccount, GatewayCredential, Invoice
-from arbook.params import clip
 from arbook.scoping import get_scoped_or_404, scope
 from arbook.services.espay_batch import batch_is_stalled
 from arbook.services.espay_files import CHUNK_SIZE, bank_label
@@ -52,16 +51,6 @@ def espay_batch_for(*, user, pk: int, with_file: bool = False) -> EspayBatch:
     if not with_file:
         queryset = queryset.defer("file_content")
     return get_scoped_or_404(queryset, user, pk=pk)
-
-
-def line_filter(show: str | None) -> tuple[str, str]:
-    """The line filter `?show=` asks for ("" = all lines) and a note when it names none of them."""
-    show = show or ""
-    if show in LINE_FILTERS:
-        return show, ""
-    if not show:
-        return "", ""
-    return "", f"Unknown line filter “{clip(show)}”: showing all lines (use {', '.join(LINE_FILTERS)})."
 
 
 def batch_lines(*, batch: EspayBatch, show: str = "") -> QuerySet[EspayLine]:

@@ -13,7 +13,7 @@ from django.urls import path
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from arbook.forms.espay import EspayUploadForm
+from arbook.forms.espay import EspayUploadForm, line_filter
 from arbook.models import EspayBatch
 from arbook.params import page_of
 from arbook.selectors import espay as selectors
@@ -93,7 +93,7 @@ def batch_detail(request, pk: int):
         context["summary"] = selectors.batch_summary(batch=batch)
         context["preview"] = batch.lines.order_by("row_number")[:20]
     elif batch.status != EspayBatch.Status.DISCARDED:
-        show, show_note = selectors.line_filter(request.GET.get("show"))
+        show, show_note = line_filter(request.GET.get("show"))
         banks = selectors.batch_bank_codes(batch=batch)
         page, page_note = page_of(selectors.batch_lines(batch=batch, show=show), per_page=LINES_PER_PAGE,
                                   number=request.GET.get("page"))

@@ -22,9 +22,8 @@ from arbook.exports.invoices import invoice_file
 from arbook.jsonutil import RawJSONEncoder
 from arbook.selectors import invoices as selectors
 from arbook.selectors.espay import invoice_virtual_accounts
-from arbook.status import InvoiceStatus
 from arbook.tables import InvoiceTable
-from arbook.templatetags.money import CURRENCY_LOCALES, days_overdue
+from arbook.templatetags.money import days_overdue
 from arbook.views.downloads import download
 
 
@@ -54,7 +53,7 @@ def invoice_list(request):
     table.set_keyset_order(listing.sort.param)
     direction = "descending" if listing.sort.descending else "ascending"
     return render(request, "arbook/invoices/list.html", {
-        **_filter_form(listing.filterset),
+        **listing.filterset.form_context(),
         "listing": listing,
         "filter": listing.filterset,
         "form": listing.filterset.form,
@@ -85,41 +84,6 @@ def invoice_detail(request, pk: int):
         "raw_pretty": json.dumps(invoice.raw, indent=2, sort_keys=True, ensure_ascii=False, cls=RawJSONEncoder),
         "checkout_url": checkout,
     })
-
-
-#: (parameter, input type) of the filter form, in display order; labels and choices come from the FilterSet.
-FORM_FIELDS = [
-    ("customer", "text"), ("merchant", "select"), ("credential", "select"), ("provider", "select"),
-    ("currency", "text"), ("due_from", "date"), ("due_to", "date"), ("issued_from", "date"), ("issued_to", "date"),
-    ("paid_from", "date"), ("paid_to", "date"), ("outstanding_min", "number"), ("outstanding_max", "number"),
-]
-EMPTY_CHOICE = {"merchant": "All merchants", "credential": "All accounts", "provider": "All gateways"}
-
-
-def _filter_form(filterset) -> dict:
-    """The filter form's fields as plain values: written out in the template, which is several
-    times faster than rendering each widget through Django's form templates."""
-    data, errors = filterset.data, filterset.form.errors
-    fields = []
-    for name, kind in FORM_FIELDS:
-        label = filterset.filters[name].label
-        choices = None
-        if kind == "select":
-            choices = filterset.filters[name].extra["choices"]
-            choices = choices() if callable(choices) else choices
-        fields.append({"name": name, "label": label, "type": kind, "value": (data.get(name) or "")[:200],
-                       "choices": choices, "empty": EMPTY_CHOICE.get(name, ""), "errors": errors.get(name, ()),
-                       "list": "currencies" if name == "currency" else ""})
-    return {
-        "text_fields": fields,
-        "q_value": (data.get("q") or "")[:100],
-        "status_choices": InvoiceStatus.choices,
-        "selected_status": set(data.getlist("status")),
-        "status_errors": errors.get("status", ()),
-        "overdue_checked": data.get("overdue") not in (None, "", "0", "false"),
-        "currencies": sorted(CURRENCY_LOCALES),
-        "drilldown_hidden": [(k, data.get(k)) for k in filters.DRILLDOWN_FIELDS if data.get(k)],
-    }
 
 
 def _url(name: str, *args) -> str:
