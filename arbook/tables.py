@@ -1,7 +1,7 @@
 """The invoice list's table (django-tables2).
 
-The rows come already sorted and paged by the keyset selector (`arbook.selectors.invoices`), so
-the table only renders: its header links set `?sort=` (dropping the page cursor), and
+The rows come already sorted and paged by the keyset paginator (`arbook.selectors.paginator`),
+as a list, so the table only renders (no query): its header links set `?sort=` (dropping the page cursor), and
 `set_keyset_order` marks the active column without re-sorting the rows in Python.
 """
 from __future__ import annotations
@@ -14,10 +14,11 @@ from django.utils.html import conditional_escape, escape, format_html
 from django.utils.safestring import mark_safe
 from django_tables2.utils import OrderByTuple
 
-from arbook.selectors.invoices import PROVIDER_LABELS
+from arbook.models import PROVIDER_CHOICES
 from arbook.templatetags.badges import badge_html
 from arbook.templatetags.money import UNKNOWN, days_overdue, format_money, local_date
 
+PROVIDER_LABELS = dict(PROVIDER_CHOICES)
 NUM = {"td": {"class": "num"}, "th": {"class": "num"}}
 
 

@@ -84,7 +84,7 @@ def main() -> None:
     # A page near the end, reached by its "previous" link from the last page.
     from django.http import QueryDict
 
-    from arbook.selectors.invoices import invoice_list
+    from arbook.filters import invoice_list
 
     last = invoice_list(user=admin, params=QueryDict("last=1")).page()
     cases.append(("page before the last (keyset)", {"before": last.previous_cursor}))

@@ -1,4 +1,5 @@
-"""The Espay batch upload form: which credential (of the user's merchants), which file.
+"""The Espay batch pages' input: the upload form (which credential of the user's merchants, which
+file) and the results page's line filter (`?show=`).
 
 The form checks only what needs no reading (a credential the user may use, a file at all, its
 size); the content is validated by `arbook.services.espay_batch.espay_batch_create`.
@@ -7,7 +8,8 @@ from __future__ import annotations
 
 from django import forms
 
-from arbook.selectors.espay import espay_credentials
+from arbook.params import clip
+from arbook.selectors.espay import LINE_FILTERS, espay_credentials
 from arbook.services.espay_files import ALLOWED_EXTENSIONS, MAX_FILE_BYTES
 
 
@@ -41,3 +43,13 @@ class EspayUploadForm(forms.Form):
                 f"The file is {upload.size / 1024 / 1024:.1f} MB; the limit is {MAX_FILE_BYTES // 1024 // 1024} MB "
                 "(about 10,000 rows). Split it into smaller files.")
         return upload
+
+
+def line_filter(show: str | None) -> tuple[str, str]:
+    """The line filter `?show=` asks for ("" = all lines) and a note when it names none of them."""
+    show = show or ""
+    if show in LINE_FILTERS:
+        return show, ""
+    if not show:
+        return "", ""
+    return "", f"Unknown line filter “{clip(show)}”: showing all lines (use {', '.join(LINE_FILTERS)})."

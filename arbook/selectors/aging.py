@@ -65,7 +65,7 @@ from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
 from arbook import params
-from arbook.models import Invoice
+from arbook.models import PROVIDER_CHOICES, Invoice, Merchant
 from arbook.models.invoices import MONEY
 from arbook.status import APART, RECEIVABLE, STATUSES, InvoiceStatus
 
@@ -587,11 +587,7 @@ def _grouped_lines(table: Table, *, base, group, aggregates, buckets, rows, top,
 
 def _group_labels(group: str, keys: list) -> dict:
     if group == "merchant":
-        from arbook.models import Merchant
-
         return {m.pk: m.name for m in Merchant.objects.filter(pk__in=keys)}
     if group == "provider":
-        from arbook.models import PROVIDER_CHOICES
-
         return dict(PROVIDER_CHOICES)
     return {k: (k or "(no customer name)") for k in keys}

@@ -5,6 +5,7 @@ not found (404).
 """
 from __future__ import annotations
 
+import zoneinfo
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -15,8 +16,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from arbook.models import EspayBatch, EspayLine, EspayVirtualAccount, GatewayCredential, Invoice
-from arbook.params import clip
 from arbook.scoping import get_scoped_or_404, scope
+from arbook.services.espay_batch import batch_is_stalled
 from arbook.services.espay_files import CHUNK_SIZE, bank_label
 
 #: Errors first on the results page: failed and unknown lines, then the rest in sheet order.
@@ -52,16 +53,6 @@ def espay_batch_for(*, user, pk: int, with_file: bool = False) -> EspayBatch:
     return get_scoped_or_404(queryset, user, pk=pk)
 
 
-def line_filter(show: str | None) -> tuple[str, str]:
-    """The line filter `?show=` asks for ("" = all lines) and a note when it names none of them."""
-    show = show or ""
-    if show in LINE_FILTERS:
-        return show, ""
-    if not show:
-        return "", ""
-    return "", f"Unknown line filter “{clip(show)}”: showing all lines (use {', '.join(LINE_FILTERS)})."
-
-
 def batch_lines(*, batch: EspayBatch, show: str = "") -> QuerySet[EspayLine]:
     """Lines with their VA numbers, errors first, then sheet order."""
     lines = batch.lines.all()
@@ -89,8 +80,6 @@ def batch_summary(*, batch: EspayBatch) -> dict[str, Any]:
 
 def batch_progress(*, batch: EspayBatch) -> dict[str, Any]:
     """What the results page polls while sending (JSON-ready)."""
-    from arbook.services.espay_batch import batch_is_stalled
-
     done = batch.sent_count + batch.failed_count + batch.unknown_count
     return {
         "id": batch.pk, "status": batch.status, "status_label": batch.get_status_display(),
@@ -115,8 +104,6 @@ def batch_export(*, batch: EspayBatch) -> tuple[list[str], Iterator[list[Any]]]:
 
     One row per line (a customer's invoice) with a VA-number column per bank, so it can be handed
     to customers or mail-merged as is."""
-    import zoneinfo
-
     tz = zoneinfo.ZoneInfo(batch.merchant.timezone or "Asia/Jakarta")
     banks = batch_bank_codes(batch=batch)
     header = ["row", "doc_no", "member_code", "member_name", "currency", "amount", "total_amount", "billing_date",

@@ -31,8 +31,8 @@ import gateways
 from arbook.models import GatewayCredential, Notification, SyncRun
 from arbook.models.invoices import MONEY
 from arbook.scoping import scope, visible_merchants
+from arbook.selectors.aging import day_start, reporting_query
 from arbook.selectors.invoices import scoped_invoices
-from arbook.selectors.aging import day_start
 from arbook.status import RECEIVABLE, CredentialFreshness, InvoiceStatus
 
 DSO_WINDOW_DAYS = 90
@@ -119,8 +119,6 @@ def currency_figures(*, queryset, now: dt.datetime, tz=None) -> list[CurrencyFig
         parts.append(queryset.filter(where).order_by().values("currency").annotate(**{
             name: aggregate if part == branch else Value(0, output_field=kind)
             for name, (aggregate, part, kind) in figures.items()}))
-    from arbook.selectors.aging import reporting_query
-
     totals: dict[str, dict[str, Any]] = {}
     with reporting_query():
         for row in parts[0].union(*parts[1:], all=True):

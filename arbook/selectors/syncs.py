@@ -1,47 +1,46 @@
 """Sync runs as the syncs page reads them: scoped, filtered, keyset-paginated (no COUNT).
 
 The run table grows by one row per credential per sync interval, for ever; a page is read by
-keyset on (started_at, id) — the `syncrun_cred_started` / `syncrun_status_started` indexes — so
-page 500 costs what page 1 costs, and nobody waits for a COUNT(*).
+keyset on (started_at, id) (`arbook.selectors.paginator`, over the `syncrun_cred_started` /
+`syncrun_status_started` indexes), so page 500 costs what page 1 costs, and nobody waits for a
+COUNT(*).
 
-The cursor is `<microseconds since 1970, UTC>.<id>` of the last run shown: whole numbers, exact
-(no float on the way, so ties at the microsecond are neither skipped nor repeated), each read by
-`arbook.params` within what a date column and an id column hold.
+The cursor token is `<microseconds since 1970, UTC>.<id>` of the last run shown: whole numbers,
+exact (no float on the way, so ties at the microsecond are neither skipped nor repeated), each read
+by `arbook.params` within what a date column and an id column hold.
 """
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from arbook.models import GatewayCredential, SyncRun
 from arbook.params import MAX_ID, ParamError, moment_micros, parse_int, parse_micros
 from arbook.scoping import scope
+from arbook.selectors.paginator import VALUE, Cursor, KeysetPage, Sort, keyset_page
 from arbook.status import SYNC_RUN
 
 PAGE_SIZE = 25
+#: Newest first.
+RUN_ORDER = Sort("started_at", descending=True, model=SyncRun)
 
 
-class CursorError(ValueError):
-    """A malformed page cursor (the message is for the user)."""
+def encode_cursor(cursor: Cursor) -> str:
+    return f"{moment_micros(cursor.value)}.{cursor.pk}"
 
 
-def encode_cursor(run: SyncRun) -> str:
-    return f"{moment_micros(run.started_at)}.{run.pk}"
-
-
-def decode_cursor(text: str) -> tuple[dt.datetime, int]:
-    """(started_at, id) of `encode_cursor`; CursorError for anything else."""
+def decode_cursor(text: str) -> Cursor | None:
+    """The cursor `encode_cursor` wrote; None for anything else."""
     micros, dot, pk = str(text).partition(".")
     try:
         if not dot:
             raise ParamError("no id")
-        return parse_micros(micros), parse_int(pk, min_value=1, max_value=MAX_ID)
+        return Cursor(RUN_ORDER.param, VALUE, parse_micros(micros), parse_int(pk, min_value=1, max_value=MAX_ID))
     except ParamError:
-        raise CursorError("That page link is malformed; showing the newest runs.") from None
+        return None
 
 
 def scoped_runs(*, user) -> QuerySet[SyncRun]:
@@ -53,27 +52,15 @@ def scoped_credentials(*, user) -> QuerySet[GatewayCredential]:
         "merchant__name", "provider", "label", "pk")
 
 
-@dataclass
-class RunPage:
-    runs: list[SyncRun]
-    next_cursor: str | None
-
-
-def sync_runs(*, user, credential_id: int | None = None, status: str | None = None, cursor: str | None = None,
-              limit: int = PAGE_SIZE) -> RunPage:
+def sync_runs(*, user, credential_id: int | None = None, status: str | None = None, after: Cursor | None = None,
+              limit: int = PAGE_SIZE) -> KeysetPage:
     """One page of runs, newest first; `next_cursor` is None on the last page."""
     qs = scoped_runs(user=user).select_related("credential", "credential__merchant")
     if credential_id:
         qs = qs.filter(credential_id=credential_id)
     if status:
         qs = qs.filter(status=status)
-    if cursor:
-        started, pk = decode_cursor(cursor)
-        qs = qs.filter(Q(started_at__lt=started) | Q(started_at=started, pk__lt=pk))
-    runs = list(qs.order_by("-started_at", "-pk")[: limit + 1])
-    more = len(runs) > limit
-    runs = runs[:limit]
-    return RunPage(runs=runs, next_cursor=encode_cursor(runs[-1]) if more and runs else None)
+    return keyset_page(qs, sort=RUN_ORDER, size=limit, after=after, encode=encode_cursor)
 
 
 def credentials_with_latest_run(*, user) -> list[GatewayCredential]:
@@ -118,7 +105,7 @@ def sync_status(*, user, credential_id: int | None = None, status: str | None = 
     page = sync_runs(user=user, credential_id=credential_id, status=status, limit=limit)
     creds = credentials_with_latest_run(user=user)
     now = timezone.now()
-    runs = [run_json(r, now=now) for r in page.runs]
+    runs = [run_json(r, now=now) for r in page.rows]
     queued = [c.pk for c in creds if is_queued(c)]
     running = [c.pk for c in creds if c.latest_run_status == SyncRun.Status.RUNNING]
     return {"runs": runs, "queued": queued, "running": running, "active": bool(queued or running)}

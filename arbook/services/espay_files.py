@@ -2,7 +2,7 @@
 
 No database here: `parse_upload()` turns bytes into `ParsedUpload` (lines + every problem by row
 and column); the database side lives in `arbook.services.espay_batch`, and result exports go
-through the shared `arbook.services.exports` (streamed, formula injection neutralized).
+through the shared `arbook.exports` (streamed, formula injection neutralized).
 
 Decisions where Espay's documents are silent:
 - Attribute sizes of the line fields (Espay documents only the request envelope): doc_no ANS 50,
@@ -34,6 +34,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from arbook.exports import csv_chunks
 from gateways.numbers import NotANumber, parse_decimal
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -610,6 +611,7 @@ def parse_upload(*, content: bytes, file_name: str, currency: str = "IDR") -> Pa
 # -- writing: templates and exports --------------------------------------------------------------
 
 def _letter(index: int) -> str:
+    # openpyxl loads only when a message or the template needs it (a heavy import for a letter).
     from openpyxl.utils import get_column_letter
 
     return get_column_letter(index + 1)
@@ -623,8 +625,6 @@ def template_rows() -> tuple[list[str], list[list[Any]]]:
 
 def template_csv() -> bytes:
     """The template as CSV (UTF-8 with a BOM, so Excel opens it with the right encoding)."""
-    from arbook.services.exports import csv_chunks
-
     header, rows = template_rows()
     return b"".join(csv_chunks(rows, header))
 
@@ -632,6 +632,7 @@ def template_csv() -> bytes:
 def template_xlsx() -> bytes:
     """The template: the columns (doc_no, member_code and billing_date formatted as text so Excel
     keeps leading zeros), one example row, and a second sheet describing each column."""
+    # openpyxl loads when the template is asked for, not with every page that imports this module.
     from openpyxl import Workbook
     from openpyxl.styles import Font
 

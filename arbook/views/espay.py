@@ -1,22 +1,19 @@
 """Espay batch pages: upload → preview (or every problem) → confirm → progress → results.
 
 Thin: reading and validating is `arbook.services.espay_files` / `espay_batch`, reads are
-`arbook.selectors.espay`, files go out through `arbook.services.exports`. Every batch is looked up
+`arbook.selectors.espay`, files are written by `arbook.exports` and sent by `arbook.views.downloads`. Every batch is looked up
 through the user's merchants (another merchant's batch answers 404, for pages and POSTs alike).
 """
 from __future__ import annotations
-
-import re
 
 from django.contrib import messages
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import path
-from django.utils.http import content_disposition_header
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from arbook.forms.espay import EspayUploadForm
+from arbook.forms.espay import EspayUploadForm, line_filter
 from arbook.models import EspayBatch
 from arbook.params import page_of
 from arbook.selectors import espay as selectors
@@ -31,7 +28,8 @@ from arbook.services.espay_files import (
     template_csv,
     template_xlsx,
 )
-from arbook.services.exports import CSV_TYPE, EXPORT_FORMATS, XLSX_TYPE, export_response
+from arbook.exports import CSV_TYPE, EXPORT_FORMATS, XLSX_TYPE
+from arbook.views.downloads import attachment, export_response, safe_filename
 
 LINES_PER_PAGE = 200
 BATCHES_PER_PAGE = 50
@@ -95,7 +93,7 @@ def batch_detail(request, pk: int):
         context["summary"] = selectors.batch_summary(batch=batch)
         context["preview"] = batch.lines.order_by("row_number")[:20]
     elif batch.status != EspayBatch.Status.DISCARDED:
-        show, show_note = selectors.line_filter(request.GET.get("show"))
+        show, show_note = line_filter(request.GET.get("show"))
         banks = selectors.batch_bank_codes(batch=batch)
         page, page_note = page_of(selectors.batch_lines(batch=batch, show=show), per_page=LINES_PER_PAGE,
                                   number=request.GET.get("page"))
@@ -173,12 +171,9 @@ def batch_problems(request, pk: int, fmt: str):
 def batch_file(request, pk: int):
     """The file exactly as uploaded (what was validated and sent)."""
     batch = selectors.espay_batch_for(user=request.user, pk=pk, with_file=True)
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", batch.file_name).strip("-.") or f"batch-{batch.pk}"
     response = HttpResponse(bytes(batch.file_content), content_type=XLSX_TYPE if batch.file_kind == "xlsx"
                             else "text/csv")
-    response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=name)
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return attachment(response, safe_filename(batch.file_name, default=f"batch-{batch.pk}", limit=None))
 
 
 @require_safe
@@ -189,9 +184,7 @@ def template(request, fmt: str):
         response = HttpResponse(template_xlsx(), content_type=XLSX_TYPE)
     else:
         raise Http404("Templates come as csv or xlsx.")
-    response["Content-Disposition"] = content_disposition_header(
-        as_attachment=True, filename=f"espay-invoices-template.{fmt}")
-    return response
+    return attachment(response, f"espay-invoices-template.{fmt}", private=False)
 
 
 urlpatterns = [

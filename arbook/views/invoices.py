@@ -1,7 +1,8 @@
 """`/invoices/` (list, filters in the query string, `?_export=csv|xlsx`) and `/invoices/<id>/`.
 
-Thin: the query string is parsed and the data read by `arbook.selectors.invoices` (its values by
-`arbook.params`); the files are written by `arbook.services.exports`; the page links are built by
+Thin: the query string is read by `arbook.filters` (its values by `arbook.params`), the data by
+`arbook.selectors.invoices`; the files are written by `arbook.exports.invoices` and sent by
+`arbook.views.downloads`; the page links are built by
 `{% page_query %}` (`arbook.templatetags.pager`). A parameter that is malformed or out of range
 is left out and the page says so; an export asked with a filter left out answers 400 with that
 page rather than a file of something else than was asked for.
@@ -15,19 +16,20 @@ from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
-from arbook.filters import DRILLDOWN_FIELDS
+from arbook import filters
+from arbook.exports import EXPORT_FORMATS
+from arbook.exports.invoices import invoice_file
 from arbook.jsonutil import RawJSONEncoder
 from arbook.selectors import invoices as selectors
 from arbook.selectors.espay import invoice_virtual_accounts
-from arbook.services.exports import EXPORT_FORMATS, stream_csv_bytes, stream_xlsx
 from arbook.tables import InvoiceTable
-from arbook.status import InvoiceStatus
-from arbook.templatetags.money import CURRENCY_LOCALES, days_overdue
+from arbook.templatetags.money import days_overdue
+from arbook.views.downloads import download
 
 
 @require_safe
 def invoice_list(request):
-    listing = selectors.invoice_list(user=request.user, params=request.GET)
+    listing = filters.invoice_list(user=request.user, params=request.GET)
     fmt = request.GET.get("_export")
     status = 200
     if fmt:
@@ -39,10 +41,9 @@ def invoice_list(request):
             status = 400
         else:
             stamp = timezone.localtime(listing.now).strftime("%Y%m%d-%H%M")
-            if fmt == "csv":
-                return stream_csv_bytes(listing.csv_chunks(), f"invoices-{stamp}.csv")
-            return stream_xlsx(listing.export_rows(), listing.export_header(), f"invoices-{stamp}.xlsx",
-                               sheet_title="Invoices")
+            chunks = invoice_file(fmt, listing.queryset, sort=listing.sort, now=listing.now,
+                                  owed_then=bool(listing.drilldown))
+            return download(chunks, fmt, f"invoices-{stamp}")
     if request.GET.get("_totals"):
         # The totals aggregate the whole filtered set (hundreds of ms at a million rows): the page
         # fetches them separately, so its rows show at once (static/arbook/invoices.js).
@@ -52,7 +53,7 @@ def invoice_list(request):
     table.set_keyset_order(listing.sort.param)
     direction = "descending" if listing.sort.descending else "ascending"
     return render(request, "arbook/invoices/list.html", {
-        **_filter_form(listing.filterset),
+        **listing.filterset.form_context(),
         "listing": listing,
         "filter": listing.filterset,
         "form": listing.filterset.form,
@@ -83,41 +84,6 @@ def invoice_detail(request, pk: int):
         "raw_pretty": json.dumps(invoice.raw, indent=2, sort_keys=True, ensure_ascii=False, cls=RawJSONEncoder),
         "checkout_url": checkout,
     })
-
-
-#: (parameter, input type) of the filter form, in display order; labels and choices come from the FilterSet.
-FORM_FIELDS = [
-    ("customer", "text"), ("merchant", "select"), ("credential", "select"), ("provider", "select"),
-    ("currency", "text"), ("due_from", "date"), ("due_to", "date"), ("issued_from", "date"), ("issued_to", "date"),
-    ("paid_from", "date"), ("paid_to", "date"), ("outstanding_min", "number"), ("outstanding_max", "number"),
-]
-EMPTY_CHOICE = {"merchant": "All merchants", "credential": "All accounts", "provider": "All gateways"}
-
-
-def _filter_form(filterset) -> dict:
-    """The filter form's fields as plain values: written out in the template, which is several
-    times faster than rendering each widget through Django's form templates."""
-    data, errors = filterset.data, filterset.form.errors
-    fields = []
-    for name, kind in FORM_FIELDS:
-        label = filterset.filters[name].label
-        choices = None
-        if kind == "select":
-            choices = filterset.filters[name].extra["choices"]
-            choices = choices() if callable(choices) else choices
-        fields.append({"name": name, "label": label, "type": kind, "value": (data.get(name) or "")[:200],
-                       "choices": choices, "empty": EMPTY_CHOICE.get(name, ""), "errors": errors.get(name, ()),
-                       "list": "currencies" if name == "currency" else ""})
-    return {
-        "text_fields": fields,
-        "q_value": (data.get("q") or "")[:100],
-        "status_choices": InvoiceStatus.choices,
-        "selected_status": set(data.getlist("status")),
-        "status_errors": errors.get("status", ()),
-        "overdue_checked": data.get("overdue") not in (None, "", "0", "false"),
-        "currencies": sorted(CURRENCY_LOCALES),
-        "drilldown_hidden": [(k, data.get(k)) for k in DRILLDOWN_FIELDS if data.get(k)],
-    }
 
 
 def _url(name: str, *args) -> str:

@@ -9,33 +9,18 @@ from django.urls import path, reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
+from arbook.forms.syncs import RunFilterForm, credential_label
 from arbook.models import GatewayCredential, SyncRun
 from arbook.scoping import get_scoped_or_404
-from arbook.forms.syncs import RunFilterForm, credential_label
 from arbook.selectors import syncs as sel
-
-
-def _filters(request, credentials) -> tuple[RunFilterForm, int | None, str | None, list[str]]:
-    form = RunFilterForm(request.GET, credentials=credentials)
-    notes = []
-    if not form.is_valid():
-        for name, errors in form.errors.items():
-            notes.append(f"{form.fields[name].label}: {' '.join(errors)} This filter was not applied.")
-    data = getattr(form, "cleaned_data", {})
-    return form, data.get("credential") if "credential" not in form.errors else None, \
-        (data.get("status") or None) if "status" not in form.errors else None, notes
+from arbook.services.sync import sync_enqueue
 
 
 @require_safe
 def sync_list(request):
     credentials = sel.credentials_with_latest_run(user=request.user)
-    form, credential_id, status, notes = _filters(request, credentials)
-    try:
-        page = sel.sync_runs(user=request.user, credential_id=credential_id, status=status,
-                             cursor=request.GET.get("after") or None)
-    except sel.CursorError as exc:
-        notes.append(str(exc))
-        page = sel.sync_runs(user=request.user, credential_id=credential_id, status=status)
+    form = RunFilterForm(request.GET, credentials=credentials)
+    page = sel.sync_runs(user=request.user, **form.selection())
     for c in credentials:
         c.queued = sel.is_queued(c)
         c.display = credential_label(c)
@@ -45,7 +30,7 @@ def sync_list(request):
         "credentials": credentials,
         "form": form,
         "page": page,
-        "notes": notes,
+        "notes": form.notices(),
         "first_page": not request.GET.get("after"),
         "status_url": reverse("sync_status") + ("?" + status_params.urlencode() if status_params else ""),
         "active": any(c.queued or c.latest_run_status == SyncRun.Status.RUNNING for c in credentials),
@@ -55,8 +40,6 @@ def sync_list(request):
 @require_POST
 def sync_now(request, credential_id: int):
     """Enqueue a sync of one of the user's credentials (404 for anyone else's)."""
-    from arbook.services.sync import sync_enqueue
-
     credential = get_scoped_or_404(GatewayCredential.objects.select_related("merchant"), request.user,
                                    pk=credential_id)
     if sync_enqueue(credential=credential, full=False, trigger=SyncRun.Trigger.MANUAL):
@@ -73,9 +56,10 @@ def sync_now(request, credential_id: int):
 @require_safe
 def sync_status(request):
     """The newest runs and the queue, for the progress poller (scoped like the page)."""
-    credentials = list(sel.scoped_credentials(user=request.user))
-    _form, credential_id, status, _notes = _filters(request, credentials)
-    return JsonResponse(sel.sync_status(user=request.user, credential_id=credential_id, status=status))
+    form = RunFilterForm(request.GET, credentials=list(sel.scoped_credentials(user=request.user)))
+    selection = form.selection()
+    return JsonResponse(sel.sync_status(user=request.user, credential_id=selection["credential_id"],
+                                        status=selection["status"]))
 
 
 urlpatterns = [

@@ -35,7 +35,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from arbook.models import EspayBatch
-from arbook.selectors.invoices import SORT_FIELDS, Cursor, Sort
+from arbook.selectors.invoices import SORT_FIELDS, invoice_sort
+from arbook.selectors.paginator import Cursor
 from arbook.status import InvoiceStatus
 from tests.espay.helpers import make_batch
 from tests.factories import CredentialFactory, InvoiceEventFactory, InvoiceFactory, MerchantFactory, SyncRunFactory
@@ -86,7 +87,7 @@ def world(user, merchant):
     invalid = make_batch(espay, user=user, status="invalid")
     EspayBatch.objects.filter(pk=invalid.pk).update(problem_count=1, problems=[
         {"row": 2, "column": "amount", "value": "12,5", "message": "uses a decimal comma"}])
-    cursors = {sort: [Cursor.of(row, Sort.parse(sort)).encode() for row in rows]
+    cursors = {sort: [Cursor.of(row, invoice_sort(sort)).encode() for row in rows]
                for sort in [*SORT_FIELDS, *("-" + s for s in SORT_FIELDS)]}
     return {"merchants": [merchant.pk, west.pk, foreign.pk], "credentials": [faspay.pk, xendit.pk, espay.pk, other.pk],
             "batches": [done.pk, ready.pk, invalid.pk], "cursors": cursors}

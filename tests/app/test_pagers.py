@@ -196,11 +196,11 @@ def test_syncs_older_and_newest(signed_in, credential):
     SyncRunFactory(credential=credential, status="succeeded")  # filtered out
     url = f"/syncs/?credential={credential.pk}&status=failed"
     forward = walk(signed_in, url, "Older runs →")
-    got = [run.pk for _, page in forward for run in page.context["page"].runs]
+    got = [run.pk for _, page in forward for run in page.context["page"].rows]
     assert got == [r.pk for r in sorted(runs, key=lambda r: (r.started_at, r.pk), reverse=True)]
-    assert [len(r.context["page"].runs) for _, r in forward] == [25, 25, 10]
+    assert [len(r.context["page"].rows) for _, r in forward] == [25, 25, 10]
     _, newest = follow(signed_in, forward[-1][1], forward[-1][0], "Newest")
-    assert [r.pk for r in newest.context["page"].runs] == got[:25]
+    assert [r.pk for r in newest.context["page"].rows] == got[:25]
 
 
 def test_invoice_sort_and_export_links_keep_the_filters(signed_in, invoices):

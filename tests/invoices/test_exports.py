@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 import openpyxl
 import pytest
 
-from arbook.services import exports
+from arbook import exports
+from arbook.views.downloads import export_response
 from tests.factories import InvoiceFactory
 
 pytestmark = pytest.mark.django_db
@@ -106,4 +107,4 @@ def test_xlsx_continues_on_a_new_sheet_past_the_row_limit(monkeypatch):
 
 def test_export_response_rejects_an_unknown_format():
     with pytest.raises(ValueError):
-        exports.export_response("pdf", [], ["a"], "x")
+        export_response("pdf", [], ["a"], "x")

@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from arbook.selectors import syncs as sel
+from arbook.selectors.paginator import Cursor
 from tests.factories import SyncRunFactory
 
 pytestmark = pytest.mark.django_db
@@ -33,15 +34,16 @@ def test_a_tampered_cursor_shows_the_newest_runs_with_a_message(signed_in, runs,
     page = signed_in.get("/syncs/", {"after": cursor})
     assert page.status_code == 200
     assert "page link is malformed" in page.content.decode()
-    assert [r.pk for r in page.context["page"].runs] == [r.pk for r in runs[:25]]
+    assert [r.pk for r in page.context["page"].rows] == [r.pk for r in runs[:25]]
 
 
 def test_the_cursor_round_trips_to_the_microsecond(credential):
     moment = dt.datetime(2025, 6, 30, 23, 59, 59, 999_999, tzinfo=dt.timezone.utc)
     run = SyncRunFactory(credential=credential, started_at=moment)
-    assert sel.decode_cursor(sel.encode_cursor(run)) == (moment, run.pk)
+    cursor = sel.decode_cursor(sel.encode_cursor(Cursor.of(run, sel.RUN_ORDER)))
+    assert (cursor.value, cursor.pk) == (moment, run.pk)
     oldest = SyncRunFactory(credential=credential, started_at=dt.datetime(1, 1, 2, tzinfo=dt.timezone.utc))
-    assert sel.decode_cursor(sel.encode_cursor(oldest))[0] == oldest.started_at
+    assert sel.decode_cursor(sel.encode_cursor(Cursor.of(oldest, sel.RUN_ORDER))).value == oldest.started_at
 
 
 @pytest.mark.parametrize("query", ["credential=1e999", "credential=NaN", f"credential={2 ** 70}", "credential=-1",

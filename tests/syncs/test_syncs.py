@@ -27,7 +27,7 @@ def setup(user, merchant, credential):
 
 
 def run_ids(page):
-    return [r.pk for r in page.context["page"].runs]
+    return [r.pk for r in page.context["page"].rows]
 
 
 def test_runs_are_scoped_and_keyset_paginated(signed_in, setup):

@@ -1,9 +1,14 @@
-"""Streamed CSV and XLSX downloads with spreadsheet formula injection neutralized.
+"""CSV and XLSX files as streams of bytes, with spreadsheet formula injection neutralized.
 
-Generic on purpose: the invoice list and the aging report both call `stream_csv` /
-`stream_xlsx` (or `export_response`) with a header and an iterable of row sequences. Rows are
-consumed lazily while the response is sent, so a million-row export holds one chunk of rows in
-memory; callers pass a lazy iterable (`QuerySet.values_list(...).iterator(chunk_size=...)`).
+Generic on purpose: the invoice list, the aging report, the Espay batch pages and the Espay
+template write their files here from a header and an iterable of row sequences. Nothing here
+speaks HTTP: a view wraps the bytes in a download (`arbook.views.downloads`). Rows are consumed
+lazily while the bytes are sent, so a million-row export holds one chunk of rows in memory;
+callers pass a lazy iterable (`QuerySet.values_list(...).iterator(chunk_size=...)`).
+
+Floor: a utility like `arbook.params` (the standard library, Django's database cursor, openpyxl),
+so a service (the Espay template) and the pages' exports (`arbook.exports.invoices`,
+`arbook.exports.aging`) can both use it.
 
 Values: `str` (neutralized by `safe_cell`), `int`, `Decimal` (written exactly: a number cell in
 XLSX, plain ``1234.50`` in CSV — never a float, never a thousands separator), `date`, `datetime`
@@ -26,8 +31,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.http import StreamingHttpResponse
-from django.utils.http import content_disposition_header
+from django.db import connections
+from django.db.models import Case, CharField, F, Q, Value, When
+from django.db.models.functions import Concat, NullIf
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
 #: Rows buffered before a chunk is handed to the server (CSV): big enough to be cheap per row.
@@ -65,20 +71,6 @@ def _csv_value(value: Any) -> str:
     return safe_cell(str(value))
 
 
-def _safe_filename(filename: str) -> str:
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", filename).strip("-.") or "export"
-    return name[:120]
-
-
-def _response(chunks: Iterator[bytes], *, content_type: str, filename: str) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(chunks, content_type=content_type)
-    response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=_safe_filename(filename))
-    # Receivables are private: never kept by a shared cache; tell proxies not to buffer the stream.
-    response["Cache-Control"] = "private, no-store"
-    response["X-Accel-Buffering"] = "no"
-    return response
-
-
 def csv_chunks(rows: Iterable[Sequence[Any]], header: Sequence[str]) -> Iterator[bytes]:
     """UTF-8 CSV with a BOM (so Excel reads non-ASCII names right), yielded in chunks of rows."""
     buffer = io.StringIO()
@@ -97,18 +89,6 @@ def csv_chunks(rows: Iterable[Sequence[Any]], header: Sequence[str]) -> Iterator
     yield buffer.getvalue().encode("utf-8")
 
 
-def stream_csv(rows: Iterable[Sequence[Any]], header: Sequence[str], filename: str) -> StreamingHttpResponse:
-    """A streamed CSV download of `rows` (consumed lazily, constant memory)."""
-    return stream_csv_bytes(csv_chunks(rows, header), filename)
-
-
-def stream_csv_bytes(chunks: Iterable[bytes], filename: str) -> StreamingHttpResponse:
-    """A streamed CSV download of ready-made bytes (`csv_chunks` or `copy_csv_chunks`)."""
-    if not filename.lower().endswith(".csv"):
-        filename += ".csv"
-    return _response(iter(chunks), content_type=CSV_TYPE, filename=filename)
-
-
 # -- PostgreSQL fast path: the database writes the CSV ------------------------------------------
 
 #: What `safe_cell` looks for, as a regular expression for the database.
@@ -122,9 +102,6 @@ def safe_text_sql(path: str):
     For `copy_csv_chunks`, where PostgreSQL formats the rows: the same rule as `safe_cell`, so
     both CSV paths write the same file.
     """
-    from django.db.models import CharField, F, Q, Value, When, Case
-    from django.db.models.functions import Concat, NullIf
-
     return Case(When(Q(**{f"{path}__regex": FORMULA_REGEX}), then=Concat(Value("'"), F(path),
                                                                           output_field=CharField())),
                 default=NullIf(F(path), Value("")), output_field=CharField())
@@ -138,8 +115,6 @@ def copy_csv_chunks(querysets: Iterable[Any], header: Sequence[str]) -> Iterator
     header. The bytes stream from the server in chunks: Python never builds a row object, which
     is what makes ~1M rows in seconds possible. PostgreSQL only (check `connection.vendor`).
     """
-    from django.db import connections
-
     first = True
     for queryset in querysets:
         sql, params = queryset.query.sql_with_params()
@@ -179,6 +154,8 @@ def xlsx_chunks(rows: Iterable[Sequence[Any]], header: Sequence[str], *, sheet_t
     workbook is zipped into another temporary file: memory stays flat whatever the row count.
     The bytes start flowing once the workbook is complete (the zip needs every sheet).
     """
+    # openpyxl is loaded on the first XLSX export only: it costs ~100 ms at import, and most
+    # requests (and every CSV) never need it.
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
@@ -214,19 +191,14 @@ def xlsx_chunks(rows: Iterable[Sequence[Any]], header: Sequence[str], *, sheet_t
             yield chunk
 
 
-def stream_xlsx(rows: Iterable[Sequence[Any]], header: Sequence[str], filename: str, *,
-                sheet_title: str = "Export") -> StreamingHttpResponse:
-    """A streamed XLSX download of `rows` (openpyxl write-only: constant memory)."""
-    if not filename.lower().endswith(".xlsx"):
-        filename += ".xlsx"
-    return _response(xlsx_chunks(rows, header, sheet_title=sheet_title), content_type=XLSX_TYPE, filename=filename)
-
-
-def export_response(fmt: str, rows: Iterable[Sequence[Any]], header: Sequence[str], filename_stem: str, *,
-                    sheet_title: str = "Export") -> StreamingHttpResponse:
-    """`fmt` is "csv" or "xlsx" (check against EXPORT_FORMATS first; anything else is a ValueError)."""
+def file_chunks(fmt: str, rows: Iterable[Sequence[Any]], header: Sequence[str], *,
+                sheet_title: str = "Export") -> Iterator[bytes]:
+    """The bytes of `rows` as `fmt`, "csv" or "xlsx" (check EXPORT_FORMATS first: else ValueError)."""
     if fmt == "csv":
-        return stream_csv(rows, header, f"{filename_stem}.csv")
+        return csv_chunks(rows, header)
     if fmt == "xlsx":
-        return stream_xlsx(rows, header, f"{filename_stem}.xlsx", sheet_title=sheet_title)
+        return xlsx_chunks(rows, header, sheet_title=sheet_title)
     raise ValueError(f"unknown export format {fmt!r}")
+
+
+CONTENT_TYPES = {"csv": CSV_TYPE, "xlsx": XLSX_TYPE}
