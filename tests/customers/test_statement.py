@@ -13,7 +13,7 @@ from pypdf import PdfReader
 from arbook.models import Customer, CustomerIdentity, EspayBatch, EspayLine, EspayVirtualAccount, InvoiceEvent
 from arbook.selectors import aging
 from arbook.selectors.statements import customer_statement
-from arbook.statements import statement_pdf, statement_rows
+from arbook.exports.statements import statement_pdf, statement_rows
 from arbook.templatetags.money import format_money
 from tests.factories import CredentialFactory, InvoiceFactory, MerchantFactory
 
