@@ -15,7 +15,7 @@ from arbook.selectors.overview import CurrencyFigures
 from arbook.status import RECEIVABLE
 
 #: The list filter that selects one group of a grouped report.
-GROUP_PARAMS = {"merchant": "merchant", "provider": "provider", "customer": "customer"}
+GROUP_PARAMS = {"merchant": "merchant", "provider": "provider", "customer": "customer_id"}
 
 
 def list_url() -> str:

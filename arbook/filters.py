@@ -41,6 +41,7 @@ from arbook import params
 from arbook.models import PROVIDER_CHOICES, Invoice
 from arbook.params import ParamError, clip, parse_int
 from arbook.selectors.aging import aging_drilldown
+from arbook.selectors.customers import suspected_duplicates
 from arbook.selectors.invoices import (
     DEFAULT,
     DEFAULT_PAGE_SIZE,
@@ -95,6 +96,17 @@ class DateFilter(df.DateFilter):
     field_class = params.DateField
 
 
+class IdFilter(df.NumberFilter):
+    """A row id (a positive whole number that fits the id column)."""
+
+    field_class = params.IntegerField
+
+    def filter(self, qs, value):
+        if value is not None and value < 1:
+            return qs.none()
+        return super().filter(qs, value)
+
+
 class MoneyFilter(df.NumberFilter):
     """An amount as precise as the money columns: finite, 16 digits before the point, 2 after."""
 
@@ -115,6 +127,10 @@ class InvoiceFilter(df.FilterSet):
                       help_text="Invoice number, customer name, e-mail or external id")
     customer = df.CharFilter(field_name="customer_name", lookup_expr="exact", label="Customer (exact name)",
                              max_length=255)
+    #: One customer across gateways (the aging report's "group by customer" links and the customer pages).
+    customer_id = IdFilter(field_name="customer_id", label="Customer")
+    double_billing = df.BooleanFilter(method="filter_double_billing", label="Possible double billing",
+                                      widget=forms.CheckboxInput)
     merchant = df.ChoiceFilter(field_name="merchant_id", label="Merchant", empty_label="All merchants")
     credential = df.ChoiceFilter(field_name="credential_id", label="Gateway account", empty_label="All accounts")
     provider = df.ChoiceFilter(choices=PROVIDER_CHOICES, label="Gateway", empty_label="All gateways")
@@ -208,6 +224,10 @@ class InvoiceFilter(df.FilterSet):
             return queryset
         return queryset.filter(status__in=RECEIVABLE, due_at__lt=self.now or timezone.now())
 
+    def filter_double_billing(self, queryset: QuerySet, name: str, value) -> QuerySet:
+        """Open invoices of one customer with the same amount, issued within a week of each other."""
+        return suspected_duplicates(queryset) if value else queryset
+
     def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         text = (value or "").strip()
         if not text:
@@ -280,8 +300,9 @@ class InvoiceFilter(df.FilterSet):
             "selected_status": set(data.getlist("status")),
             "status_errors": errors.get("status", ()),
             "overdue_checked": data.get("overdue") not in (None, "", "0", "false"),
+            "double_billing_checked": data.get("double_billing") not in (None, "", "0", "false"),
             "currencies": sorted(CURRENCY_LOCALES),
-            "drilldown_hidden": [(k, data.get(k)) for k in DRILLDOWN_FIELDS if data.get(k)],
+            "drilldown_hidden": [(k, data.get(k)) for k in (*DRILLDOWN_FIELDS, "customer_id") if data.get(k)],
         }
 
 

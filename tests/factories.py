@@ -8,7 +8,8 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from arbook.models import GatewayCredential, Invoice, InvoiceEvent, Merchant, SyncRun
+from arbook.models import Customer, GatewayCredential, Invoice, InvoiceEvent, Merchant, SyncRun
+from arbook.services.customers import name_key
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -57,6 +58,14 @@ class SyncRunFactory(factory.django.DjangoModelFactory):
     finished_at = factory.LazyFunction(timezone.now)
 
 
+def customer_named(merchant, name: str):
+    """The merchant's customer of that name (created on first use), or None for a nameless invoice."""
+    if not name:
+        return None
+    found = Customer.objects.filter(merchant=merchant, name=name).order_by("id").first()
+    return found or Customer.objects.create(merchant=merchant, name=name, name_key=name_key(name))
+
+
 class InvoiceFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Invoice
@@ -68,6 +77,8 @@ class InvoiceFactory(factory.django.DjangoModelFactory):
     number = factory.Sequence(lambda n: f"INV-{n:06d}")
     customer_name = factory.Sequence(lambda n: f"Customer {n % 7}")
     customer_email = factory.LazyAttribute(lambda o: f"{o.customer_name.replace(' ', '').lower()}@example.test")
+    #: Every synced invoice has a customer (the write path links one); here one per merchant and name.
+    customer = factory.LazyAttribute(lambda o: customer_named(o.merchant, o.customer_name))
     currency = "IDR"
     amount = Decimal("1500000")
     outstanding = Decimal("1500000")

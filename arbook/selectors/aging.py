@@ -65,7 +65,7 @@ from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
 from arbook import params
-from arbook.models import PROVIDER_CHOICES, Invoice, Merchant
+from arbook.models import PROVIDER_CHOICES, Customer, Invoice, Merchant
 from arbook.models.invoices import MONEY
 from arbook.status import APART, RECEIVABLE, STATUSES, InvoiceStatus
 
@@ -395,7 +395,7 @@ class Line:
     cells: list[Cell]
     total: Cell
     kind: str = "row"  # row | subtotal | total | group | others
-    group_value: Any = None  # merchant id / provider / customer name, for the drill-down link
+    group_value: Any = None  # merchant id / provider / customer id, for the drill-down link
 
 
 @dataclass
@@ -424,7 +424,7 @@ class AgingReport:
         return [b.label(self.basis) for b in self.buckets]
 
 
-GROUPS = {"": None, "merchant": "merchant_id", "provider": "provider", "customer": "customer_name"}
+GROUPS = {"": None, "merchant": "merchant_id", "provider": "provider", "customer": "customer_id"}
 DEFAULT_TOP = 50
 MAX_TOP = 500
 
@@ -590,4 +590,5 @@ def _group_labels(group: str, keys: list) -> dict:
         return {m.pk: m.name for m in Merchant.objects.filter(pk__in=keys)}
     if group == "provider":
         return dict(PROVIDER_CHOICES)
-    return {k: (k or "(no customer name)") for k in keys}
+    names = dict(Customer.objects.filter(pk__in=[k for k in keys if k is not None]).values_list("pk", "name"))
+    return {k: (names.get(k) or f"Customer {k}") if k is not None else "(no customer)" for k in keys}

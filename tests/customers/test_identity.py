@@ -101,7 +101,7 @@ def test_linking_a_batch_costs_a_fixed_number_of_queries(django_assert_max_num_q
 
 def _invoice(credential, customer_id, external_id, **fields):
     return InvoiceFactory(merchant=credential.merchant, credential=credential, provider=credential.provider,
-                          external_id=external_id, customer_id=customer_id, **fields)
+                          external_id=external_id, customer=Customer.objects.get(pk=customer_id), **fields)
 
 
 def test_merge_and_split_survive_a_later_link(admin_user):
