@@ -117,9 +117,10 @@ def seed_invoices(n: int = 1_000_000, *, merchants=DEFAULT_MERCHANTS, customers:
     Issue dates span the last two years; due dates are 14 or 30 days later (2% unknown);
     Faspay rows have no amount (as in its list API); 1% of open rows are credits (negative).
     """
-    from django.db import connection
+    from django.db import connection, transaction
 
-    from arbook.models import GatewayCredential, Invoice, InvoiceEvent, Merchant
+    from arbook.models import Customer, GatewayCredential, Invoice, InvoiceEvent, Merchant
+    from arbook.services.customers import customers_refresh, name_key
 
     started = time.perf_counter()
     rng = random.Random(seed)
@@ -137,6 +138,10 @@ def seed_invoices(n: int = 1_000_000, *, merchants=DEFAULT_MERCHANTS, customers:
                 c.save()
             creds.append((c.pk, m.pk, provider, currency))
     pool = _customers(rng, customers)
+    # One Customer per (merchant, pool entry) actually billed, with ids assigned here (COPY below).
+    start_customer = (Customer.objects.order_by("-id").values_list("id", flat=True).first() or 0) + 1
+    merchant_slot = {m: k for k, m in enumerate(merchant_ids)}
+    used_customers: dict[int, tuple[int, str]] = {}
     statuses = [s for s, w in STATUS_WEIGHTS for _ in range(w)]
     start_id = (Invoice.objects.order_by("-id").values_list("id", flat=True).first() or 0) + 1
     start_event = (InvoiceEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0) + 1
@@ -145,7 +150,10 @@ def seed_invoices(n: int = 1_000_000, *, merchants=DEFAULT_MERCHANTS, customers:
         for k in range(n):
             inv_id = start_id + k
             cred_id, merchant_id, provider, currency = creds[k % len(creds)]
-            name, email, ref = pool[rng.randrange(len(pool))]
+            who = rng.randrange(len(pool))
+            name, email, ref = pool[who]
+            customer_id = start_customer + merchant_slot[merchant_id] * len(pool) + who
+            used_customers[customer_id] = (merchant_id, name)
             status = statuses[rng.randrange(len(statuses))]
             issued = now - timedelta(days=rng.randrange(730), seconds=rng.randrange(86400))
             due = None if rng.random() < 0.02 else issued + timedelta(days=rng.choice((14, 30)))
@@ -173,6 +181,7 @@ def seed_invoices(n: int = 1_000_000, *, merchants=DEFAULT_MERCHANTS, customers:
             values = {
                 "id": inv_id, "merchant_id": merchant_id, "credential_id": cred_id, "provider": provider,
                 "external_id": f"{provider}-{inv_id}", "number": number, "customer_name": name,
+                "customer_id": customer_id,
                 "customer_email": email, "customer_ref": ref, "currency": currency, "amount": _num(shown_amount),
                 "outstanding": _num(outstanding), "paid_amount": _num(paid_amount), "status": status,
                 "provider_status": pstatus, "issued_at": _ts(issued), "due_at": _ts(due), "paid_at": _ts(paid_at),
@@ -186,6 +195,7 @@ def seed_invoices(n: int = 1_000_000, *, merchants=DEFAULT_MERCHANTS, customers:
     # Only the columns set here; every other column of the (evolving) model is nullable or defaulted.
     known = {f.column for f in Invoice._meta.concrete_fields}
     columns = [c for c in ("id", "merchant_id", "credential_id", "provider", "external_id", "number", "customer_name",
+                           "customer_id",
                            "customer_email", "customer_ref", "currency", "amount", "outstanding", "paid_amount",
                            "status", "provider_status", "issued_at", "due_at", "paid_at", "payment_channel",
                            "checkout_url", "raw", "content_hash", "first_seen_at", "last_synced_at", "last_event_at")
@@ -196,7 +206,9 @@ def seed_invoices(n: int = 1_000_000, *, merchants=DEFAULT_MERCHANTS, customers:
         raise SystemExit("seed_invoices needs PostgreSQL (COPY); run under scripts/with-services.sh")
     n_events = 0
     event_lines: list[str] = []
-    with connection.cursor() as cursor:
+    # One transaction: the invoices' customer ids are checked (a deferred foreign key) at its end,
+    # once the customers they name are copied too.
+    with transaction.atomic(), connection.cursor() as cursor:
         raw_cursor = cursor.cursor  # psycopg 3 cursor
         # Secondary indexes (GIN trigram above all) are far cheaper to build once after the COPY
         # than to maintain row by row: drop them, load, and recreate them from their definitions.
@@ -224,6 +236,14 @@ def seed_invoices(n: int = 1_000_000, *, merchants=DEFAULT_MERCHANTS, customers:
                         print(f"  seeded {i:,} invoices ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
             if block:
                 copy.write("".join(block))
+        if used_customers and "customer_id" in columns:
+            with raw_cursor.copy("COPY arbook_customer (id, merchant_id, name, name_locked, name_key, created_at, "
+                                 "invoice_count, "
+                                 "open_count, providers) FROM STDIN") as copy:
+                stamp = _ts(now)
+                copy.write("".join(f"{cid}\t{mid}\t{name}\tf\t{name_key(name)}\t{stamp}\t0\t0\t\n"
+                                   for cid, (mid, name) in sorted(used_customers.items())))
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # check them now: indexes are built next
         if event_lines:
             with raw_cursor.copy(f"COPY arbook_invoiceevent ({event_columns}) FROM STDIN") as copy:
                 for j in range(0, len(event_lines), chunk):
@@ -237,9 +257,23 @@ def seed_invoices(n: int = 1_000_000, *, merchants=DEFAULT_MERCHANTS, customers:
         if n_events:
             cursor.execute("SELECT setval(pg_get_serial_sequence('arbook_invoiceevent', 'id'), "
                            "(SELECT max(id) FROM arbook_invoiceevent))")
+        if used_customers and "customer_id" in columns:
+            cursor.execute("SELECT setval(pg_get_serial_sequence('arbook_customer', 'id'), "
+                           "(SELECT max(id) FROM arbook_customer))")
+    with connection.cursor() as cursor:
         # VACUUM sets the visibility map too, so index-only scans work as they would in production.
         cursor.execute("VACUUM (ANALYZE) arbook_invoice")
         cursor.execute("VACUUM (ANALYZE) arbook_invoiceevent")
+    if used_customers and "customer_id" in columns:
+        # The summary the customer list reads, as the write path keeps it (in batches, as it does).
+        ids = sorted(used_customers)
+        for j in range(0, len(ids), 2_000):
+            customers_refresh(customer_ids=ids[j:j + 2_000])
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM (ANALYZE) arbook_customer")
+            cursor.execute("VACUUM (ANALYZE) arbook_customerbalance")
+        if verbose:
+            print(f"  {len(ids):,} customers summarized ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     seconds = time.perf_counter() - started
     if verbose:
         print(f"seeded {n:,} invoices and {n_events:,} events in {seconds:.1f} s ({n / seconds:,.0f} rows/s)",

@@ -21,7 +21,7 @@ from datetime import datetime
 
 import phonenumbers
 from django.db import transaction
-from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models import Count, Max, Min, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -242,20 +242,24 @@ def customers_refresh(*, customer_ids: Iterable[int]) -> int:
         return 0
     invoices = Invoice.objects.filter(customer_id__in=ids)
     owed = Q(status__in=RECEIVABLE) & (Q(outstanding__gt=0) | Q(outstanding__isnull=True, amount__gt=0))
-    summary = {row["customer_id"]: row for row in invoices.order_by().values("customer_id").annotate(
-        n=Count("id"), n_open=Count("id", filter=owed), oldest=Min("due_at", filter=owed), last_paid=Max("paid_at"))}
+    # Correlated subqueries, one index range per customer (a CASE per row, as bulk_update writes
+    # it, grows with the square of the batch).
+    of = Invoice.objects.filter(customer_id=OuterRef("pk")).order_by().values("customer_id")
     providers: dict[int, set[str]] = {}
     for customer_id, provider in invoices.order_by().values_list("customer_id", "provider").distinct():
         providers.setdefault(customer_id, set()).add(provider)
-    customers = list(Customer.objects.filter(pk__in=ids).only("id"))
-    for c in customers:
-        row = summary.get(c.pk, {})
-        c.invoice_count, c.open_count = row.get("n", 0), row.get("n_open", 0)
-        c.oldest_open_due, c.last_paid_at = row.get("oldest"), row.get("last_paid")
-        c.providers = ",".join(p for p in _PROVIDER_ORDER if p in providers.get(c.pk, ()))
+    by_value: dict[str, list[int]] = {}
+    for customer_id in ids:
+        by_value.setdefault(",".join(p for p in _PROVIDER_ORDER if p in providers.get(customer_id, ())),
+                            []).append(customer_id)
     with transaction.atomic():
-        Customer.objects.bulk_update(customers, ["invoice_count", "open_count", "oldest_open_due", "last_paid_at",
-                                                 "providers"], batch_size=500)
+        updated = Customer.objects.filter(pk__in=ids).update(
+            invoice_count=Coalesce(Subquery(of.annotate(n=Count("id")).values("n")), 0),
+            open_count=Coalesce(Subquery(of.filter(owed).annotate(n=Count("id")).values("n")), 0),
+            oldest_open_due=Subquery(of.filter(owed).annotate(m=Min("due_at")).values("m")),
+            last_paid_at=Subquery(of.annotate(m=Max("paid_at")).values("m")))
+        for value, customer_ids in by_value.items():
+            Customer.objects.filter(pk__in=customer_ids).exclude(providers=value).update(providers=value)
         CustomerBalance.objects.filter(customer_id__in=ids).delete()
         CustomerBalance.objects.bulk_create([
             CustomerBalance(customer_id=row["customer_id"], merchant_id=row["merchant_id"], currency=row["currency"],
@@ -264,7 +268,7 @@ def customers_refresh(*, customer_ids: Iterable[int]) -> int:
             .annotate(total=Sum(Coalesce("outstanding", "amount")), n=Count("id"))])
         DuplicateSuspect.objects.filter(customer_id__in=ids).delete()
         DuplicateSuspect.objects.bulk_create(_duplicates(invoices.filter(owed, amount__isnull=False)))
-    return len(customers)
+    return updated
 
 
 def _duplicates(open_invoices) -> list[DuplicateSuspect]:
