@@ -55,7 +55,7 @@ def sync_list(request):
 @require_POST
 def sync_now(request, credential_id: int):
     """Enqueue a sync of one of the user's credentials (404 for anyone else's)."""
-    from arbook.services.sync import sync_enqueue
+    from arbook.services.sync_schedule import sync_enqueue
 
     credential = get_scoped_or_404(GatewayCredential.objects.select_related("merchant"), request.user,
                                    pk=credential_id)
