@@ -89,13 +89,13 @@ def batch_summary(*, batch: EspayBatch) -> dict[str, Any]:
 
 def batch_progress(*, batch: EspayBatch) -> dict[str, Any]:
     """What the results page polls while sending (JSON-ready)."""
-    from arbook.services.espay_batch import batch_is_stalled
+    from arbook.services.espay_batch import espay_batch_is_stalled
 
     done = batch.sent_count + batch.failed_count + batch.unknown_count
     return {
         "id": batch.pk, "status": batch.status, "status_label": batch.get_status_display(),
         "finished": batch.status in EspayBatch.FINISHED, "active": batch.status in EspayBatch.ACTIVE,
-        "stalled": batch_is_stalled(batch),
+        "stalled": espay_batch_is_stalled(batch=batch),
         "rows": batch.row_count, "sent": batch.sent_count, "failed": batch.failed_count,
         "unknown": batch.unknown_count, "pending": batch.pending_count, "done": done,
         "chunks_done": batch.chunk_done, "chunks_total": batch.chunk_total,

@@ -25,11 +25,12 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Count, F, Q, Value
 from django.db.models.functions import Coalesce
@@ -56,7 +57,7 @@ from gateways.espay import EspayInvoice, SendResult
 logger = logging.getLogger(__name__)
 
 __all__ = ["UploadError", "espay_batch_create", "espay_batch_confirm", "espay_batch_send", "espay_batch_retry_failed",
-           "espay_batch_discard", "espay_batch_resume", "batch_is_stalled", "sent_doc_nos"]
+           "espay_batch_discard", "espay_batch_resume", "espay_batch_is_stalled", "espay_doc_nos_sent"]
 
 #: A sending worker holds the batch this long, renewed after every chunk; a batch left SENDING
 #: past it (the worker died) is taken over by the next task that runs for it.
@@ -83,7 +84,8 @@ def _setting(name: str, default: Any) -> Any:
 
 # -- validation and creation ---------------------------------------------------------------------
 
-def sent_doc_nos(*, merchant: Merchant, doc_nos: Sequence[str], exclude_batch_id: int | None = None) -> dict[str, str]:
+def espay_doc_nos_sent(*, merchant: Merchant, doc_nos: Sequence[str],
+                       exclude_batch_id: int | None = None) -> dict[str, str]:
     """doc_no -> where it was sent already, for this merchant: a line of a confirmed batch that is
     listed, unknown or still to be sent, or an existing Espay invoice of the merchant."""
     found: dict[str, str] = {}
@@ -110,7 +112,8 @@ def _currency(credential: GatewayCredential) -> str:
     return str((credential.options or {}).get("ccy") or "IDR").strip().upper()
 
 
-def espay_batch_create(*, credential: GatewayCredential, user, file_name: str, content: bytes) -> EspayBatch:
+def espay_batch_create(*, credential: GatewayCredential, user: AbstractBaseUser | None, file_name: str,
+                       content: bytes) -> EspayBatch:
     """Parse and validate an upload into a batch: READY (lines stored, waiting for confirmation)
     or INVALID (every problem stored by row and column; nothing can be sent).
 
@@ -123,7 +126,7 @@ def espay_batch_create(*, credential: GatewayCredential, user, file_name: str, c
     parsed: ParsedUpload = parse_upload(content=content, file_name=file_name, currency=currency)
     problems = list(parsed.problems)
     problem_count = parsed.problem_count
-    already = sent_doc_nos(merchant=credential.merchant, doc_nos=[line.doc_no for line in parsed.lines])
+    already = espay_doc_nos_sent(merchant=credential.merchant, doc_nos=[line.doc_no for line in parsed.lines])
     if already:
         for line in parsed.lines:
             if line.doc_no in already:
@@ -173,7 +176,7 @@ def _enqueue(batch_id: int) -> None:
         logger.exception("espay batch=%s could not be queued; it stays QUEUED", batch_id)
 
 
-def espay_batch_confirm(*, batch: EspayBatch, user) -> Outcome:
+def espay_batch_confirm(*, batch: EspayBatch, user: AbstractBaseUser | None) -> Outcome:
     """READY → QUEUED once, then enqueue the send after commit. Confirming again (double click,
     a second tab) finds the batch no longer READY and sends nothing."""
     now = timezone.now()
@@ -190,7 +193,7 @@ def espay_batch_confirm(*, batch: EspayBatch, user) -> Outcome:
             return Outcome(False, f"This batch was already confirmed (status: {locked.get_status_display().lower()}); "
                                   "nothing was sent again.")
         doc_nos = list(locked.lines.values_list("doc_no", flat=True))
-        conflicts = sent_doc_nos(merchant=locked.merchant, doc_nos=doc_nos, exclude_batch_id=locked.pk)
+        conflicts = espay_doc_nos_sent(merchant=locked.merchant, doc_nos=doc_nos, exclude_batch_id=locked.pk)
         if conflicts:
             rows = dict(locked.lines.filter(doc_no__in=list(conflicts)).values_list("doc_no", "row_number"))
             problems = sorted((Problem(rows[d], "doc_no", d, why) for d, why in conflicts.items()),
@@ -209,7 +212,7 @@ def espay_batch_confirm(*, batch: EspayBatch, user) -> Outcome:
     return Outcome(True, "Confirmed: the batch is being sent to Espay.")
 
 
-def batch_is_stalled(batch: EspayBatch, *, now=None) -> bool:
+def espay_batch_is_stalled(*, batch: EspayBatch, now: datetime | None = None) -> bool:
     """Queued but never picked up (broker was down), or SENDING with its worker's lease run out."""
     now = now or timezone.now()
     if batch.status == EspayBatch.Status.QUEUED:
@@ -217,18 +220,18 @@ def batch_is_stalled(batch: EspayBatch, *, now=None) -> bool:
     return batch.status == EspayBatch.Status.SENDING and (batch.lease_until is None or batch.lease_until < now)
 
 
-def espay_batch_resume(*, batch: EspayBatch, user) -> Outcome:
+def espay_batch_resume(*, batch: EspayBatch, user: AbstractBaseUser | None) -> Outcome:
     """Queue a stalled batch again. Harmless if it is not really stalled: only one run can claim it,
     and a resumed run resends open chunks with their stored rq_uuid."""
     batch.refresh_from_db(fields=["status", "confirmed_at", "lease_until"])
-    if not batch_is_stalled(batch):
+    if not espay_batch_is_stalled(batch=batch):
         return Outcome(False, "The batch is not stalled; it is being sent.")
     transaction.on_commit(lambda: _enqueue(batch.pk))
     logger.info("espay batch=%s resumed by user=%s", batch.pk, getattr(user, "pk", None))
     return Outcome(True, "The batch was queued again; it continues where it stopped.")
 
 
-def espay_batch_discard(*, batch: EspayBatch, user) -> bool:
+def espay_batch_discard(*, batch: EspayBatch, user: AbstractBaseUser | None) -> bool:
     """Drop a batch that was never confirmed (its lines go; the file and problems stay for the record)."""
     with transaction.atomic():
         updated = EspayBatch.objects.filter(
@@ -239,7 +242,7 @@ def espay_batch_discard(*, batch: EspayBatch, user) -> bool:
     return bool(updated)
 
 
-def espay_batch_retry_failed(*, batch: EspayBatch, user) -> Outcome:
+def espay_batch_retry_failed(*, batch: EspayBatch, user: AbstractBaseUser | None) -> Outcome:
     """Send again only what did not get listed: chunks with an unknown outcome go again as they
     were (same rq_uuid, same lines); failed lines go in new chunks. A failed doc_no that another
     batch has listed since is marked SUPERSEDED instead of being sent twice."""
@@ -249,7 +252,7 @@ def espay_batch_retry_failed(*, batch: EspayBatch, user) -> Outcome:
         if locked.status not in EspayBatch.FINISHED:
             return Outcome(False, "Only a finished batch can retry its failed lines.")
         failed = locked.lines.filter(status=EspayLine.Status.FAILED)
-        elsewhere = sent_doc_nos(merchant=locked.merchant, doc_nos=list(failed.values_list("doc_no", flat=True)),
+        elsewhere = espay_doc_nos_sent(merchant=locked.merchant, doc_nos=list(failed.values_list("doc_no", flat=True)),
                                  exclude_batch_id=locked.pk)
         if elsewhere:
             failed.filter(doc_no__in=list(elsewhere)).update(
@@ -318,7 +321,8 @@ def _espay_invoice(line: EspayLine) -> EspayInvoice:
     )
 
 
-def espay_batch_send(*, batch: EspayBatch, client=None, sleep: Callable[[float], None] = time.sleep) -> EspayBatch:
+def espay_batch_send(*, batch: EspayBatch, client: Any = None,
+                     sleep: Callable[[float], None] = time.sleep) -> EspayBatch:
     """Send a confirmed batch (the Celery task calls this). Safe to run twice: only the run that
     claims the batch sends; a rerun after a crash resumes the open chunks with their rq_uuids."""
     if not _claim(batch):

@@ -40,7 +40,16 @@ import gateways
 from arbook import bulk
 from arbook.crypto import SecretsUnavailable
 from arbook.jsonutil import RawJSONEncoder
-from arbook.models import EspayBatch, EspayChunk, EspayLine, GatewayCredential, Invoice, InvoiceEvent, Notification, SyncRun
+from arbook.models import (
+    EspayBatch,
+    EspayChunk,
+    EspayLine,
+    GatewayCredential,
+    Invoice,
+    InvoiceEvent,
+    Notification,
+    SyncRun,
+)
 from arbook.services.credentials import credential_client
 from arbook.services.sync_schedule import sync_enqueue
 from arbook.status import InvoiceStatus
@@ -279,7 +288,7 @@ def invoices_upload(*, batch: EspayBatch, chunk: EspayChunk, listed: Sequence[tu
                    note=f"Espay batch #{batch.pk}, row {row['raw']['row_number']}, rq_uuid {chunk.rq_uuid}"[:255])
             for row, invoice_id in zip(new, new_ids))
     if touched:
-        Invoice.objects.bulk_update(touched, ["raw", "due_at", "payment_channel"], batch_size=500)
+        bulk.update(touched, ["raw", "due_at", "payment_channel"])
     notifications_apply_pending(credential=batch.credential)
     return ids
 
