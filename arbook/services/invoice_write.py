@@ -115,6 +115,19 @@ def _identified(page: Page) -> Iterator[tuple[str, str, str, RemoteInvoice | Non
         yield remote.external_id, digest, raw_text, remote, None
 
 
+# -- the history ----------------------------------------------------------------------------------
+# Every writer builds its events with `_event` and inserts them with `InvoiceEvent.objects.append`
+# (links to the previous event, `last_event_at`); a new invoice from a read has no event, one
+# from an upload has its `upload` event.
+
+def _event(invoice_id: int, before: tuple, after: tuple, *, source: str, seen_at: datetime,
+           **links: Any) -> InvoiceEvent:
+    """The event of one change: `before` and `after` are (status, outstanding, paid_at)."""
+    return InvoiceEvent(invoice_id=invoice_id, seen_at=seen_at, source=source,
+                        status_before=before[0], outstanding_before=before[1], paid_at_before=before[2],
+                        status_after=after[0], outstanding_after=after[1], paid_at_after=after[2], **links)
+
+
 # -- a provider's read: pages of the sync, looked-up invoices ------------------------------------
 
 #: The columns of a written row, in the order `invoices_write` builds them.
@@ -143,15 +156,6 @@ def _stored(credential_id: int, external_ids: list[str], columns: tuple[str, ...
     unique index)."""
     return bulk.select_in(Invoice, columns, where={"credential_id": credential_id}, key="external_id",
                           values=external_ids)
-
-
-def _event(invoice_id: int, before: tuple, after: tuple, *, source: str, seen_at: datetime,
-           **links: Any) -> InvoiceEvent:
-    """The event of one change: `before` and `after` are (status, outstanding, paid_at)."""
-    return InvoiceEvent(invoice_id=invoice_id, seen_at=seen_at, source=source,
-                        status_before=before[0], outstanding_before=before[1], paid_at_before=before[2],
-                        status_after=after[0], outstanding_after=after[1], paid_at_after=after[2], **links)
-
 
 
 def invoices_write(*, credential: GatewayCredential, pages: list[Page], run: SyncRun,
@@ -335,8 +339,8 @@ def is_regression(before: str, after: str) -> bool:
 # - *Duplicate*: another delivery of the same provider event (same dedupe key) was already settled →
 #   nothing changes.
 # - *Invoice not synced yet*: the notification waits (`pending`) and a sync of its credential is
-#   requested; `notifications_apply_pending` (called by the sync after each page) applies it when
-#   the invoice appears.
+#   requested; `notifications_apply_pending` (after every write that can bring invoices) applies
+#   it when the invoice appears.
 # - *State* notifications (Xendit, Faspay, FarPay's non-payment events) carry the invoice's state
 #   after the event. One whose provider time is older than the invoice's watermark (its
 #   `provider_updated_at` or the newest provider time of a notification applied to it) is `stale`
