@@ -11,6 +11,8 @@ of them it owns, in one place:
 - the history: an `InvoiceEvent` per change of status, outstanding or paid date, always inserted
   through `InvoiceEvent.objects.append`, which links it to the invoice's previous event and moves
   `Invoice.last_event_at` forward (`changed_at` follows, computed by the database);
+- the missing flag: what a complete full read did not return (`invoices_flag_missing`; a read
+  that returns the invoice again clears it);
 - the money rules no notification can break;
 - settling the notifications that waited for an invoice which a write has now brought
   (`notifications_apply_pending`, after every write that can create invoices).
@@ -33,7 +35,7 @@ from typing import Any, Iterator
 
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 import gateways
@@ -49,11 +51,12 @@ from arbook.models import (
     InvoiceEvent,
     Notification,
     SyncRun,
+    SyncSeen,
 )
 from arbook.services.credentials import credential_client
 from arbook.services.sync_schedule import sync_enqueue
 from arbook.status import InvoiceStatus
-from gateways import Page, RemoteInvoice, notify
+from gateways import Page, RemoteInvoice, SettledScope, notify
 from gateways import status as st
 from gateways.numbers import parse_decimal
 
@@ -229,6 +232,35 @@ def invoices_write(*, credential: GatewayCredential, pages: list[Page], run: Syn
     InvoiceEvent.objects.append(events)
     notifications_apply_pending(credential=credential)
     return counts
+
+
+def invoices_unseen(*, credential: GatewayCredential, pass_id: int) -> QuerySet[Invoice]:
+    """The credential's unflagged invoices that this full pass has not returned (`SyncSeen`).
+
+    NOT EXISTS, not NOT IN: PostgreSQL turns it into a hash anti-join that spills to disk when
+    the pass saw millions of ids; a NOT IN whose hash does not fit work_mem is quadratic."""
+    seen = SyncSeen.objects.filter(credential_id=credential.pk, pass_id=pass_id, external_id=OuterRef("external_id"))
+    return Invoice.objects.filter(credential=credential, missing_since__isnull=True).exclude(Exists(seen))
+
+
+def invoices_flag_missing(*, credential: GatewayCredential, pass_id: int, run: SyncRun, scope: SettledScope) -> int:
+    """Flag what the complete full pass did not return: unsettled invoices (looked up in vain, or
+    not lookupable) and settled ones inside the read's settled scope. Nothing is deleted; the
+    flag clears when a read returns the invoice again."""
+    expected = Q(status__in=st.UNSETTLED)
+    if scope.field is None:
+        expected = Q()
+    else:
+        inside = Q()
+        if scope.start is not None:
+            inside &= Q(**{f"{scope.field}__gte": scope.start})
+        if scope.end is not None:
+            inside &= Q(**{f"{scope.field}__lt": scope.end})
+        expected |= inside
+        if scope.undated:
+            expected |= Q(**{f"{scope.field}__isnull": True})
+    return (invoices_unseen(credential=credential, pass_id=pass_id).filter(expected)
+            .update(missing_since=run.started_at, missing_since_run=run))
 
 
 # -- an upload: invoices Espay listed -----------------------------------------------------------

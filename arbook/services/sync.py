@@ -35,7 +35,6 @@ from typing import Any, Iterator
 
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 import gateways
@@ -43,7 +42,7 @@ from arbook import bulk
 from arbook.crypto import SecretsUnavailable
 from arbook.models import GatewayCredential, Invoice, SyncRun, SyncSeen
 from arbook.services.credentials import credential_client, secrets_scrub
-from arbook.services.invoice_write import invoices_write
+from arbook.services.invoice_write import invoices_flag_missing, invoices_unseen, invoices_write
 from gateways import InvoiceRef, Page, RemoteInvoice, SettledScope
 from gateways import status as st
 
@@ -283,15 +282,6 @@ def prefetch(pages: Iterator[Page], depth: int = 2) -> Iterator[Page]:
             close()
 
 
-def _unseen(*, credential: GatewayCredential, pass_id: int):
-    """The credential's unflagged invoices that this full pass has not returned.
-
-    NOT EXISTS, not NOT IN: PostgreSQL turns it into a hash anti-join that spills to disk when
-    the pass saw millions of ids; a NOT IN whose hash does not fit work_mem is quadratic."""
-    seen = SyncSeen.objects.filter(credential_id=credential.pk, pass_id=pass_id, external_id=OuterRef("external_id"))
-    return Invoice.objects.filter(credential=credential, missing_since__isnull=True).exclude(Exists(seen))
-
-
 def _look_up_unseen(*, credential: GatewayCredential, client: Any, pass_id: int, run: SyncRun,
                     lock: CredentialLock) -> None:
     """After a complete full read: look up each stored unsettled invoice it did not return, and
@@ -302,7 +292,7 @@ def _look_up_unseen(*, credential: GatewayCredential, client: Any, pass_id: int,
     failure fails the run; the pass stays pending, so the next run repeats only the lookups."""
     if not getattr(client, "can_lookup", False):
         return
-    rows = (_unseen(credential=credential, pass_id=pass_id).filter(status__in=st.UNSETTLED).order_by("pk")
+    rows = (invoices_unseen(credential=credential, pass_id=pass_id).filter(status__in=st.UNSETTLED).order_by("pk")
             .values_list("external_id", "status", "issued_at", "due_at", "customer_ref"))
     refs = [InvoiceRef(external_id=x, status=s, issued_at=i, due_at=d, customer_ref=c) for x, s, i, d, c in rows]
     for start in range(0, len(refs), LOOKUP_BATCH):
@@ -330,22 +320,8 @@ def _settled_scope(client: Any) -> SettledScope:
 
 
 def _flag_missing(*, credential: GatewayCredential, pass_id: int, run: SyncRun, scope: SettledScope) -> int:
-    """Flag what the complete full pass did not return: unsettled invoices (looked up in vain, or
-    not lookupable) and settled ones inside the read's settled scope."""
-    expected = Q(status__in=st.UNSETTLED)
-    if scope.field is None:
-        expected = Q()
-    else:
-        inside = Q()
-        if scope.start is not None:
-            inside &= Q(**{f"{scope.field}__gte": scope.start})
-        if scope.end is not None:
-            inside &= Q(**{f"{scope.field}__lt": scope.end})
-        expected |= inside
-        if scope.undated:
-            expected |= Q(**{f"{scope.field}__isnull": True})
-    flagged = (_unseen(credential=credential, pass_id=pass_id).filter(expected)
-               .update(missing_since=run.started_at, missing_since_run=run))
+    """Flag what the complete full pass did not return; its seen ids are done with."""
+    flagged = invoices_flag_missing(credential=credential, pass_id=pass_id, run=run, scope=scope)
     SyncSeen.objects.filter(credential_id=credential.pk).delete()
     return flagged
 
