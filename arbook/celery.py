@@ -25,11 +25,11 @@ def enqueue(name: str, *args, **kwargs) -> None:
     """Queue the task registered as `name` with these arguments (raises when the broker is down).
 
     By name, so that services never import the tasks that call them (DESIGN.md "Floors"). It
-    goes through the registered task's own `apply_async`, exactly as `.delay()` would, so
+    calls the registered task's own `.delay()`, as the services did when they imported it, so
     `task_always_eager` (the tests' eager mode) runs it inline; `app.send_task` would ignore
     that setting. A worker registers the task modules when it starts (autodiscovery); any other
     process (web, commands, tests) on its first enqueue, and an unknown name fails here rather
     than queueing a message no worker can run."""
     if name not in app.tasks:
         app.autodiscover_tasks(force=True)
-    app.tasks[name].apply_async(args=args, kwargs=kwargs)
+    app.tasks[name].delay(*args, **kwargs)
