@@ -17,7 +17,7 @@ from arbook.models import GatewayCredential, Invoice, InvoiceEvent, Merchant, Sy
 from arbook.models import Notification
 
 from arbook.services.credentials import credential_test_connection
-from arbook.services.sync import sync_enqueue
+from arbook.services.sync_schedule import sync_enqueue
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

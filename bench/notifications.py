@@ -36,7 +36,7 @@ def main(n: int) -> None:
     from django.utils import timezone
 
     from arbook.models import GatewayCredential, Invoice, InvoiceEvent, Merchant, Notification
-    from arbook.services.notifications import notification_apply
+    from arbook.services.invoice_write import notification_apply
     from gateways.sandbox import CREDENTIALS, OPTIONS, Sandbox
 
     sandbox = Sandbox(size=n, providers=("xendit",)).providers["xendit"]

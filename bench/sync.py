@@ -147,7 +147,7 @@ def baseline(credential, merchant, provider):
 
     from arbook.models import Invoice
     from arbook.services.credentials import credential_client
-    from arbook.services.sync import INVOICE_FIELDS
+    from arbook.services.invoice_write import INVOICE_FIELDS
 
     rows = [inv for page in credential_client(credential=credential).iter_pages() for inv in page.invoices]
     Invoice.objects.all().delete()

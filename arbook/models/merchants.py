@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import secrets as pysecrets
+import zoneinfo
 from typing import Any
 
 from django.conf import settings
@@ -21,8 +22,6 @@ PROVIDER_CHOICES = [
 
 
 def _timezone_choices():
-    import zoneinfo
-
     return [(z, z) for z in sorted(zoneinfo.available_timezones()) if "/" in z and not z.startswith("Etc/")]
 
 

@@ -46,7 +46,7 @@ class Notification(models.Model):
 
     verification = models.CharField(max_length=16, choices=Verification.choices)
     verification_reason = models.CharField(max_length=255, blank=True, help_text="Never contains a secret.")
-    #: The normalized change parsed from the body (see arbook.services.notifications.Change).
+    #: The normalized change parsed from the body (`arbook.services.invoice_write.change_of`).
     parsed = models.JSONField(null=True, blank=True)
     event_id = models.CharField(max_length=128, blank=True, help_text="The provider's own id of this event.")
     #: What makes two deliveries the same provider event (dedupe key).

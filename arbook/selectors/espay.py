@@ -17,7 +17,7 @@ from django.utils.dateparse import parse_datetime
 
 from arbook.models import EspayBatch, EspayLine, EspayVirtualAccount, GatewayCredential, Invoice
 from arbook.scoping import get_scoped_or_404, scope
-from arbook.services.espay_batch import batch_is_stalled
+from arbook.services.espay_batch import espay_batch_is_stalled
 from arbook.services.espay_files import CHUNK_SIZE, bank_label
 
 #: Errors first on the results page: failed and unknown lines, then the rest in sheet order.
@@ -84,7 +84,7 @@ def batch_progress(*, batch: EspayBatch) -> dict[str, Any]:
     return {
         "id": batch.pk, "status": batch.status, "status_label": batch.get_status_display(),
         "finished": batch.status in EspayBatch.FINISHED, "active": batch.status in EspayBatch.ACTIVE,
-        "stalled": batch_is_stalled(batch),
+        "stalled": espay_batch_is_stalled(batch=batch),
         "rows": batch.row_count, "sent": batch.sent_count, "failed": batch.failed_count,
         "unknown": batch.unknown_count, "pending": batch.pending_count, "done": done,
         "chunks_done": batch.chunk_done, "chunks_total": batch.chunk_total,

@@ -15,7 +15,7 @@ def credential_client(*, credential: GatewayCredential, **kwargs):
     return gateways.get_client(credential.provider, **credential.client_kwargs(), **kwargs)
 
 
-def scrub(text: str, *, credential: GatewayCredential) -> str:
+def secrets_scrub(*, text: str, credential: GatewayCredential) -> str:
     """Defence in depth: remove any stored secret value from a text before it is shown or saved."""
     try:
         values = [str(v) for v in credential.secrets.values() if v and len(str(v)) >= 4]
@@ -42,5 +42,5 @@ def credential_test_connection(*, credential: GatewayCredential) -> tuple[bool, 
                 gateways.ConfigurationError: "is not fully configured"}
         label = next((v for k, v in kind.items() if isinstance(exc, k)), "failed")
         logger.info("test connection failed credential=%s error=%s", credential.pk, type(exc).__name__)
-        return False, scrub(f"{credential.get_provider_display()} {label}: {exc}", credential=credential)
-    return True, scrub(message, credential=credential)
+        return False, secrets_scrub(text=f"{credential.get_provider_display()} {label}: {exc}", credential=credential)
+    return True, secrets_scrub(text=message, credential=credential)

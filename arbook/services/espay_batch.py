@@ -20,24 +20,25 @@ Never twice, never lost:
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, models, transaction
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
 from django.db.models import Count, F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 import gateways
+from arbook import bulk
+from arbook.celery import enqueue
 from arbook.crypto import SecretsUnavailable
 from arbook.models import (
     EspayBatch,
@@ -46,18 +47,17 @@ from arbook.models import (
     EspayVirtualAccount,
     GatewayCredential,
     Invoice,
-    InvoiceEvent,
     Merchant,
 )
-from arbook.services.credentials import credential_client, scrub
+from arbook.services.credentials import credential_client, secrets_scrub
 from arbook.services.espay_files import CHUNK_SIZE, ParsedUpload, Problem, UploadError, parse_upload
-from arbook.status import InvoiceStatus
+from arbook.services.invoice_write import invoices_upload
 from gateways.espay import EspayInvoice, SendResult
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["UploadError", "espay_batch_create", "espay_batch_confirm", "espay_batch_send", "espay_batch_retry_failed",
-           "espay_batch_discard", "espay_batch_resume", "batch_is_stalled", "sent_doc_nos"]
+           "espay_batch_discard", "espay_batch_resume", "espay_batch_is_stalled", "espay_doc_nos_sent"]
 
 #: A sending worker holds the batch this long, renewed after every chunk; a batch left SENDING
 #: past it (the worker died) is taken over by the next task that runs for it.
@@ -68,6 +68,9 @@ REQUEUE_AFTER = timedelta(minutes=2)
 RETRY_DELAYS: tuple[float, ...] = (2.0, 5.0, 15.0)
 #: (connect, read) seconds for one sendinvoice call of up to 500 lines; settings.ESPAY_TIMEOUT overrides.
 TIMEOUT: tuple[float, float] = (10.0, 90.0)
+
+#: The registered name of `arbook.tasks.espay.espay_batch_send_task`.
+SEND_TASK = "arbook.espay_batch_send"
 
 NOT_SENT = "NOT_SENT"
 NO_ANSWER = "NO_ANSWER"
@@ -81,7 +84,8 @@ def _setting(name: str, default: Any) -> Any:
 
 # -- validation and creation ---------------------------------------------------------------------
 
-def sent_doc_nos(*, merchant: Merchant, doc_nos: Sequence[str], exclude_batch_id: int | None = None) -> dict[str, str]:
+def espay_doc_nos_sent(*, merchant: Merchant, doc_nos: Sequence[str],
+                       exclude_batch_id: int | None = None) -> dict[str, str]:
     """doc_no -> where it was sent already, for this merchant: a line of a confirmed batch that is
     listed, unknown or still to be sent, or an existing Espay invoice of the merchant."""
     found: dict[str, str] = {}
@@ -108,7 +112,8 @@ def _currency(credential: GatewayCredential) -> str:
     return str((credential.options or {}).get("ccy") or "IDR").strip().upper()
 
 
-def espay_batch_create(*, credential: GatewayCredential, user, file_name: str, content: bytes) -> EspayBatch:
+def espay_batch_create(*, credential: GatewayCredential, user: AbstractBaseUser | None, file_name: str,
+                       content: bytes) -> EspayBatch:
     """Parse and validate an upload into a batch: READY (lines stored, waiting for confirmation)
     or INVALID (every problem stored by row and column; nothing can be sent).
 
@@ -121,7 +126,7 @@ def espay_batch_create(*, credential: GatewayCredential, user, file_name: str, c
     parsed: ParsedUpload = parse_upload(content=content, file_name=file_name, currency=currency)
     problems = list(parsed.problems)
     problem_count = parsed.problem_count
-    already = sent_doc_nos(merchant=credential.merchant, doc_nos=[line.doc_no for line in parsed.lines])
+    already = espay_doc_nos_sent(merchant=credential.merchant, doc_nos=[line.doc_no for line in parsed.lines])
     if already:
         for line in parsed.lines:
             if line.doc_no in already:
@@ -142,7 +147,7 @@ def espay_batch_create(*, credential: GatewayCredential, user, file_name: str, c
             total_amount=sum((line.amount for line in lines), Decimal(0)),
             chunk_total=-(-len(lines) // CHUNK_SIZE),
         )
-        _insert(EspayLine, [
+        bulk.insert_objects(EspayLine, [
             {"batch_id": batch.pk, "row_number": line.row_number, "doc_no": line.doc_no,
              "member_code": line.member_code, "member_name": line.member_name, "amount": line.amount,
              "total_amount": line.total_amount, "number_of_installment": line.number_of_installment,
@@ -165,15 +170,13 @@ class Outcome:
 def _enqueue(batch_id: int) -> None:
     """Hand the batch to a worker. A broker that is down leaves it QUEUED (the page offers to
     queue it again) rather than failing the request that already committed the confirmation."""
-    from arbook.tasks.espay import espay_batch_send_task
-
     try:
-        espay_batch_send_task.delay(batch_id)
+        enqueue(SEND_TASK, batch_id)
     except Exception:  # kombu/redis connection errors: many classes
         logger.exception("espay batch=%s could not be queued; it stays QUEUED", batch_id)
 
 
-def espay_batch_confirm(*, batch: EspayBatch, user) -> Outcome:
+def espay_batch_confirm(*, batch: EspayBatch, user: AbstractBaseUser | None) -> Outcome:
     """READY → QUEUED once, then enqueue the send after commit. Confirming again (double click,
     a second tab) finds the batch no longer READY and sends nothing."""
     now = timezone.now()
@@ -190,7 +193,7 @@ def espay_batch_confirm(*, batch: EspayBatch, user) -> Outcome:
             return Outcome(False, f"This batch was already confirmed (status: {locked.get_status_display().lower()}); "
                                   "nothing was sent again.")
         doc_nos = list(locked.lines.values_list("doc_no", flat=True))
-        conflicts = sent_doc_nos(merchant=locked.merchant, doc_nos=doc_nos, exclude_batch_id=locked.pk)
+        conflicts = espay_doc_nos_sent(merchant=locked.merchant, doc_nos=doc_nos, exclude_batch_id=locked.pk)
         if conflicts:
             rows = dict(locked.lines.filter(doc_no__in=list(conflicts)).values_list("doc_no", "row_number"))
             problems = sorted((Problem(rows[d], "doc_no", d, why) for d, why in conflicts.items()),
@@ -209,7 +212,7 @@ def espay_batch_confirm(*, batch: EspayBatch, user) -> Outcome:
     return Outcome(True, "Confirmed: the batch is being sent to Espay.")
 
 
-def batch_is_stalled(batch: EspayBatch, *, now=None) -> bool:
+def espay_batch_is_stalled(*, batch: EspayBatch, now: datetime | None = None) -> bool:
     """Queued but never picked up (broker was down), or SENDING with its worker's lease run out."""
     now = now or timezone.now()
     if batch.status == EspayBatch.Status.QUEUED:
@@ -217,18 +220,18 @@ def batch_is_stalled(batch: EspayBatch, *, now=None) -> bool:
     return batch.status == EspayBatch.Status.SENDING and (batch.lease_until is None or batch.lease_until < now)
 
 
-def espay_batch_resume(*, batch: EspayBatch, user) -> Outcome:
+def espay_batch_resume(*, batch: EspayBatch, user: AbstractBaseUser | None) -> Outcome:
     """Queue a stalled batch again. Harmless if it is not really stalled: only one run can claim it,
     and a resumed run resends open chunks with their stored rq_uuid."""
     batch.refresh_from_db(fields=["status", "confirmed_at", "lease_until"])
-    if not batch_is_stalled(batch):
+    if not espay_batch_is_stalled(batch=batch):
         return Outcome(False, "The batch is not stalled; it is being sent.")
     transaction.on_commit(lambda: _enqueue(batch.pk))
     logger.info("espay batch=%s resumed by user=%s", batch.pk, getattr(user, "pk", None))
     return Outcome(True, "The batch was queued again; it continues where it stopped.")
 
 
-def espay_batch_discard(*, batch: EspayBatch, user) -> bool:
+def espay_batch_discard(*, batch: EspayBatch, user: AbstractBaseUser | None) -> bool:
     """Drop a batch that was never confirmed (its lines go; the file and problems stay for the record)."""
     with transaction.atomic():
         updated = EspayBatch.objects.filter(
@@ -239,7 +242,7 @@ def espay_batch_discard(*, batch: EspayBatch, user) -> bool:
     return bool(updated)
 
 
-def espay_batch_retry_failed(*, batch: EspayBatch, user) -> Outcome:
+def espay_batch_retry_failed(*, batch: EspayBatch, user: AbstractBaseUser | None) -> Outcome:
     """Send again only what did not get listed: chunks with an unknown outcome go again as they
     were (same rq_uuid, same lines); failed lines go in new chunks. A failed doc_no that another
     batch has listed since is marked SUPERSEDED instead of being sent twice."""
@@ -249,7 +252,7 @@ def espay_batch_retry_failed(*, batch: EspayBatch, user) -> Outcome:
         if locked.status not in EspayBatch.FINISHED:
             return Outcome(False, "Only a finished batch can retry its failed lines.")
         failed = locked.lines.filter(status=EspayLine.Status.FAILED)
-        elsewhere = sent_doc_nos(merchant=locked.merchant, doc_nos=list(failed.values_list("doc_no", flat=True)),
+        elsewhere = espay_doc_nos_sent(merchant=locked.merchant, doc_nos=list(failed.values_list("doc_no", flat=True)),
                                  exclude_batch_id=locked.pk)
         if elsewhere:
             failed.filter(doc_no__in=list(elsewhere)).update(
@@ -318,7 +321,8 @@ def _espay_invoice(line: EspayLine) -> EspayInvoice:
     )
 
 
-def espay_batch_send(*, batch: EspayBatch, client=None, sleep: Callable[[float], None] = time.sleep) -> EspayBatch:
+def espay_batch_send(*, batch: EspayBatch, client: Any = None,
+                     sleep: Callable[[float], None] = time.sleep) -> EspayBatch:
     """Send a confirmed batch (the Celery task calls this). Safe to run twice: only the run that
     claims the batch sends; a rerun after a crash resumes the open chunks with their rq_uuids."""
     if not _claim(batch):
@@ -333,7 +337,7 @@ def espay_batch_send(*, batch: EspayBatch, client=None, sleep: Callable[[float],
             client = credential_client(credential=credential, timeout=tuple(_setting("ESPAY_TIMEOUT", TIMEOUT)),
                                        max_retries=0)
         except (SecretsUnavailable, gateways.ConfigurationError) as exc:
-            reason = scrub(f"The Espay credential cannot be used: {exc}", credential=credential)
+            reason = secrets_scrub(text=f"The Espay credential cannot be used: {exc}", credential=credential)
     try:
         chunks = _plan(batch)
         delays = tuple(_setting("ESPAY_RETRY_DELAYS", RETRY_DELAYS))
@@ -418,19 +422,19 @@ def _send_chunk(batch: EspayBatch, chunk: EspayChunk, client, *, delays: Sequenc
             last = str(exc)
             continue
         except gateways.AuthError as exc:
-            return _refuse(chunk, "AUTH", scrub(f"Espay refused the credential: {exc}", credential=credential),
-                           maybe=maybe)
+            return _refuse(chunk, "AUTH", secrets_scrub(text=f"Espay refused the credential: {exc}",
+                                                        credential=credential), maybe=maybe)
         except gateways.BadResponseError as exc:
-            text = scrub(str(exc), credential=credential)
+            text = secrets_scrub(text=str(exc), credential=credential)
             if " was refused (error_code" in text or (exc.status_code is not None and 400 <= exc.status_code < 500):
                 return _refuse(chunk, "REFUSED", text, maybe=maybe)
             maybe, last = True, text  # an answer we cannot read: the call may have been applied
             continue
         except gateways.GatewayError as exc:  # ConfigurationError and anything new
-            return _refuse(chunk, "ERROR", scrub(str(exc), credential=credential), maybe=maybe)
+            return _refuse(chunk, "ERROR", secrets_scrub(text=str(exc), credential=credential), maybe=maybe)
         _record(batch, chunk, lines, result)
         return ""
-    last = scrub(last, credential=credential)
+    last = secrets_scrub(text=last, credential=credential)
     tries = len(delays) + 1
     with transaction.atomic():
         if maybe:
@@ -466,97 +470,6 @@ def _refuse(chunk: EspayChunk, code: str, message: str, *, maybe: bool) -> str:
     return message
 
 
-def _update_lines(lines: Sequence[EspayLine], names: Sequence[str]) -> None:
-    """`bulk_update` in one statement built directly: Django's bulk_update spends ~1 s of Python per
-    500 rows × 9 fields resolving CASE expressions. PostgreSQL: UPDATE ... FROM jsonb_to_recordset;
-    SQLite: the CASE ... WHEN id SQL that bulk_update would write."""
-    if not lines:
-        return
-    fields = [EspayLine._meta.get_field(name) for name in names]
-    postgres = connection.vendor == "postgresql"
-    params: list[Any] = []
-    sets = []
-    quote = connection.ops.quote_name
-    if postgres:
-        # One JSON parameter unpacked by jsonb_to_recordset: a join, linear in the rows (a CASE is
-        # rows × rows), and no thousands of placeholders for the driver to parse.
-        payload = json.dumps([
-            {"id": line.pk, **{f"c{i}": getattr(line, field.attname) for i, field in enumerate(fields)}}
-            for line in lines], cls=DjangoJSONEncoder)
-        record = ", ".join(["id bigint", *[f"c{i} {field.cast_db_type(connection)}" for i, field in enumerate(fields)]])
-        assignments = ", ".join(f"{quote(field.column)} = v.c{i}" for i, field in enumerate(fields))
-        sql = (f"UPDATE {quote(EspayLine._meta.db_table)} AS t SET {assignments} "
-               f"FROM jsonb_to_recordset(%s::jsonb) AS v({record}) WHERE t.id = v.id")
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [payload])
-        return
-    for field in fields:
-        whens = " ".join("WHEN %s THEN %s" for _ in lines)
-        sets.append(f"{quote(field.column)} = CASE {quote('id')} {whens} ELSE {quote(field.column)} END")
-        for line in lines:
-            params += [line.pk, field.get_db_prep_save(getattr(line, field.attname), connection)]
-    sql = (f"UPDATE {quote(EspayLine._meta.db_table)} SET {', '.join(sets)} "
-           f"WHERE {quote('id')} IN ({', '.join(['%s'] * len(lines))})")
-    params += [line.pk for line in lines]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-
-
-def _insert(model, rows: Sequence[dict[str, Any]], *, need_ids: bool = False) -> list[int]:
-    """Insert many new rows given as {attname: value} (fields left out take their default).
-
-    PostgreSQL: COPY, about ten times faster than INSERT for the ~7 rows a sent line makes, and no
-    model instances (50 µs each) are built; ids come from the table's sequence first when asked.
-    Other databases: `bulk_create`. Returns the new ids when `need_ids`."""
-    if not rows:
-        return []
-    if connection.vendor != "postgresql":
-        objs = [model(**row) for row in rows]
-        model.objects.bulk_create(objs, batch_size=1000)
-        return [obj.pk for obj in objs]
-    meta = model._meta
-    quote = connection.ops.quote_name
-    fields = [f for f in meta.concrete_fields if not f.primary_key and not f.generated]
-    ids: list[int] = []
-    with connection.cursor() as cursor:
-        if need_ids:
-            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-                           [meta.db_table, len(rows)])
-            ids = [pk for (pk,) in cursor.fetchall()]
-        plan = []
-        for f in fields:
-            if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
-                default = timezone.now()
-            else:
-                default = f.get_default()
-            plan.append((f.attname, f.name, default, _copy_adapter(f)))
-        columns = ", ".join(quote(c) for c in (["id"] if need_ids else []) + [f.column for f in fields])
-        with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy:
-            for index, row in enumerate(rows):
-                values = [ids[index]] if need_ids else []
-                for attname, name, default, adapt in plan:
-                    value = row[attname] if attname in row else row.get(name, default)
-                    values.append(adapt(value) if adapt else value)
-                copy.write_row(values)
-    return ids
-
-
-def _copy_adapter(field) -> Callable[[Any], Any] | None:
-    """How a value goes into COPY: psycopg adapts str, int, bool, Decimal and aware datetimes
-    itself (None = as is); JSON goes as its text; anything else through the field."""
-    if isinstance(field, models.JSONField):
-        return lambda value: None if value is None else json.dumps(value, cls=field.encoder or DjangoJSONEncoder)
-    if isinstance(field, (models.CharField, models.TextField, models.IntegerField, models.BooleanField,
-                          models.DecimalField, models.DateTimeField, models.ForeignKey)):
-        return None
-    return lambda value: field.get_db_prep_save(value, connection)
-
-
-def _va_json(va) -> dict[str, Any]:
-    return {"bank_code": va.bank_code, "va_number": va.va_number,
-            "expired": va.expires_at.isoformat() if va.expires_at else None, "description": va.description}
-
-
 def _record(batch: EspayBatch, chunk: EspayChunk, lines: Sequence[EspayLine], result: SendResult) -> None:
     """Store one answer: per-line status, VA numbers, and an open `Invoice` (+ event) per listed line."""
     now = timezone.now()
@@ -589,76 +502,14 @@ def _record(batch: EspayBatch, chunk: EspayChunk, lines: Sequence[EspayLine], re
             line.status, line.result_code = EspayLine.Status.FAILED, answer.code[:16]
             line.result_message = (answer.message or "failed")[:255]
     with transaction.atomic():
-        invoice_ids = _upsert_invoices(batch, chunk, listed, now=now)
+        invoice_ids = invoices_upload(batch=batch, chunk=chunk, listed=listed, now=now)
         for line, _vas in listed:
             line.invoice_id = invoice_ids.get(line.doc_no)
         EspayVirtualAccount.objects.filter(line_id__in=[line.pk for line, _ in listed]).delete()
-        _insert(EspayVirtualAccount, vas)
-        _update_lines(lines, ["status", "result_code", "result_message", "doc_ref_no", "expires_at", "sent_at",
-                              "attempts", "maybe_listed", "invoice"])
+        bulk.insert_objects(EspayVirtualAccount, vas)
+        bulk.update(lines, ["status", "result_code", "result_message", "doc_ref_no", "expires_at", "sent_at",
+                            "attempts", "maybe_listed", "invoice"])
         EspayChunk.objects.filter(pk=chunk.pk).update(
             status=EspayChunk.Status.DONE, error_code=result.error_code[:16],
             error_message=result.error_message[:2000], finished_at=now)
         _recount(batch.pk)
-
-
-def _upsert_invoices(batch: EspayBatch, chunk: EspayChunk, listed: Sequence[tuple[EspayLine, list]], *,
-                     now) -> dict[str, int]:
-    """An open Invoice per listed line (provider espay, outstanding = amount, due = VA expiry), and
-    an `upload` event for each new one; returns doc_no -> invoice id. An invoice that exists already
-    (same credential and doc_no) keeps its state: it is linked, and given the VA numbers if it had none."""
-    if not listed:
-        return {}
-    docs = [line.doc_no for line, _ in listed]
-    existing = {i.external_id: i for i in Invoice.objects.filter(credential_id=batch.credential_id,
-                                                                 external_id__in=docs)}
-    new: list[dict[str, Any]] = []
-    touched: list[Invoice] = []
-    for line, vas in listed:
-        list_va = {va.bank_code: _va_json(va) for va in vas}
-        raw = {
-            "source": "espay_batch", "batch_id": batch.pk, "line_id": line.pk, "row_number": line.row_number,
-            "rq_uuid": chunk.rq_uuid, "doc_no": line.doc_no, "doc_ref_no": line.doc_ref_no,
-            "member_code": line.member_code, "member_name": line.member_name, "description": line.description,
-            "billing_date": line.billing_date, "amount": str(line.amount), "total_amount": str(line.total_amount),
-            "number_of_installment": line.number_of_installment,
-            "installment_amount": str(line.installment_amount),
-            "balance_payment_amount": None if line.balance_payment_amount is None else str(line.balance_payment_amount),
-            "list_va": list_va, "va_numbers_known": bool(list_va),
-            "result": line.result_code,
-        }
-        banks = ", ".join(list_va)
-        invoice = existing.get(line.doc_no)
-        if invoice is None:
-            new.append({
-                "merchant_id": batch.merchant_id, "credential_id": batch.credential_id, "provider": "espay",
-                "external_id": line.doc_no, "number": line.doc_no, "customer_name": line.member_name,
-                "customer_ref": line.member_code, "currency": batch.currency, "amount": line.amount,
-                "outstanding": line.amount, "paid_amount": Decimal(0), "status": InvoiceStatus.OPEN,
-                "provider_status": "LISTED", "issued_at": line.sent_at, "due_at": line.expires_at,
-                "payment_channel": f"VA {banks}" if banks else "VA", "raw": raw, "first_seen_at": now,
-                "last_synced_at": now, "last_event_at": now,  # its upload event below
-            })
-        elif list_va and not (invoice.raw or {}).get("list_va"):
-            invoice.raw = {**(invoice.raw or {}), **raw}
-            invoice.due_at = invoice.due_at or line.expires_at
-            invoice.payment_channel = invoice.payment_channel or f"VA {banks}"
-            touched.append(invoice)
-    ids = {doc_no: invoice.pk for doc_no, invoice in existing.items()}
-    if new:
-        new_ids = _insert(Invoice, new, need_ids=True)
-        ids.update(zip((row["external_id"] for row in new), new_ids))
-        # The first event of a new invoice: no previous one, so prev_seen_at stays null.
-        _insert(InvoiceEvent, [
-            {"invoice_id": invoice_id, "seen_at": now, "source": InvoiceEvent.Source.UPLOAD, "status_before": "",
-             "status_after": InvoiceStatus.OPEN, "outstanding_before": None, "outstanding_after": row["outstanding"],
-             "note": f"Espay batch #{batch.pk}, row {row['raw']['row_number']}, rq_uuid {chunk.rq_uuid}"[:255]}
-            for row, invoice_id in zip(new, new_ids)])
-    if touched:
-        Invoice.objects.bulk_update(touched, ["raw", "due_at", "payment_channel"], batch_size=500)
-    # A payment notification that arrived before its invoice existed waits for it: settle it now
-    # (Espay has no list API, so no sync would ever bring these invoices).
-    from arbook.services.notifications import notifications_apply_pending
-
-    notifications_apply_pending(credential=batch.credential)
-    return ids

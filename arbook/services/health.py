@@ -4,13 +4,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import redis
 from django.conf import settings
 from django.db import connection
 
 logger = logging.getLogger(__name__)
 
 
-def check_database() -> str:
+def database_check() -> str:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -21,7 +22,7 @@ def check_database() -> str:
     return "ok"
 
 
-def check_broker() -> str:
+def broker_check() -> str:
     url = settings.CELERY_BROKER_URL
     if url.startswith("filesystem://"):
         folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
@@ -34,8 +35,6 @@ def check_broker() -> str:
             return f"broker folder not writable ({type(exc).__name__})"
         return "ok"
     try:
-        import redis
-
         client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
         client.ping()
     except Exception as exc:  # connection refused, timeout, auth

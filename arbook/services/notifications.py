@@ -1,8 +1,8 @@
-"""Payment notifications: receive (store raw + verify, synchronously), then apply (in a task).
+"""Payment notifications: receive (store raw + verify, synchronously); the apply runs in a task.
 
 Each provider's protocol (signature, fields, what a delivery claims, the reply it expects) lives
 in its gateway module (`parse_notification`, returning a `gateways.notify.RemoteNotification`);
-this module stores, confirms, applies and settles, and names no provider field.
+this module stores them and answers, and names no provider field.
 
 Receiving (`notification_receive`, called by the view for `/hooks/<provider>/<token>/`):
 every delivery is stored as a `Notification` row with its verification result *before* anything
@@ -21,60 +21,38 @@ notifications), 400 (malformed body), 413 (body over 64 KB) and 503 (the credent
 secret to verify with: the provider retries, so fixing the credential loses nothing); Espay gets
 its JSON reply shape with a non-0000 error_code, Faspay `response_code` 01.
 
-Applying (`notification_apply`), under a row lock on the invoice:
-- *Duplicate*: another delivery of the same provider event (same dedupe key) was already settled →
-  nothing changes.
-- *Invoice not synced yet*: the notification waits (`pending`) and a sync of its credential is
-  requested; `notifications_apply_pending` (called by the sync after each page) applies it when
-  the invoice appears.
-- *State* notifications (Xendit, Faspay, FarPay's non-payment events) carry the invoice's state
-  after the event. One whose provider time is older than the invoice's watermark (its
-  `provider_updated_at` or the newest provider time of a notification applied to it) is `stale`
-  and changes nothing. One without a provider time never undoes a final state (paid, cancelled).
-- *Payment* notifications (Espay always, FarPay "Succeeded" and "ReimbursedByBank") report money
-  moved, not a state: each distinct payment (dedupe key) counts once, whatever the order, so two
-  instalments that arrive newest first both count; a payment for an invoice that is paid already
-  changes nothing. For a polled provider (FarPay) the applied payment also clears the row's
-  `content_hash`, so the next sync rewrites it with the provider's own figures: should that sync's
-  read already have contained the payment, the count is corrected within one sync interval.
-- A change updates the invoice and appends an `InvoiceEvent` (source `notification`, with the
-  notification as its FK); the notification records its outcome.
+Applying a stored notification (the task, `notification_apply`) is the write path's:
+`arbook.services.invoice_write`, which also settles the ones that wait for their invoice.
 """
 from __future__ import annotations
 
 import json
 import logging
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 
-import gateways
+from arbook.celery import enqueue
 from arbook.crypto import SecretsUnavailable
 from arbook.jsonutil import RawJSONEncoder
-from arbook.models import GatewayCredential, Invoice, InvoiceEvent, SyncRun
+from arbook.models import GatewayCredential
 from arbook.models.notifications import BODY_MAX, STORED_BODY_MAX, Notification
-from arbook.services import invoice_rules
-from arbook.status import InvoiceStatus
+from arbook.services.invoice_write import change_of
 from gateways import espay as espay_gw
 from gateways import farpay as farpay_gw
 from gateways import faspay as faspay_gw
 from gateways import notify
 from gateways import xendit as xendit_gw
-from gateways.numbers import parse_decimal
 
 logger = logging.getLogger(__name__)
 
 V = Notification.Verification
 Out = Notification.Outcome
-FINAL_STATES = invoice_rules.FINAL
 #: Headers never stored: they carry a secret (or a session).
 SECRET_HEADERS = frozenset({"x-callback-token", "authorization", "proxy-authorization", "cookie", "x-api-key"})
 SECRET_HEADER_WORDS = ("token", "secret", "password", "api-key", "apikey")
@@ -83,7 +61,8 @@ SECRET_BODY_FIELDS = frozenset({"password", "callback_token"})
 #: HTTP status per rejection.
 REJECT_STATUS = {V.BAD_SIGNATURE: 401, V.UNKNOWN_TOKEN: 404, V.UNSUPPORTED: 404, V.MALFORMED: 400,
                  V.OVERSIZE: 413, V.NOT_CONFIGURED: 503}
-PENDING_BATCH = 500
+#: The registered name of `arbook.tasks.notifications.notification_apply_task`.
+APPLY_TASK = "arbook.notification_apply"
 
 
 # -- what the view hands over, what it answers -------------------------------------------------
@@ -137,14 +116,6 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _money(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
-
-
 def _secret(credential: GatewayCredential, name: str) -> str:
     try:
         value = _text(credential.secrets.get(name))
@@ -180,7 +151,7 @@ class Receiver:
         except notify.NotificationRefused as exc:
             raise Rejected(exc.verification, exc.reason) from None
         return Parsed(external_id=remote.external_id, event_id=remote.event_id, event_key=remote.event_key,
-                      event_at=remote.event_at, change=_change_of(remote), fields=dict(remote.reply_fields))
+                      event_at=remote.event_at, change=change_of(remote), fields=dict(remote.reply_fields))
 
     def redact(self, body: bytes) -> str:
         """The body as text for storage, with secret-bearing fields masked (JSON or form)."""
@@ -204,32 +175,6 @@ class Receiver:
 
     def reply_error(self, verification: str, reason: str, received: Received) -> Reply:
         return _json_reply(REJECT_STATUS[verification], {"received": False, "error": reason})
-
-
-def _change_of(remote: notify.RemoteNotification) -> dict[str, Any]:
-    """A verified notification as the JSON-safe change stored with it (see `_apply_change`)."""
-    change: dict[str, Any] = {"kind": remote.kind, "status": remote.status, "provider_status": remote.provider_status,
-                              "currency": remote.currency, "payment_channel": remote.payment_channel}
-    for name in ("amount", "outstanding", "paid_amount", "invoice_amount"):
-        if getattr(remote, name) is not None:
-            change[name] = _money(getattr(remote, name))
-    if remote.paid_at is not None:
-        change["paid_at"] = _iso(remote.paid_at)
-    if remote.clear_paid_at:
-        change["clear_paid_at"] = True
-    if remote.match != "external_id":
-        change["match"] = remote.match
-    if remote.vouched:
-        change["vouched"] = True
-    if remote.confirm:
-        change["confirm"] = True
-        change.update(remote.lookup_hints)
-    if remote.invoice is not None:  # the whole invoice came with it: store it as a read would
-        from arbook.services.sync import content_hash
-
-        change["raw"] = json.loads(json.dumps(remote.invoice.raw, cls=RawJSONEncoder))
-        change["content_hash"] = content_hash(remote.invoice)
-    return change
 
 
 class EspayReceiver(Receiver):
@@ -366,312 +311,9 @@ def notification_receive(*, provider: str, token: str, received: Received) -> Re
 
 
 def _enqueue(notification_id: int) -> bool:
-    from arbook.tasks.notifications import apply_notification
-
     try:
-        apply_notification.delay(notification_id)
+        enqueue(APPLY_TASK, notification_id)
     except Exception:  # broker down: many exception classes
         logger.exception("notification id=%s could not be queued", notification_id)
         return False
     return True
-
-
-# -- applying --------------------------------------------------------------------------------------
-
-def _find_invoice(notification: Notification, *, lock: bool) -> Invoice | None:
-    invoices = Invoice.objects.filter(credential_id=notification.credential_id)
-    if lock:
-        invoices = invoices.select_for_update()
-    if (notification.parsed or {}).get("match") == "number":
-        return invoices.filter(number=notification.external_id).order_by("-id").first()
-    return invoices.filter(external_id=notification.external_id).first()
-
-
-def _finish(notification: Notification, outcome: str, reason: str = "", *, invoice: Invoice | None = None) -> Notification:
-    notification.outcome = outcome
-    notification.outcome_reason = reason[:255]
-    if invoice is not None:
-        notification.invoice = invoice
-    if outcome in (Out.APPLIED, Out.UNCHANGED):
-        notification.applied_at = timezone.now()
-    notification.save(update_fields=["outcome", "outcome_reason", "invoice", "applied_at", "attempts"])
-    return notification
-
-
-APPLICABLE = (Out.QUEUED, Out.PENDING, Out.FAILED)
-
-
-@dataclass(frozen=True)
-class Review:
-    """The provider's own API did not confirm what a notification claims: store, do not apply."""
-
-    reason: str
-
-
-def notification_apply(*, notification: Notification) -> Notification:
-    """Apply one verified notification (idempotent: a settled one is left as it is).
-
-    A notification whose facts its signature does not cover (`change["confirm"]`: Espay, Faspay)
-    is first checked with the provider's own API, outside the transaction (an HTTP call must not
-    hold the invoice's row lock), and what the provider says is applied instead of the claim. A
-    provider that cannot be reached leaves it `failed` and raises, so the task retries."""
-    notification = Notification.objects.get(pk=notification.pk)
-    if notification.verification != V.VALID or notification.outcome not in APPLICABLE:
-        return notification
-    confirmed: dict[str, Any] | Review | None = None
-    if (notification.parsed or {}).get("confirm") and notification.credential_id is not None:
-        invoice = _find_invoice(notification, lock=False)
-        if invoice is not None:
-            confirmed = _confirmed(notification, invoice)
-    with transaction.atomic():
-        notification = Notification.objects.select_for_update().get(pk=notification.pk)
-        if notification.verification != V.VALID or notification.outcome not in APPLICABLE:
-            return notification
-        notification.attempts += 1
-        if notification.credential_id is None:
-            return _finish(notification, Out.FAILED, "its credential was deleted")
-        invoice = _find_invoice(notification, lock=True)
-        if invoice is None:
-            return _pending(notification)
-        if (notification.parsed or {}).get("confirm"):
-            if confirmed is None:  # the invoice appeared meanwhile: confirm on the next attempt
-                return _finish(notification, Out.PENDING, "the invoice appeared while it was confirmed; retried")
-            if isinstance(confirmed, Review):
-                return _finish(notification, Out.NEEDS_REVIEW, confirmed.reason, invoice=invoice)
-        return _apply_to(notification, invoice, confirmed)
-
-
-def _confirmed(notification: Notification, invoice: Invoice) -> dict[str, Any] | Review:
-    """What the provider's own API says of the invoice, as the change to apply (or a Review)."""
-    from arbook.services.credentials import credential_client
-
-    try:
-        client = credential_client(credential=notification.credential)
-        if notification.provider == "espay":
-            return _confirmed_espay(notification, invoice, client)
-        return _confirmed_faspay(notification, invoice, client)
-    except gateways.TransientError as exc:
-        Notification.objects.filter(pk=notification.pk).update(
-            outcome=Out.FAILED, outcome_reason=f"could not be confirmed yet: {exc}"[:255])
-        raise
-    except (gateways.GatewayError, SecretsUnavailable) as exc:
-        return Review(f"the provider could not confirm it: {exc}")
-
-
-def _confirmed_espay(notification: Notification, invoice: Invoice, client: Any) -> dict[str, Any] | Review:
-    status = client.check_status(invoice.external_id, rq_uuid=uuid.uuid4().hex)
-    if status is None:
-        return Review("Espay's Check Payment Status does not know this order")
-    if not status.paid_amount or status.paid_amount <= 0:
-        return Review(f"Espay reports no payment for this order (tx_status {status.tx_status})")
-    if invoice.amount is not None and status.amount is not None and status.amount != invoice.amount:
-        return Review(f"Espay's order amount {status.amount} is not the invoice's {invoice.amount}")
-    total = status.amount if status.amount is not None else invoice.amount
-    claimed = notification.parsed or {}
-    return {"kind": "state", "status": status.status, "provider_status": status.tx_status,
-            "outstanding": _money(None if total is None else total - status.paid_amount),
-            "paid_amount": _money(status.paid_amount),
-            "paid_at": _iso(status.paid_at) or claimed.get("paid_at"), "currency": status.currency,
-            "payment_channel": claimed.get("payment_channel", ""), "vouched": True,
-            "confirmed_by": "Espay Check Payment Status"}
-
-
-def _confirmed_faspay(notification: Notification, invoice: Invoice, client: Any) -> dict[str, Any] | Review:
-    """Faspay's inquiry (status, total, payments with their dates) when the callback names its
-    billing and service ids, else the bill's row in get-all-billing (status and outstanding; the
-    list has no payment date, so none is set)."""
-    claimed = notification.parsed or {}
-    if claimed.get("billing_id") and claimed.get("service_id"):
-        remote = client.inquire(billing_id=claimed["billing_id"], service_id=claimed["service_id"],
-                                transaction_number=invoice.external_id)
-        source = "Faspay inquiry"
-    else:
-        remote = client.lookup(gateways.InvoiceRef(external_id=invoice.external_id, status=invoice.status,
-                                                   issued_at=invoice.issued_at, due_at=invoice.due_at,
-                                                   customer_ref=invoice.customer_ref))
-        source = "Faspay get-all-billing"
-    if remote is None:
-        return Review(f"{source} does not know this bill")
-    amount = remote.amount if remote.amount is not None else invoice.amount
-    if invoice.amount is not None and remote.amount is not None and remote.amount != invoice.amount:
-        return Review(f"{source} says the bill's total is {remote.amount}, not {invoice.amount}")
-    change: dict[str, Any] = {"kind": "state", "status": remote.status, "provider_status": remote.provider_status,
-                              "outstanding": _money(remote.outstanding), "currency": remote.currency,
-                              "invoice_amount": _money(remote.amount),
-                              "payment_channel": claimed.get("payment_channel", ""),
-                              "vouched": True, "confirmed_by": source, "now": True}
-    if remote.paid_amount is not None:
-        change["paid_amount"] = _money(remote.paid_amount)
-    elif amount is not None and remote.outstanding is not None:
-        change["paid_amount"] = _money(max(amount - remote.outstanding, Decimal(0)))
-    if remote.paid_at is not None:
-        change["paid_at"] = _iso(remote.paid_at)
-    elif remote.status in (InvoiceStatus.OPEN, InvoiceStatus.CANCELLED, InvoiceStatus.DRAFT, InvoiceStatus.EXPIRED):
-        change["clear_paid_at"] = True
-    return change
-
-
-def _pending_flag(credential_id: int) -> str:
-    return f"arbook:notifications-pending:{credential_id}"
-
-
-def _pending(notification: Notification) -> Notification:
-    first = notification.outcome != Out.PENDING
-    _finish(notification, Out.PENDING, "the invoice is not in arbook yet; applied when a sync or upload brings it")
-    # Tells the sync's per-page hook that there is something to look for (no query otherwise).
-    flag, value = _pending_flag(notification.credential_id), uuid.uuid4().hex
-    transaction.on_commit(lambda: cache.set(flag, value, timeout=None))
-    if first:
-        from arbook.services.sync import sync_enqueue
-
-        credential = notification.credential
-        if sync_enqueue(credential=credential, full=False, trigger=SyncRun.Trigger.NOTIFICATION):
-            logger.info("notification id=%s waits for invoice %s; sync of credential %s requested",
-                        notification.pk, notification.external_id, credential.pk)
-    return notification
-
-
-def _watermark(invoice: Invoice, notification: Notification) -> datetime | None:
-    """The newest provider time the invoice's state is known to reflect."""
-    newest = (Notification.objects.filter(invoice=invoice, outcome=Out.APPLIED).exclude(pk=notification.pk)
-              .aggregate(m=Max("event_at"))["m"])
-    candidates = [t for t in (invoice.provider_updated_at, newest) if t is not None]
-    return max(candidates) if candidates else None
-
-
-def _apply_to(notification: Notification, invoice: Invoice, confirmed: dict[str, Any] | None = None) -> Notification:
-    duplicate = (Notification.objects.filter(credential_id=notification.credential_id, event_key=notification.event_key,
-                                             outcome__in=Notification.SETTLED)
-                 .exclude(pk=notification.pk).order_by("pk").values_list("pk", flat=True).first())
-    if duplicate is not None:
-        return _finish(notification, Out.DUPLICATE, f"the same event was applied by notification #{duplicate}",
-                       invoice=invoice)
-    change = confirmed or notification.parsed or {}
-    if change.get("now"):  # the provider's current state: as of now, not of an unsigned date
-        notification.event_at = timezone.now()
-        notification.save(update_fields=["event_at"])
-    event_at = notification.event_at
-    if change.get("kind") == "payment":
-        amount = _dec(change.get("amount"))
-        if (amount is None or amount > 0) and invoice.status == InvoiceStatus.PAID and (invoice.outstanding or 0) <= 0:
-            return _finish(notification, Out.UNCHANGED, "the invoice is paid already", invoice=invoice)
-    else:
-        watermark = _watermark(invoice, notification)
-        if event_at and watermark and event_at < watermark:
-            return _finish(notification, Out.STALE, f"older than the invoice's state ({watermark.isoformat()})",
-                           invoice=invoice)
-        if event_at is None and invoice.status in FINAL_STATES and change.get("status") != invoice.status:
-            return _finish(notification, Out.STALE, "no provider time: it cannot undo a final state", invoice=invoice)
-    applied = _apply_change(notification, invoice, change)
-    claimed = (notification.parsed or {}).get("status")
-    if confirmed and applied.outcome == Out.UNCHANGED and claimed and claimed != change.get("status"):
-        # The provider contradicts what the notification claims: nothing to apply, but staff should know.
-        return _finish(notification, Out.NEEDS_REVIEW, f"it says {claimed}; {change.get('confirmed_by')} says "
-                       f"{change.get('status')} (the invoice was left as the provider has it)", invoice=invoice)
-    return applied
-
-
-def _dec(value: Any) -> Decimal | None:
-    return parse_decimal(value)  # the change's amounts were checked by the gateway parser
-
-
-def _apply_change(notification: Notification, invoice: Invoice, change: dict[str, Any]) -> Notification:
-    before = (invoice.status, invoice.outstanding, invoice.paid_at)
-    updates: dict[str, Any] = {}
-    paid_at = datetime.fromisoformat(change["paid_at"]) if change.get("paid_at") else None
-    if change.get("kind") == "payment":
-        amount = _dec(change.get("amount"))
-        base = invoice.outstanding if invoice.outstanding is not None else invoice.amount
-        if amount is None:  # "paid", no amount given: nothing is left
-            outstanding, paid_amount = Decimal(0), invoice.amount
-        else:
-            outstanding = None if base is None else base - amount
-            paid_amount = (invoice.paid_amount or Decimal(0)) + amount
-        status = change["status"]
-        if status == InvoiceStatus.PAID and outstanding is not None and outstanding > 0:
-            status = InvoiceStatus.PARTIALLY_PAID
-        updates.update(status=status, outstanding=outstanding, paid_amount=paid_amount)
-        if paid_at and (invoice.paid_at is None or paid_at > invoice.paid_at):
-            updates["paid_at"] = paid_at
-        if gateways.client_class(invoice.provider).lists_invoices:
-            # The provider's list is the truth about what is left to pay: make the next sync
-            # rewrite this row even if its read already contained this payment.
-            updates["content_hash"] = ""
-    else:
-        updates["status"] = change["status"]
-        for name in ("outstanding", "paid_amount"):
-            if change.get(name) is not None:
-                updates[name] = _dec(change[name])
-        if paid_at:
-            updates["paid_at"] = paid_at
-        elif change.get("clear_paid_at"):
-            updates["paid_at"] = None
-        if change.get("raw") is not None:
-            updates.update(raw=change["raw"], content_hash=change.get("content_hash", ""))
-    updates["provider_status"] = change.get("provider_status", invoice.provider_status)
-    if change.get("payment_channel"):
-        updates["payment_channel"] = change["payment_channel"]
-    if invoice.amount is None and change.get("invoice_amount") is not None:
-        updates["amount"] = _dec(change["invoice_amount"])
-    if notification.event_at and (invoice.provider_updated_at is None
-                                  or notification.event_at > invoice.provider_updated_at):
-        updates["provider_updated_at"] = notification.event_at
-    after_state = {name: updates.get(name, getattr(invoice, name))
-                   for name in ("amount", "outstanding", "paid_amount", "status")}
-    broken = invoice_rules.money_rule_violations(**after_state)
-    if broken:
-        return _finish(notification, Out.NEEDS_REVIEW, f"not applied: {'; '.join(broken)}", invoice=invoice)
-    if invoice_rules.is_regression(invoice.status, after_state["status"]) and not change.get("vouched"):
-        return _finish(notification, Out.NEEDS_REVIEW,
-                       f"not applied: {invoice.status} -> {after_state['status']} needs a confirmed source",
-                       invoice=invoice)
-    changed = [name for name, value in updates.items() if getattr(invoice, name) != value]
-    for name in changed:
-        setattr(invoice, name, updates[name])
-    if changed:
-        invoice.save(update_fields=changed)
-    after = (invoice.status, invoice.outstanding, invoice.paid_at)
-    if after == before:
-        return _finish(notification, Out.UNCHANGED, "the invoice already was in this state", invoice=invoice)
-    InvoiceEvent.objects.create(
-        invoice=invoice, seen_at=timezone.now(), source=InvoiceEvent.Source.NOTIFICATION, notification=notification,
-        status_before=before[0], status_after=after[0], outstanding_before=before[1], outstanding_after=after[1],
-        paid_at_before=before[2], paid_at_after=after[2],
-        note=f"{invoice.get_provider_display()} notification #{notification.pk}: "
-             f"{change.get('provider_status') or change.get('status')}"
-             f"{' (confirmed by ' + change['confirmed_by'] + ')' if change.get('confirmed_by') else ''}"
-             f"{' (event ' + notification.event_id + ')' if notification.event_id else ''}"[:255],
-    )
-    logger.info("notification id=%s applied to invoice=%s %s -> %s", notification.pk, invoice.pk, before[0], after[0])
-    return _finish(notification, Out.APPLIED, invoice=invoice)
-
-
-def notifications_apply_pending(*, credential: GatewayCredential) -> int:
-    """Apply the credential's notifications that wait for an invoice which now exists.
-
-    Called by the sync after each page, inside that page's transaction (so a page and the
-    notifications it unblocks commit together), and usable after an upload creates invoices.
-    Costs no query unless a notification of this credential went pending (a cache flag set when
-    one does, cleared here once none waits); returns how many were settled.
-    """
-    flag = _pending_flag(credential.pk)
-    marker = cache.get(flag)
-    if marker is None:
-        return 0
-    waiting = list(Notification.objects.filter(credential=credential, outcome=Out.PENDING).order_by("pk")[:PENDING_BATCH])
-    if not waiting:
-        if cache.get(flag) == marker:  # not re-set meanwhile by a notification that just went pending
-            cache.delete(flag)
-        return 0
-    by_number = {n.external_id for n in waiting if (n.parsed or {}).get("match") == "number"}
-    by_id = {n.external_id for n in waiting} - by_number
-    known_ids = set(Invoice.objects.filter(credential=credential, external_id__in=by_id)
-                    .values_list("external_id", flat=True)) if by_id else set()
-    known_numbers = set(Invoice.objects.filter(credential=credential, number__in=by_number)
-                        .values_list("number", flat=True)) if by_number else set()
-    settled = 0
-    for notification in waiting:
-        if notification.external_id in (known_numbers if notification.external_id in by_number else known_ids):
-            if notification_apply(notification=notification).outcome != Out.PENDING:
-                settled += 1
-    return settled

@@ -257,5 +257,5 @@ SILENCED_SYSTEM_CHECKS = ["models.W040"]
 
 # The scheduler's only entry: every minute, enqueue the credentials whose own interval elapsed.
 CELERY_BEAT_SCHEDULE = {
-    "enqueue-due-syncs": {"task": "arbook.tasks.sync.enqueue_due_syncs", "schedule": 60.0},
+    "enqueue-due-syncs": {"task": "arbook.sync_enqueue_due", "schedule": 60.0},
 }

@@ -9,10 +9,10 @@ from __future__ import annotations
 from celery import shared_task
 
 from arbook.models import EspayBatch
-from arbook.services.espay_batch import espay_batch_send
+from arbook.services.espay_batch import SEND_TASK, espay_batch_send
 
 
-@shared_task(name="arbook.espay_batch_send", acks_late=True, ignore_result=True)
+@shared_task(name=SEND_TASK, acks_late=True, ignore_result=True)
 def espay_batch_send_task(batch_id: int) -> str:
     batch = EspayBatch.objects.filter(pk=batch_id).defer("file_content").first()
     if batch is None:

@@ -1,4 +1,4 @@
-"""Sync tasks: thin wrappers that load by id and call the sync service.
+"""Sync tasks: thin wrappers that load by id and call the sync services.
 
 `acks_late` is safe: the write is an idempotent upsert, so a task redelivered after a worker
 died only re-reads pages (and resumes after the last committed one)."""
@@ -7,13 +7,15 @@ from __future__ import annotations
 from celery import shared_task
 
 from arbook.models import GatewayCredential, SyncRun
-from arbook.services.sync import invoices_sync, sync_due_credentials
+from arbook.services.sync import invoices_sync
+from arbook.services.sync_schedule import SYNC_TASK, sync_enqueue_due
 
 RETRY_BACKOFF = (30, 120, 600, 1800, 3600)  # seconds, with Celery's jitter on top
 
 
-@shared_task(bind=True, acks_late=True, max_retries=len(RETRY_BACKOFF))
-def sync_credential(self, credential_id: int, full: bool = False, trigger: str = SyncRun.Trigger.SCHEDULE) -> str:
+@shared_task(name=SYNC_TASK, bind=True, acks_late=True, max_retries=len(RETRY_BACKOFF))
+def invoices_sync_task(self, credential_id: int, full: bool = False,
+                       trigger: str = SyncRun.Trigger.SCHEDULE) -> str:
     credential = GatewayCredential.objects.filter(pk=credential_id).select_related("merchant").first()
     if credential is None:
         return "gone"
@@ -24,6 +26,7 @@ def sync_credential(self, credential_id: int, full: bool = False, trigger: str =
     return run.status
 
 
-@shared_task(ignore_result=True)
-def enqueue_due_syncs() -> int:
-    return len(sync_due_credentials())
+#: Named in settings.CELERY_BEAT_SCHEDULE (the scheduler's tick, every minute).
+@shared_task(name="arbook.sync_enqueue_due", ignore_result=True)
+def sync_enqueue_due_task() -> int:
+    return len(sync_enqueue_due())

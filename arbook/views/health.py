@@ -6,13 +6,13 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from arbook.services.health import check_broker, check_database
+from arbook.services.health import broker_check, database_check
 
 
 @never_cache
 @require_safe
 @login_not_required
 def healthz(request):
-    checks = {"database": check_database(), "broker": check_broker()}
+    checks = {"database": database_check(), "broker": broker_check()}
     ok = all(v == "ok" for v in checks.values())
     return JsonResponse({"status": "ok" if ok else "fail", **checks}, status=200 if ok else 503)

@@ -13,7 +13,7 @@ from arbook.forms.syncs import RunFilterForm, credential_label
 from arbook.models import GatewayCredential, SyncRun
 from arbook.scoping import get_scoped_or_404
 from arbook.selectors import syncs as sel
-from arbook.services.sync import sync_enqueue
+from arbook.services.sync_schedule import sync_enqueue
 
 
 @require_safe

@@ -13,8 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
 from arbook.models import Invoice, InvoiceEvent, Notification
-from arbook.services.invoice_rules import is_regression, money_rule_violations
-from arbook.services.notifications import notification_apply
+from arbook.services.invoice_write import is_regression, money_rule_violations, notification_apply
 from tests.notifications.conftest import espay_invoice, hook_path
 from tests.factories import InvoiceFactory
 

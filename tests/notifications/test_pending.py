@@ -28,7 +28,7 @@ def post(client, credential, headers, body):
 def test_it_is_kept_and_applied_by_the_sync_that_brings_the_invoice(merchant, sandbox, client, monkeypatch,
                                                                     django_capture_on_commit_callbacks):
     requested = []
-    monkeypatch.setattr("arbook.services.sync.sync_enqueue", lambda **kw: requested.append(kw) or True)
+    monkeypatch.setattr("arbook.services.invoice_write.sync_enqueue", lambda **kw: requested.append(kw) or True)
     credential = make_credential(merchant, sandbox, "xendit")
     truth, headers, body = unsynced_xendit_callback(sandbox)
 

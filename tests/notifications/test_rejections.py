@@ -168,7 +168,7 @@ def test_a_bug_while_reading_keeps_the_delivery_and_asks_for_a_retry(subject, sa
 
 
 def test_applying_twice_changes_the_invoice_once(subject, sandbox, client, django_capture_on_commit_callbacks):
-    from arbook.services.notifications import notification_apply
+    from arbook.services.invoice_write import notification_apply
 
     credential, invoice = subject("faspay")
     sandbox.sandbox.providers["faspay"].mutate(invoice.external_id, {"status": "paid"})  # what Faspay confirms

@@ -13,7 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from arbook.models import GatewayCredential, Invoice, InvoiceEvent, SyncRun, SyncSeen
-from arbook.services.sync import CredentialLock, invoices_sync, sync_due_credentials
+from arbook.services.sync import CredentialLock, invoices_sync
+from arbook.services.sync_schedule import SYNC_TASK, sync_enqueue_due
 from gateways import TransientError
 from tests.sync.conftest import POLLED, fast_client
 
@@ -211,7 +212,7 @@ def test_an_auth_failure_needs_attention_until_the_credential_changes(sandbox, m
     assert "wrong-key-1234" not in run.error
     credential.refresh_from_db()
     assert credential.needs_attention and credential.last_error == run.error
-    assert sync_due_credentials() == []  # no automatic retries
+    assert sync_enqueue_due() == []  # no automatic retries
     credential.secrets = {"api_key": "sandbox-farpay-api-key"}
     credential.save()
     assert not credential.needs_attention
@@ -355,7 +356,7 @@ def test_espay_has_nothing_to_poll(make_credential):
 def test_the_schedule_enqueues_each_credential_when_its_interval_elapsed(make_credential, django_capture_on_commit_callbacks,
                                                                           monkeypatch):
     sent = []
-    monkeypatch.setattr("arbook.tasks.sync.sync_credential.delay", lambda pk, **kw: sent.append((pk, kw)))
+    monkeypatch.setattr("arbook.services.sync_schedule.enqueue", lambda name, pk, **kw: sent.append((name, pk, kw)))
     fresh = make_credential("xendit", sync_interval_minutes=10)
     stale = make_credential("munio", sync_interval_minutes=10, last_full_sync_at=timezone.now())
     never = make_credential("faspay")
@@ -365,13 +366,13 @@ def test_the_schedule_enqueues_each_credential_when_its_interval_elapsed(make_cr
     GatewayCredential.objects.filter(pk=fresh.pk).update(last_sync_at=now - timezone.timedelta(minutes=3))
     GatewayCredential.objects.filter(pk=stale.pk).update(last_sync_at=now - timezone.timedelta(minutes=11))
     with django_capture_on_commit_callbacks(execute=True):
-        due = sync_due_credentials(now=now)
+        due = sync_enqueue_due(now=now)
     assert sorted(due) == sorted([stale.pk, never.pk])
-    assert sorted(sent) == sorted([(stale.pk, {"full": False, "trigger": "schedule"}),
-                                   (never.pk, {"full": True, "trigger": "schedule"})])
+    assert sorted(sent) == sorted([(SYNC_TASK, stale.pk, {"full": False, "trigger": "schedule"}),
+                                   (SYNC_TASK, never.pk, {"full": True, "trigger": "schedule"})])
     # Enqueued but not yet run: the next tick does not enqueue again.
     with django_capture_on_commit_callbacks(execute=True):
-        assert sync_due_credentials(now=now + timezone.timedelta(minutes=1)) == []
+        assert sync_enqueue_due(now=now + timezone.timedelta(minutes=1)) == []
 
 
 def test_the_command_prints_a_summary_per_credential(sandbox, make_credential):

@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 
 from arbook.models import Invoice, SyncRun
-from arbook.services.sync import sync_enqueue
+from arbook.services.sync_schedule import sync_enqueue
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
