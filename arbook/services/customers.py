@@ -90,6 +90,8 @@ def name_key(name: str) -> str:
 
 
 Key = tuple[str, int | None, str]  # (kind, credential id or None, normalized value)
+#: Statements `customers_link` costs a batch that brings new customers (PostgreSQL).
+LINK_STATEMENTS = 5
 
 
 def party_keys(party: Party, *, provider: str, credential_id: int, region: str) -> list[tuple[Key, str]]:
@@ -130,9 +132,9 @@ def customers_link(*, merchant_id: int, credential_id: int, provider: str, regio
                    parties: Sequence[Party], now: datetime | None = None) -> list[int]:
     """The customer id of each party, creating the customers and identities it needs.
 
-    Three to five queries per batch whatever its size: the owners of all the batch's keys, the new
-    customers, the new identities (conflicts ignored), and, when another writer created one of the
-    same keys meanwhile, its owners again (that writer's customer wins; ours is dropped).
+    At most LINK_STATEMENTS queries per batch whatever its size (one when every key is known): the
+    owners of all the batch's keys, the new customers, the new identities (conflicts ignored), and
+    the owners again (a concurrent writer that created one of the same keys wins; ours is dropped).
     """
     if not parties:
         return []
@@ -156,7 +158,8 @@ def customers_link(*, merchant_id: int, credential_id: int, provider: str, regio
                 if isinstance(owner, Customer):
                     claimed[key] = owner
     if new_identities:  # every new customer brings at least one key
-        with transaction.atomic():
+        # Inside the caller's transaction where there is one (the write path): no savepoint.
+        with transaction.atomic(savepoint=False):
             Customer.objects.bulk_create(new_customers)
             CustomerIdentity.objects.bulk_create([
                 CustomerIdentity(merchant_id=merchant_id, kind=kind, credential_id=cred, value=value,

@@ -54,6 +54,7 @@ from arbook.models import (
     SyncSeen,
 )
 from arbook.services.credentials import credential_client
+from arbook.services.customers import Party, customers_link, customers_refresh
 from arbook.services.sync_schedule import sync_enqueue
 from arbook.status import InvoiceStatus
 from gateways import Page, RemoteInvoice, SettledScope, notify
@@ -66,10 +67,12 @@ V = Notification.Verification
 Out = Notification.Outcome
 #: Waiting notifications settled per write (the rest on the next one).
 PENDING_BATCH = 500
+#: Customers refreshed per statement batch by `customers_settle`.
+SETTLE_BATCH = 2_000
 
 #: The normalized fields copied from a `RemoteInvoice` onto an `Invoice`, and its raw payload.
 NORMALIZED_FIELDS = (
-    "number", "customer_name", "customer_email", "customer_ref", "currency", "amount", "outstanding",
+    "number", "customer_name", "customer_email", "customer_ref", "customer_phone", "currency", "amount", "outstanding",
     "paid_amount", "status", "provider_status", "issued_at", "due_at", "paid_at", "provider_updated_at",
     "payment_channel", "checkout_url",
 )
@@ -77,7 +80,7 @@ INVOICE_FIELDS = (*NORMALIZED_FIELDS, "raw")
 #: Written on insert only.
 INSERT_ONLY = ("merchant_id", "credential_id", "provider", "external_id", "first_seen_at")
 #: Written on insert and on update.
-UPDATED = (*INVOICE_FIELDS, "content_hash", "last_synced_at", "missing_since", "missing_since_run_id")
+UPDATED = (*INVOICE_FIELDS, "content_hash", "last_synced_at", "missing_since", "missing_since_run_id", "customer_id")
 
 
 # -- digests: what tells an unchanged invoice apart ----------------------------------------------
@@ -138,7 +141,7 @@ WRITE_COLUMNS = (*INSERT_ONLY, *UPDATED)
 #: What tells an unchanged invoice apart: (external_id, content_hash, flagged missing).
 DIGEST_COLUMNS = ("external_id", "content_hash", "missing_since")
 #: What a change is compared with (events, the provider-clock guard), read for changed rows only.
-STATE_COLUMNS = ("external_id", "id", "status", "outstanding", "paid_at", "provider_updated_at")
+STATE_COLUMNS = ("external_id", "id", "status", "outstanding", "paid_at", "provider_updated_at", "customer_id")
 
 
 @dataclass
@@ -148,6 +151,8 @@ class WriteCounts:
     unchanged: int = 0
     fetched: int = 0
     ids: list[str] = field(default_factory=list)
+    #: The customers whose invoices this write created, changed or moved (`customers_settle` them).
+    customers: set[int] = field(default_factory=set)
     #: Pages of the batch written: all of them, unless one failed to parse (`error`), which the
     #: caller raises once the pages before it are committed.
     pages: int = 0
@@ -208,6 +213,7 @@ def invoices_write(*, credential: GatewayCredential, pages: list[Page], run: Syn
     rows: list[tuple] = []
     events: list[InvoiceEvent] = []
     first = (credential.merchant_id, credential.pk, credential.provider)
+    written = []
     for remote, digest, raw_text in changed:
         old = states.get(remote.external_id)
         if old is not None and old[5] and remote.provider_updated_at and remote.provider_updated_at < old[5]:
@@ -215,13 +221,19 @@ def invoices_write(*, credential: GatewayCredential, pages: list[Page], run: Syn
             # applied after this list page was produced): a lagging read must not undo it.
             counts.unchanged += 1
             continue
+        written.append((remote, digest, raw_text, old))
+    # Who owes each written invoice (`arbook.services.customers`: the identity rules), in one go.
+    customer_ids = _link_customers(credential, written)
+    touched = set(customer_ids)
+    for (remote, digest, raw_text, old), customer_id in zip(written, customer_ids):
         rows.append((*first, remote.external_id, seen_at, *_normalized_values(remote), raw_text, digest, seen_at,
-                     None, None))
+                     None, None, customer_id))
         if old is None:
             counts.created += 1
             continue
         counts.updated += 1
-        _, invoice_id, old_status, old_outstanding, old_paid_at, _ = old
+        _, invoice_id, old_status, old_outstanding, old_paid_at, _, old_customer = old
+        touched.add(old_customer)
         if (old_status, old_outstanding, old_paid_at) != (remote.status, remote.outstanding, remote.paid_at):
             events.append(_event(invoice_id, (old_status, old_outstanding, old_paid_at),
                                  (remote.status, remote.outstanding, remote.paid_at),
@@ -230,8 +242,23 @@ def invoices_write(*, credential: GatewayCredential, pages: list[Page], run: Syn
     # instances (and the ORM's upsert) is what makes the write cheap.
     bulk.merge(Invoice, WRITE_COLUMNS, rows, conflict=("credential_id", "external_id"), update=UPDATED)
     InvoiceEvent.objects.append(events)
+    counts.customers = touched - {None}
     notifications_apply_pending(credential=credential)
     return counts
+
+
+def customers_settle(*, customer_ids: set[int]) -> None:
+    """Refresh the summary of the customers a run's writes touched (once per run, in batches: the
+    customer list reads it; a read of a million invoices should not pay for it per page)."""
+    ids = sorted(customer_ids)
+    for start in range(0, len(ids), SETTLE_BATCH):
+        customers_refresh(customer_ids=ids[start:start + SETTLE_BATCH])
+
+
+def _link_customers(credential: GatewayCredential, written: list[tuple]) -> list[int]:
+    return customers_link(merchant_id=credential.merchant_id, credential_id=credential.pk,
+                          provider=credential.provider, region=credential.merchant.country,
+                          parties=[Party.of(remote) for remote, *_rest in written])
 
 
 def invoices_unseen(*, credential: GatewayCredential, pass_id: int) -> QuerySet[Invoice]:
@@ -316,6 +343,12 @@ def invoices_upload(*, batch: EspayBatch, chunk: EspayChunk, listed: Sequence[tu
             touched.append(invoice)
     ids = {doc_no: invoice.pk for doc_no, invoice in existing.items()}
     if new:
+        owners = customers_link(merchant_id=batch.merchant_id, credential_id=batch.credential_id, provider="espay",
+                                region=batch.merchant.country,
+                                parties=[Party(external_id=row["external_id"], name=row["customer_name"],
+                                               ref=row["customer_ref"]) for row in new])
+        for row, customer_id in zip(new, owners):
+            row["customer_id"] = customer_id
         new_ids = bulk.insert_objects(Invoice, new, need_ids=True)
         ids.update(zip((row["external_id"] for row in new), new_ids))
         InvoiceEvent.objects.append(
@@ -325,6 +358,8 @@ def invoices_upload(*, batch: EspayBatch, chunk: EspayChunk, listed: Sequence[tu
             for row, invoice_id in zip(new, new_ids))
     if touched:
         bulk.update(touched, ["raw", "due_at", "payment_channel"])
+    if new:
+        customers_refresh(customer_ids=owners)
     notifications_apply_pending(credential=batch.credential)
     return ids
 
@@ -677,6 +712,7 @@ def _apply_change(notification: Notification, invoice: Invoice, change: dict[str
              f"{change.get('provider_status') or change.get('status')}"
              f"{' (confirmed by ' + change['confirmed_by'] + ')' if change.get('confirmed_by') else ''}"
              f"{' (event ' + notification.event_id + ')' if notification.event_id else ''}"[:255])])
+    customers_refresh(customer_ids=[invoice.customer_id])
     logger.info("notification id=%s applied to invoice=%s %s -> %s", notification.pk, invoice.pk, before[0], after[0])
     return _finish(notification, Out.APPLIED, invoice=invoice)
 

@@ -42,7 +42,7 @@ from arbook import bulk
 from arbook.crypto import SecretsUnavailable
 from arbook.models import GatewayCredential, Invoice, SyncRun, SyncSeen
 from arbook.services.credentials import credential_client, secrets_scrub
-from arbook.services.invoice_write import invoices_flag_missing, invoices_unseen, invoices_write
+from arbook.services.invoice_write import customers_settle, invoices_flag_missing, invoices_unseen, invoices_write
 from gateways import InvoiceRef, Page, RemoteInvoice, SettledScope
 from gateways import status as st
 
@@ -164,6 +164,7 @@ def _run(*, credential: GatewayCredential, full: bool, trigger: str, client: Any
     run.full = plan["mode"] == "full"
     run.save(update_fields=["full"])
     since = datetime.fromisoformat(plan["since"]) if plan["since"] else None
+    touched: set[int] = set()  # customers whose invoices this run wrote
     logger.info("sync start credential=%s run=%s mode=%s resume=%s", credential.pk, run.pk, plan["mode"],
                 bool(plan["resume"]))
     try:
@@ -179,6 +180,7 @@ def _run(*, credential: GatewayCredential, full: bool, trigger: str, client: Any
                 # Notifications that arrived before their invoice was synced are applied by the
                 # write, in this batch's transaction.
                 counts = invoices_write(credential=credential, pages=pages, run=run, seen_at=seen_at)
+                touched |= counts.customers
                 if run.full:
                     _record_seen(credential_id=credential.pk, pass_id=plan["pass_id"], external_ids=counts.ids)
                 run.pages += counts.pages
@@ -201,13 +203,16 @@ def _run(*, credential: GatewayCredential, full: bool, trigger: str, client: Any
                 break  # newest first and nothing changed here: older pages are as they were
         if run.full:
             _analyze_seen()
-            _look_up_unseen(credential=credential, client=client, pass_id=plan["pass_id"], run=run, lock=lock)
+            touched |= _look_up_unseen(credential=credential, client=client, pass_id=plan["pass_id"], run=run,
+                                       lock=lock)
         with transaction.atomic():
+            customers_settle(customer_ids=touched)
             if run.full:
                 run.missing = _flag_missing(credential=credential, pass_id=plan["pass_id"], run=run,
                                             scope=_settled_scope(client))
             _finish(run, credential, plan=plan)
     except Exception as exc:  # every failure ends the run readably; committed pages stay
+        customers_settle(customer_ids=touched)
         _fail(run, credential, exc)
     return run
 
@@ -283,15 +288,17 @@ def prefetch(pages: Iterator[Page], depth: int = 2) -> Iterator[Page]:
 
 
 def _look_up_unseen(*, credential: GatewayCredential, client: Any, pass_id: int, run: SyncRun,
-                    lock: CredentialLock) -> None:
+                    lock: CredentialLock) -> set[int]:
     """After a complete full read: look up each stored unsettled invoice it did not return, and
     write what the provider says through `invoices_write` (events, the provider-clock guard, pending
     notifications: as for a read). Found ones count as seen; the others are left to be flagged.
 
     A client without lookups (or a test's stand-in) leaves them all to be flagged. A provider
-    failure fails the run; the pass stays pending, so the next run repeats only the lookups."""
+    failure fails the run; the pass stays pending, so the next run repeats only the lookups.
+    Returns the customers whose invoices it wrote."""
+    touched: set[int] = set()
     if not getattr(client, "can_lookup", False):
-        return
+        return touched
     rows = (invoices_unseen(credential=credential, pass_id=pass_id).filter(status__in=st.UNSETTLED).order_by("pk")
             .values_list("external_id", "status", "issued_at", "due_at", "customer_ref"))
     refs = [InvoiceRef(external_id=x, status=s, issued_at=i, due_at=d, customer_ref=c) for x, s, i, d, c in rows]
@@ -310,8 +317,10 @@ def _look_up_unseen(*, credential: GatewayCredential, client: Any, pass_id: int,
                 run.fetched += counts.fetched
                 run.updated += counts.updated
                 run.unchanged += counts.unchanged
+                touched |= counts.customers
             run.save(update_fields=["lookups", "fetched", "updated", "unchanged"])
         lock.refresh()
+    return touched
 
 
 def _settled_scope(client: Any) -> SettledScope:

@@ -295,3 +295,14 @@ def test_refused_after_an_unanswered_try_keeps_the_lines_maybe_listed_and_a_retr
     assert batch.status == EspayBatch.Status.DONE
     assert set(batch.lines.values_list("status", flat=True)) == {"already_listed"}
     assert len(sandbox_truth(espay_server)) == 2 and Invoice.objects.count() == 2
+
+
+def test_uploaded_invoices_belong_to_the_customer_of_their_member_code(espay_credential, user, espay_server):
+    data = [row("INV-C1", member_code="M-7"), row("INV-C2", member_code="M-7"), row("INV-C3", member_code="M-8")]
+    batch = espay_batch_send(batch=confirmed(espay_credential, user, data))
+    assert batch.status == EspayBatch.Status.DONE
+    owners = dict(Invoice.objects.filter(credential=espay_credential).values_list("external_id", "customer_id"))
+    assert owners["INV-C1"] == owners["INV-C2"] != owners["INV-C3"]
+    customer = Invoice.objects.get(external_id="INV-C1").customer
+    assert (customer.name, customer.invoice_count, customer.open_count) == ("Customer M-7", 2, 2)
+    assert list(customer.identities.values_list("kind", "value")) == [("ref", "M-7")]
