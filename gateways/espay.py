@@ -19,6 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import parse_qsl
 
 from . import notify
 from . import status as st
@@ -572,8 +573,6 @@ NOTIFICATION_FIELDS = ("rq_uuid", "rq_datetime", "signature", "comm_code", "orde
 
 def notification_fields(content_type: str, body: bytes) -> dict[str, Any]:
     """A payment report's fields: JSON (the current docs) or a form (the older ones)."""
-    from urllib.parse import parse_qsl
-
     if "json" in content_type or body.lstrip().startswith(b"{"):
         return notify.json_object(body)
     try:

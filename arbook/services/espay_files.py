@@ -26,7 +26,9 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import posixpath
 import re
+import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -194,9 +196,6 @@ def _first_sheet_part(archive: zipfile.ZipFile, names: set[str]) -> str | None:
     """The part openpyxl reads as `worksheets[0]` (first `<sheet>` of xl/workbook.xml whose
     relationship is a worksheet), or None when the small index parts are odd (then the other
     bounds still hold)."""
-    import posixpath
-    import xml.etree.ElementTree as ET
-
     rels_name = "xl/_rels/workbook.xml.rels"
     try:
         if rels_name not in names or any(archive.getinfo(n).file_size > 2 * 1024 * 1024

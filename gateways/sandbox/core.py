@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 import json
 import logging
 import threading
@@ -481,8 +482,6 @@ class SandboxServer(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address) -> None:
         """A client that gave up (its timeout during a `hang` fault) is expected, not an error."""
-        import sys
-
         if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
             return
         super().handle_error(request, client_address)

@@ -25,6 +25,7 @@ from collections import deque
 from datetime import datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlencode
 
 from gateways import status as st
 from gateways.base import JAKARTA
@@ -371,8 +372,6 @@ class Sandbox(ProviderSandbox):
                 "debit_from_bank": va["bank_code"], "credit_to_bank": va["bank_code"], "credit_to": va["va_number"],
                 "product_code": BANKS[va["bank_code"]][2],
             }
-        from urllib.parse import urlencode
-
         return {"Content-Type": "application/x-www-form-urlencoded"}, urlencode(form).encode()
 
     def notifications(self, external_id: str, *, event: str | None = None, bad_signature: bool = False,
