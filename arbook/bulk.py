@@ -74,9 +74,11 @@ def insert(model, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None
             cursor.execute(sql, params)
 
 
-def merge(model, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, conflict: Sequence[str],
-          update: Sequence[str]) -> None:
-    """Insert the rows, updating `update` of those that collide on the unique `conflict` columns.
+def merge(model, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, conflict: Sequence[str] = (),
+          update: Sequence[str] = ()) -> int:
+    """Insert the rows, updating `update` of those that collide on the unique `conflict` columns
+    (no `update`: a row that collides with any unique constraint is skipped). Returns how many
+    rows were inserted or updated.
 
     PostgreSQL: COPY into a temporary staging table (the table's column types, no constraints;
     one per database session and column set, created IF NOT EXISTS every time because a creation
@@ -84,21 +86,27 @@ def merge(model, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, confl
     of the stage (DELETE ... RETURNING), so it is empty for the next call even when no COMMIT
     comes between them (a caller's outer transaction, the tests')."""
     if not rows:
-        return
+        return 0
     column_list = _column_list(columns)
-    suffix = (f" ON CONFLICT ({_column_list(conflict)}) DO UPDATE SET "
-              + ", ".join(f"{_qn(c)} = EXCLUDED.{_qn(c)}" for c in update))
+    if update:
+        suffix = (f" ON CONFLICT ({_column_list(conflict)}) DO UPDATE SET "
+                  + ", ".join(f"{_qn(c)} = EXCLUDED.{_qn(c)}" for c in update))
+    else:
+        suffix = " ON CONFLICT DO NOTHING"
     with connection.cursor() as cursor:
         if not is_postgresql():
+            done = 0
             for sql, params in _values_sql(model, columns, rows, suffix):
                 cursor.execute(sql, params)
-            return
+                done += cursor.rowcount
+            return done
         stage = "arbook_stage_" + hashlib.sha1(f"{model._meta.db_table}:{column_list}".encode()).hexdigest()[:12]
         cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {column_list} FROM {_table(model)} "
                        "WITH NO DATA")
         _copy(cursor, stage, column_list, rows)
         cursor.execute(f"WITH moved AS (DELETE FROM {stage} RETURNING {column_list}) "
                        f"INSERT INTO {_table(model)} ({column_list}) SELECT {column_list} FROM moved{suffix}")
+        return cursor.rowcount
 
 
 def insert_objects(model, rows: Sequence[dict[str, Any]], *, need_ids: bool = False) -> list[int]:
@@ -182,10 +190,11 @@ def select_in(model, columns: Sequence[str], *, where: dict[str, Any], key: str,
     """`columns` of the rows matching `where` whose `key` column is one of `values` (PostgreSQL:
     one array parameter instead of a thousand placeholders)."""
     if is_postgresql():
-        conditions = [f"{_qn(c)} = %s" for c in where] + [f"{_qn(key)} = ANY(%s)"]
+        conditions = [f"{_qn(c)} IS NULL" if v is None else f"{_qn(c)} = %s" for c, v in where.items()]
+        conditions.append(f"{_qn(key)} = ANY(%s)")
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT {_column_list(columns)} FROM {_table(model)} WHERE {' AND '.join(conditions)}",
-                           [*where.values(), values])
+                           [*(v for v in where.values() if v is not None), values])
             return cursor.fetchall()
     names = {f.column: f.name for f in model._meta.concrete_fields}
     return list(model.objects.filter(**{names[c]: v for c, v in where.items()}, **{f"{names[key]}__in": values})

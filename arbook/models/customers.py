@@ -35,7 +35,7 @@ class Customer(models.Model):
     #: so the figure is right every day without a rewrite.
     oldest_open_due = models.DateTimeField(null=True, blank=True)
     last_paid_at = models.DateTimeField(null=True, blank=True)
-    #: The gateways it has invoices on, comma-separated in a fixed order.
+    #: The gateways it has invoices on, comma-separated, in alphabetical order.
     providers = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     class Meta:

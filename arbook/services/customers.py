@@ -15,17 +15,19 @@ are offered as suggestions (`arbook.selectors.customers.merge_suggestions`).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import phonenumbers
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Max, Min, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from arbook.models import PROVIDER_CHOICES, Customer, CustomerBalance, CustomerIdentity, DuplicateSuspect, Invoice
+from arbook import bulk
+from arbook.models import Customer, CustomerBalance, CustomerIdentity, DuplicateSuspect, Invoice
 from arbook.status import RECEIVABLE
 
 Kind = CustomerIdentity.Kind
@@ -41,7 +43,6 @@ _NAME_NOISE = frozenset({"pt", "cv", "tbk", "ud", "pd", "persero", "ltd", "inc",
                          "a/s", "gmbh", "bv", "sa", "bapak", "ibu", "bpk", "mr", "mrs", "ms", "dr"})
 #: Two open invoices of one customer with the same amount issued this close are a possible double billing.
 DUPLICATE_WINDOW_DAYS = 7
-_PROVIDER_ORDER = [p for p, _label in PROVIDER_CHOICES]
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,14 @@ class Party:
                    phone=getattr(invoice, "customer_phone", "") or "")
 
 
+@lru_cache(maxsize=65_536)
 def normalize_email(text: str) -> str:
     """The address lower-cased and trimmed, or "" when it is not an address at all."""
     text = (text or "").strip().lower()
     return text if len(text) <= 254 and _EMAIL.match(text) else ""
 
 
+@lru_cache(maxsize=65_536)  # a debtor's number repeats on each of its invoices; parsing costs ~100 µs
 def normalize_phone(text: str, region: str) -> str:
     """E.164 ("+6281234567890") of a possible number, read in `region` without a country code; else ""."""
     text = (text or "").strip()
@@ -90,8 +93,10 @@ def name_key(name: str) -> str:
 
 
 Key = tuple[str, int | None, str]  # (kind, credential id or None, normalized value)
-#: Statements `customers_link` costs a batch that brings new customers (PostgreSQL).
-LINK_STATEMENTS = 5
+#: Statements `customers_link` costs a batch that brings new customers (PostgreSQL, no concurrent
+#: writer): a probe per kind of key (4), the customers' ids and COPY (2), the identities' stage,
+#: COPY and merge (3).
+LINK_STATEMENTS = 9
 
 
 def party_keys(party: Party, *, provider: str, credential_id: int, region: str) -> list[tuple[Key, str]]:
@@ -113,65 +118,72 @@ def party_keys(party: Party, *, provider: str, credential_id: int, region: str) 
 
 
 def _owners(merchant_id: int, keys: Iterable[Key]) -> dict[Key, int]:
-    """Who owns each of these keys now (one query)."""
+    """Who owns each of these keys now: one probe of a unique index per kind of key."""
     by_kind: dict[tuple[str, int | None], set[str]] = {}
     for kind, credential_id, value in keys:
         by_kind.setdefault((kind, credential_id), set()).add(value)
-    if not by_kind:
-        return {}
-    condition = Q()
+    owners: dict[Key, int] = {}
     for (kind, credential_id), values in by_kind.items():
-        on = Q(credential_id=credential_id) if credential_id is not None else Q(credential__isnull=True)
-        condition |= Q(kind=kind, value__in=sorted(values)) & on
-    rows = (CustomerIdentity.objects.filter(Q(merchant_id=merchant_id) & condition)
-            .values_list("kind", "credential_id", "value", "customer_id"))
-    return {(kind, cred, value): customer for kind, cred, value, customer in rows}
+        for value, customer_id in bulk.select_in(
+                CustomerIdentity, ("value", "customer_id"), key="value", values=sorted(values),
+                where={"merchant_id": merchant_id, "kind": kind, "credential_id": credential_id}):
+            owners[(kind, credential_id, value)] = customer_id
+    return owners
+
+
+#: The columns of a new identity row, in the order `customers_link` builds them.
+_IDENTITY_COLUMNS = ("merchant_id", "customer_id", "kind", "credential_id", "provider", "value", "shown",
+                     "created_at")
 
 
 def customers_link(*, merchant_id: int, credential_id: int, provider: str, region: str,
                    parties: Sequence[Party], now: datetime | None = None) -> list[int]:
     """The customer id of each party, creating the customers and identities it needs.
 
-    At most LINK_STATEMENTS queries per batch whatever its size (one when every key is known): the
-    owners of all the batch's keys, the new customers, the new identities (conflicts ignored), and
-    the owners again (a concurrent writer that created one of the same keys wins; ours is dropped).
+    A batch whose keys are all known costs one probe per kind of key; one that brings new
+    customers adds their insert (ids taken first), the identities' insert (a key another writer
+    created meanwhile is skipped), and only then, if one was skipped, the owners again (that
+    writer's customer wins; ours is dropped). At most LINK_STATEMENTS statements in all.
     """
     if not parties:
         return []
     now = now or timezone.now()
     keyed = [party_keys(p, provider=provider, credential_id=credential_id, region=region) for p in parties]
     owners = _owners(merchant_id, (k for keys in keyed for k, _shown in keys))
-    new_customers: list[Customer] = []
-    claimed: dict[Key, Customer] = {}  # keys this batch gives to its new customers
-    new_identities: dict[Key, tuple[object, str]] = {}  # key -> (customer id or new Customer, shown)
+    new_customers: list[dict] = []
+    claimed: dict[Key, int] = {}  # keys this batch gives to its new customers (index in new_customers)
+    new_identities: dict[Key, tuple[int, bool, str]] = {}  # key -> (customer id or new index, is new, shown)
     for party, keys in zip(parties, keyed):
-        owner: object = next((owners[k] for k, _s in keys if k in owners), None)
+        owner = next((owners[k] for k, _s in keys if k in owners), None)
+        is_new = False
         if owner is None:
             owner = next((claimed[k] for k, _s in keys if k in claimed), None)
+            is_new = owner is not None
         if owner is None:
-            owner = Customer(merchant_id=merchant_id, name=party.name.strip()[:255], name_key=name_key(party.name),
-                             created_at=now)
-            new_customers.append(owner)
+            owner, is_new = len(new_customers), True
+            new_customers.append({"merchant_id": merchant_id, "name": party.name.strip()[:255],
+                                  "name_key": name_key(party.name), "created_at": now})
         for key, shown in keys:
             if key not in owners and key not in new_identities:
-                new_identities[key] = (owner, shown)
-                if isinstance(owner, Customer):
+                new_identities[key] = (owner, is_new, shown[:255])
+                if is_new:
                     claimed[key] = owner
     if new_identities:  # every new customer brings at least one key
         # Inside the caller's transaction where there is one (the write path): no savepoint.
         with transaction.atomic(savepoint=False):
-            Customer.objects.bulk_create(new_customers)
-            CustomerIdentity.objects.bulk_create([
-                CustomerIdentity(merchant_id=merchant_id, kind=kind, credential_id=cred, value=value,
-                                 shown=shown[:255], provider=provider, created_at=now,
-                                 customer_id=owner.pk if isinstance(owner, Customer) else owner)
-                for (kind, cred, value), (owner, shown) in new_identities.items()], ignore_conflicts=True)
-            owners = _owners(merchant_id, (k for keys in keyed for k, _s in keys))
-            # Drop the new customers that lost every key to a concurrent writer.
-            kept = set(owners.values())
-            lost = [c.pk for c in new_customers if c.pk not in kept]
-            if lost:
-                Customer.objects.filter(pk__in=lost).delete()
+            ids = bulk.insert_objects(Customer, new_customers, need_ids=True)
+            rows = [(merchant_id, ids[owner] if is_new else owner, kind, cred, provider, value, shown, now)
+                    for (kind, cred, value), (owner, is_new, shown) in new_identities.items()]
+            inserted = bulk.merge(CustomerIdentity, _IDENTITY_COLUMNS, rows)
+            if inserted == len(rows):
+                owners.update((key, ids[owner] if is_new else owner)
+                              for key, (owner, is_new, _shown) in new_identities.items())
+            else:
+                owners = _owners(merchant_id, (k for keys in keyed for k, _s in keys))
+                kept = set(owners.values())
+                lost = [pk for pk in ids if pk not in kept]
+                if lost:  # the new customers that lost every key to a concurrent writer
+                    Customer.objects.filter(pk__in=lost).delete()
     return [next(owners[k] for k, _s in keys if k in owners) for keys in keyed]
 
 
@@ -237,41 +249,75 @@ def customer_split(*, customer: Customer, identity_ids: Sequence[int], name: str
 
 # -- the summary the customer list reads -------------------------------------------------------------
 
+#: What a customer still owes: a receivable state with something left (or an unknown remainder).
+_OWED = Q(status__in=RECEIVABLE) & (Q(outstanding__gt=0) | Q(outstanding__isnull=True, amount__gt=0))
+
+
 def customers_refresh(*, customer_ids: Iterable[int]) -> int:
     """Recompute these customers' summary, balances per currency and possible double billings from
-    their invoices (a handful of queries per batch, on the customer index of the invoices)."""
+    their invoices, in set-based statements whatever their number (on PostgreSQL one UPDATE joins
+    the customers to a grouped pass over their invoices, on the customer index of the invoices)."""
     ids = sorted({i for i in customer_ids if i is not None})
     if not ids:
         return 0
     invoices = Invoice.objects.filter(customer_id__in=ids)
-    owed = Q(status__in=RECEIVABLE) & (Q(outstanding__gt=0) | Q(outstanding__isnull=True, amount__gt=0))
-    # Correlated subqueries, one index range per customer (a CASE per row, as bulk_update writes
-    # it, grows with the square of the batch).
+    with transaction.atomic():
+        if bulk.is_postgresql():
+            _summaries_postgresql(ids)
+        else:
+            _summaries_orm(ids, invoices)
+        CustomerBalance.objects.filter(customer_id__in=ids).delete()
+        balances_sql, balances_params = (
+            invoices.filter(_OWED).order_by().values("customer_id", "merchant_id", "currency")
+            .annotate(total=Sum(Coalesce("outstanding", "amount")), n=Count("id"))
+            .values_list("customer_id", "merchant_id", "currency", "total", "n").query.sql_with_params())
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {CustomerBalance._meta.db_table} (customer_id, merchant_id, currency, "
+                           f"outstanding, open_count) {balances_sql}", balances_params)
+        DuplicateSuspect.objects.filter(customer_id__in=ids).delete()
+        DuplicateSuspect.objects.bulk_create(_duplicates(invoices.filter(_OWED, amount__isnull=False)))
+    return len(ids)
+
+
+def _summaries_postgresql(ids: list[int]) -> None:
+    owed_sql, owed_params = _where_sql(Invoice.objects.filter(_OWED))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Customer._meta.db_table} AS c SET invoice_count = COALESCE(s.n, 0), "
+            "open_count = COALESCE(s.n_open, 0), oldest_open_due = s.oldest, last_paid_at = s.last_paid, "
+            "providers = COALESCE(s.providers, '') "
+            "FROM unnest(%s::bigint[]) AS ids(id) LEFT JOIN ("
+            f"  SELECT customer_id, count(*) AS n, count(*) FILTER (WHERE {owed_sql}) AS n_open, "
+            f"  min(due_at) FILTER (WHERE {owed_sql}) AS oldest, max(paid_at) AS last_paid, "
+            "   string_agg(DISTINCT provider, ',' ORDER BY provider) AS providers "
+            f"  FROM {Invoice._meta.db_table} WHERE customer_id = ANY(%s) GROUP BY customer_id"
+            ") AS s ON s.customer_id = ids.id WHERE c.id = ids.id",
+            [ids, *owed_params, *owed_params, ids])
+
+
+def _where_sql(queryset) -> tuple[str, list]:
+    """The WHERE clause of a one-table queryset, unqualified, as SQL and parameters."""
+    compiler = queryset.query.get_compiler(using=queryset.db)
+    sql, params = queryset.query.where.as_sql(compiler, connection)
+    return sql.replace(f'"{Invoice._meta.db_table}".', ""), list(params)
+
+
+def _summaries_orm(ids: list[int], invoices) -> None:
+    """The same summary through the ORM (SQLite, the embedded default: small data)."""
     of = Invoice.objects.filter(customer_id=OuterRef("pk")).order_by().values("customer_id")
+    Customer.objects.filter(pk__in=ids).update(
+        invoice_count=Coalesce(Subquery(of.annotate(n=Count("id")).values("n")), 0),
+        open_count=Coalesce(Subquery(of.filter(_OWED).annotate(n=Count("id")).values("n")), 0),
+        oldest_open_due=Subquery(of.filter(_OWED).annotate(m=Min("due_at")).values("m")),
+        last_paid_at=Subquery(of.annotate(m=Max("paid_at")).values("m")))
     providers: dict[int, set[str]] = {}
     for customer_id, provider in invoices.order_by().values_list("customer_id", "provider").distinct():
         providers.setdefault(customer_id, set()).add(provider)
     by_value: dict[str, list[int]] = {}
     for customer_id in ids:
-        by_value.setdefault(",".join(p for p in _PROVIDER_ORDER if p in providers.get(customer_id, ())),
-                            []).append(customer_id)
-    with transaction.atomic():
-        updated = Customer.objects.filter(pk__in=ids).update(
-            invoice_count=Coalesce(Subquery(of.annotate(n=Count("id")).values("n")), 0),
-            open_count=Coalesce(Subquery(of.filter(owed).annotate(n=Count("id")).values("n")), 0),
-            oldest_open_due=Subquery(of.filter(owed).annotate(m=Min("due_at")).values("m")),
-            last_paid_at=Subquery(of.annotate(m=Max("paid_at")).values("m")))
-        for value, customer_ids in by_value.items():
-            Customer.objects.filter(pk__in=customer_ids).exclude(providers=value).update(providers=value)
-        CustomerBalance.objects.filter(customer_id__in=ids).delete()
-        CustomerBalance.objects.bulk_create([
-            CustomerBalance(customer_id=row["customer_id"], merchant_id=row["merchant_id"], currency=row["currency"],
-                            outstanding=row["total"], open_count=row["n"])
-            for row in invoices.filter(owed).order_by().values("customer_id", "merchant_id", "currency")
-            .annotate(total=Sum(Coalesce("outstanding", "amount")), n=Count("id"))])
-        DuplicateSuspect.objects.filter(customer_id__in=ids).delete()
-        DuplicateSuspect.objects.bulk_create(_duplicates(invoices.filter(owed, amount__isnull=False)))
-    return updated
+        by_value.setdefault(",".join(sorted(providers.get(customer_id, ()))), []).append(customer_id)
+    for value, group in by_value.items():
+        Customer.objects.filter(pk__in=group).exclude(providers=value).update(providers=value)
 
 
 def _duplicates(open_invoices) -> list[DuplicateSuspect]:
