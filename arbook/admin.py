@@ -13,7 +13,7 @@ from django.utils.html import format_html
 import gateways
 from arbook.forms.credentials import (OPTION_PREFIX, SECRET_PREFIX, credential_form, declared, provider_label,
                                       required_text, unknown_options)
-from arbook.models import GatewayCredential, Invoice, InvoiceEvent, Merchant, SyncRun
+from arbook.models import Customer, CustomerIdentity, GatewayCredential, Invoice, InvoiceEvent, Merchant, SyncRun
 from arbook.models import Notification
 
 from arbook.services.credentials import credential_test_connection
@@ -194,11 +194,11 @@ class EventInline(admin.TabularInline):
 
 @admin.register(Invoice)
 class InvoiceAdmin(ReadOnlyAdmin):
-    list_display = ["number", "external_id", "merchant", "provider", "customer_name", "currency", "amount",
+    list_display = ["number", "external_id", "merchant", "provider", "customer_name", "customer", "currency", "amount",
                     "outstanding", "status", "due_at"]
     list_filter = ["provider", "status", "currency", "merchant"]
     search_fields = ["=number", "=external_id", "customer_name"]
-    list_select_related = ["merchant"]
+    list_select_related = ["merchant", "customer"]
     show_full_result_count = False  # no COUNT(*) over a million rows on every page
     exclude = ["raw"]
     readonly_fields = ["raw_pretty"]
@@ -207,6 +207,32 @@ class InvoiceAdmin(ReadOnlyAdmin):
     @admin.display(description="Raw provider payload")
     def raw_pretty(self, obj):
         return format_html("<pre>{}</pre>", json.dumps(obj.raw, indent=2, sort_keys=True, default=str))
+
+
+class IdentityInline(admin.TabularInline):
+    model = CustomerIdentity
+    fields = ["kind", "shown", "value", "provider", "credential", "decided_by", "decided_at", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Customer)
+class CustomerAdmin(ReadOnlyAdmin):
+    """Customers are found by the identity rules; staff merge and split them on the customer pages."""
+
+    list_display = ["name", "merchant", "providers", "invoice_count", "open_count", "oldest_open_due", "last_paid_at"]
+    list_filter = ["merchant"]
+    search_fields = ["name", "=identities__value"]
+    list_select_related = ["merchant"]
+    show_full_result_count = False
+    inlines = [IdentityInline]
 
 
 @admin.register(SyncRun)
