@@ -1,4 +1,4 @@
-"""The invoice list's table (django-tables2).
+"""The invoice list's and the customer list's tables (django-tables2).
 
 The rows come already sorted and paged by the keyset paginator (`arbook.selectors.paginator`),
 as a list, so the table only renders (no query): its header links set `?sort=` (dropping the page cursor), and
