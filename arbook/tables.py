@@ -15,6 +15,7 @@ from django.utils.safestring import mark_safe
 from django_tables2.utils import OrderByTuple
 
 from arbook.models import PROVIDER_CHOICES
+from arbook.selectors.customer_pages import provider_labels
 from arbook.templatetags.badges import badge_html
 from arbook.templatetags.money import UNKNOWN, days_overdue, format_money, local_date
 
@@ -177,7 +178,7 @@ class CustomerTable(KeysetTable):
             "outstanding": self.render_outstanding,
             "oldest_open_due": self.render_oldest_open_due,
             "last_paid_at": lambda r: self._date(r.last_paid_at, r.merchant.timezone),
-            "providers": lambda r: ", ".join(PROVIDER_LABELS.get(p, p) for p in r.providers.split(",") if p),
+            "providers": lambda r: provider_labels(r.providers),
             "invoice_count": lambda r: f"{r.invoice_count:,}",
         }
 

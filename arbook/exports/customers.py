@@ -15,8 +15,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from arbook.models import CustomerBalance
-from arbook.selectors.customer_pages import balances_of
-from arbook.selectors.invoices import PROVIDER_LABELS
+from arbook.selectors.customer_pages import balances_of, provider_labels
 from arbook.selectors.paginator import Sort, ordered
 from arbook.templatetags.money import days_overdue, local_date
 
@@ -44,7 +43,7 @@ def customer_rows(queryset: QuerySet, *, sort: Sort, now: datetime | None = None
                 common = [local_date(c.oldest_open_due, tz),
                           days_overdue(status="open", due_at=c.oldest_open_due, tz=tz, as_of=now),
                           local_date(c.last_paid_at, tz),
-                          ", ".join(PROVIDER_LABELS.get(p, p) for p in c.providers.split(",") if p),
+                          provider_labels(c.providers),
                           c.invoice_count, c.open_count, c.pk]
                 for b in balances.get(c.pk) or [None]:
                     yield [c.merchant.name, c.name, b.currency if b else None, b.outstanding if b else None,

@@ -17,7 +17,7 @@ from decimal import Decimal
 from django.db.models import Max, Min, Q, QuerySet
 from django.utils import timezone
 
-from arbook.models import Customer, CustomerBalance, CustomerIdentity, Invoice, InvoiceEvent, Notification
+from arbook.models import PROVIDER_CHOICES, Customer, CustomerBalance, CustomerIdentity, Invoice, InvoiceEvent, Notification
 from arbook.scoping import get_scoped_or_404, scope, visible_merchants
 from arbook.selectors.paginator import Sort
 
@@ -37,6 +37,14 @@ MERGE_CANDIDATE_LIMIT = 20
 #: What a list row reads of a customer (and of its merchant).
 LIST_COLUMNS = ("id", "merchant_id", "name", "invoice_count", "open_count", "oldest_open_due", "last_paid_at",
                 "providers", "merchant__name", "merchant__timezone")
+
+
+PROVIDER_LABELS = dict(PROVIDER_CHOICES)
+
+
+def provider_labels(providers: str) -> str:
+    """`Customer.providers` ("faspay,xendit") as the pages write it ("Faspay Billing, Xendit")."""
+    return ", ".join(PROVIDER_LABELS.get(p, p) for p in providers.split(",") if p)
 
 
 def customer_sort(text: str | None) -> Sort | None:

@@ -84,6 +84,7 @@ def customer_detail(request, pk: int):
     options, _ = statement_options(request.GET, today=today)
     return render(request, "arbook/customers/detail.html", {
         "customer": customer,
+        "gateways": selectors.provider_labels(customer.providers),
         "tz": tz,
         "balances": selectors.customer_balances(customer=customer),
         "aging": aging,
@@ -98,7 +99,7 @@ def customer_detail(request, pk: int):
         "identity_limit": selectors.IDENTITY_LIMIT,
         "duplicates": duplicate_pairs(customer=customer, limit=selectors.DUPLICATE_LIMIT),
         "duplicate_limit": selectors.DUPLICATE_LIMIT,
-        "candidates": selectors.merge_candidates(customer=customer),
+        "candidates": _with_gateways(selectors.merge_candidates(customer=customer)),
         "statement": options,
         "statement_formats": STATEMENT_FORMATS,
     })
@@ -124,6 +125,8 @@ def customer_statement(request, pk: int):
 def customer_suggestions(request):
     merchant_ids = list(visible_merchants(request.user).values_list("pk", flat=True))
     suggestions = merge_suggestions(merchant_ids=merchant_ids) if merchant_ids else []
+    for s in suggestions:
+        _with_gateways(s.customers)
     return render(request, "arbook/customers/suggestions.html", {
         "suggestions": suggestions, "has_merchants": bool(merchant_ids), "limit": len(suggestions)})
 
@@ -164,6 +167,13 @@ def customer_split_view(request, pk: int):
         return redirect(reverse("customer_detail", args=[customer.pk]))
     messages.success(request, f"Split {new} off {customer}.")
     return redirect(reverse("customer_detail", args=[new.pk]))
+
+
+def _with_gateways(customers: list) -> list:
+    """`customers`, each with `gateways`: its gateways as the pages name them."""
+    for c in customers:
+        c.gateways = selectors.provider_labels(c.providers)
+    return customers
 
 
 def _sort_label(fields: dict[str, str], sort) -> str:

@@ -369,3 +369,15 @@ def test_customer_page_links_and_nav(signed_in, book):
     html = signed_in.get(reverse("invoice_list")).content.decode()
     assert reverse("customer_detail", args=[book["sinar"].pk]) in html
     assert f'href="{reverse("customer_list")}"' in html  # the main navigation
+
+
+def test_merchant_filter_when_the_user_has_several(signed_in, user, book):
+    second = MerchantFactory(name="Second Shop", timezone="Asia/Jayapura")
+    second.members.add(user)
+    make_customer(second, "Far East", invoices=[("F-1", "2026-10-31", Decimal(5), "IDR")])
+    response = signed_in.get(reverse("customer_list"))
+    assert "Far East" in names(response) and "Second Shop" in response.content.decode()  # the merchant column
+    response = signed_in.get(reverse("customer_list"), {"merchant": str(second.pk)})
+    assert names(response) == ["Far East"]
+    # Overdue is counted in each merchant's own zone: due 2026-10-31 is a day late in Jayapura too.
+    assert "Far East" in names(signed_in.get(reverse("customer_list"), {"overdue": "1"}))
