@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.urls import NoReverseMatch, reverse
 
-NAV = [("Invoices", "invoice_list"), ("Aging", "aging"), ("Syncs", "sync_list"), ("Espay batches", "espay_batch_list")]
+NAV = [("Invoices", "invoice_list"), ("Customers", "customer_list"), ("Aging", "aging"), ("Syncs", "sync_list"), ("Espay batches", "espay_batch_list")]
 
 
 def navigation(request):

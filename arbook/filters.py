@@ -39,7 +39,7 @@ from django.utils import timezone
 
 from arbook import params
 from arbook.models import PROVIDER_CHOICES, Invoice
-from arbook.params import ParamError, clip, parse_int
+from arbook.params import clip
 from arbook.selectors.aging import aging_drilldown
 from arbook.selectors.customers import suspected_duplicates
 from arbook.selectors.invoices import (
@@ -55,7 +55,7 @@ from arbook.selectors.invoices import (
     merchant_choices,
     scoped_invoices,
 )
-from arbook.selectors.paginator import Cursor, KeysetPage, Sort, keyset_page
+from arbook.selectors.paginator import Cursor, KeysetPage, Sort, keyset_page, read_position
 from arbook.status import RECEIVABLE, InvoiceStatus
 from arbook.templatetags.money import CURRENCY_LOCALES
 
@@ -311,8 +311,27 @@ class InvoiceFilter(df.FilterSet):
 NON_FILTER_PARAMS = {"sort", "size", "after", "before", "last", "_export", "_totals"}
 
 
+class FilteredListMixin:
+    """What a keyset list page (invoices, customers) says about its FilterSet `filterset`."""
+
+    filterset: df.FilterSet
+
+    @property
+    def merchants(self) -> list:
+        return self.filterset.merchants
+
+    @property
+    def has_filter_errors(self) -> bool:
+        return bool(self.filterset.form.errors)
+
+    @property
+    def is_filtered(self) -> bool:
+        data = self.filterset.data
+        return any(v for k in data if k not in NON_FILTER_PARAMS for v in data.getlist(k))
+
+
 @dataclass
-class InvoiceList:
+class InvoiceList(FilteredListMixin):
     """Everything the list page (or its export) needs, read from the query string."""
 
     filterset: InvoiceFilter
@@ -326,21 +345,8 @@ class InvoiceList:
     now: datetime | None = None
 
     @property
-    def merchants(self) -> list:
-        return self.filterset.merchants
-
-    @property
-    def has_filter_errors(self) -> bool:
-        return bool(self.filterset.form.errors)
-
-    @property
     def drilldown(self) -> dict | None:
         return self.filterset.drilldown
-
-    @property
-    def is_filtered(self) -> bool:
-        data = self.filterset.data
-        return any(v for k in data if k not in NON_FILTER_PARAMS for v in data.getlist(k))
 
     def page(self) -> KeysetPage:
         rows_qs = list_queryset(self.queryset)
@@ -385,27 +391,6 @@ def invoice_list(*, user, params, now: datetime | None = None) -> InvoiceList:
     if sort is None:
         notices.append(f"Cannot sort by “{clip(sort_text)}”; sorted by issue date, newest first.")
         sort = DEFAULT
-    size_text = params.get("size") or str(DEFAULT_PAGE_SIZE)
-    try:
-        size = parse_int(size_text, min_value=min(PAGE_SIZES), max_value=max(PAGE_SIZES))
-    except ParamError:
-        size = None
-    if size not in PAGE_SIZES:
-        notices.append(f"Page size must be one of {', '.join(map(str, PAGE_SIZES))}; showing {DEFAULT_PAGE_SIZE}.")
-        size = DEFAULT_PAGE_SIZE
-    after = before = None
-    for name in ("after", "before"):
-        token = params.get(name)
-        if token:
-            cursor = Cursor.decode(token, sort)
-            if cursor is None:
-                notices.append("That page link does not fit the current sort order; showing the first page.")
-            elif name == "after":
-                after = cursor
-            else:
-                before = cursor
-    if after and before:
-        before = None
-    last = params.get("last") in ("1", "true", "on") and not (after or before)
-    return InvoiceList(filterset=filterset, queryset=queryset, sort=sort, size=size, notices=notices,
-                       after=after, before=before, last=last, now=now)
+    position = read_position(params, sort=sort, sizes=PAGE_SIZES, default_size=DEFAULT_PAGE_SIZE, notices=notices)
+    return InvoiceList(filterset=filterset, queryset=queryset, sort=sort, size=position.size, notices=notices,
+                       after=position.after, before=position.before, last=position.last, now=now)

@@ -1,5 +1,5 @@
 """URL contract (DESIGN.md): /accounts/login/, /, /invoices/, /aging/, /syncs/, /espay/batches/,
-/admin/, /healthz. Each area adds its routes here.
+/customers/, /admin/, /healthz. Each area adds its routes here.
 
 Read-only pages answer only GET and HEAD (anything else is 405, not the page): the routes named
 in `READ_ONLY` are wrapped in `require_safe` here, so the views stay thin and a new read-only
@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import URLPattern, include, path
 from django.views.decorators.http import require_safe
 
-from arbook.views import aging, espay, health, hooks, invoices, overview, syncs
+from arbook.views import aging, customers, espay, health, hooks, invoices, overview, syncs
 
 admin.site.site_header = "arbook administration"
 admin.site.site_title = "arbook admin"
@@ -23,6 +23,7 @@ READ_ONLY = frozenset({
     "overview", "invoice_list", "invoice_detail", "aging", "sync_list", "sync_status",
     "espay_batch_list", "espay_batch_detail", "espay_batch_progress", "espay_batch_export",
     "espay_batch_problems", "espay_batch_file", "espay_template",
+    "customer_list", "customer_detail", "customer_statement", "customer_suggestions",
 })
 
 
@@ -44,9 +45,10 @@ urlpatterns = read_only([
     path("", include(read_only(aging.urlpatterns))),
     path("", include(read_only(syncs.urlpatterns))),
     path("", include(read_only(espay.urlpatterns))),
+    path("", include(read_only(customers.urlpatterns))),
     path("", include(hooks.urlpatterns)),
 ]
 
-_routed = {p.name for module in (invoices, aging, syncs, espay) for p in module.urlpatterns} | {"overview"}
+_routed = {p.name for module in (invoices, aging, syncs, espay, customers) for p in module.urlpatterns} | {"overview"}
 if READ_ONLY - _routed:  # a renamed route must not silently lose its method rule
     raise ImproperlyConfigured(f"READ_ONLY names routes that do not exist: {sorted(READ_ONLY - _routed)}")

@@ -201,4 +201,6 @@ def file_chunks(fmt: str, rows: Iterable[Sequence[Any]], header: Sequence[str], 
     raise ValueError(f"unknown export format {fmt!r}")
 
 
-CONTENT_TYPES = {"csv": CSV_TYPE, "xlsx": XLSX_TYPE}
+#: A document made elsewhere (the statement PDF, `arbook.exports.statements`) is sent the same way.
+PDF_TYPE = "application/pdf"
+CONTENT_TYPES = {"csv": CSV_TYPE, "xlsx": XLSX_TYPE, "pdf": PDF_TYPE}

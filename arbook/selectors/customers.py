@@ -34,11 +34,11 @@ def merge_suggestions(*, merchant_ids: list[int], limit: int = MAX_SUGGESTIONS) 
     return [Suggestion(name_key=k["name_key"], customers=found[(k["merchant_id"], k["name_key"])]) for k in keys]
 
 
-def duplicate_pairs(*, customer: Customer) -> list[tuple[Invoice, Invoice]]:
-    """The customer's possible double billings, each pair once."""
+def duplicate_pairs(*, customer: Customer, limit: int | None = None) -> list[tuple[Invoice, Invoice]]:
+    """The customer's possible double billings, each pair once (the first `limit`, when given)."""
     pairs = (DuplicateSuspect.objects.filter(customer=customer, invoice_id__lt=F("other_id"))
              .select_related("invoice", "other").order_by("invoice__issued_at", "invoice_id"))
-    return [(p.invoice, p.other) for p in pairs]
+    return [(p.invoice, p.other) for p in (pairs if limit is None else pairs[:limit])]
 
 
 def suspected_duplicates(queryset: QuerySet[Invoice]) -> QuerySet[Invoice]:

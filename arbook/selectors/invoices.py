@@ -24,8 +24,8 @@ DEFAULT_SORT = "-issued_at"
 PAGE_SIZES = (25, 50, 100, 250)
 DEFAULT_PAGE_SIZE = 50
 #: What the list reads per row (never `raw`, which can be large).
-LIST_COLUMNS = ("id", "merchant_id", "credential_id", "provider", "external_id", "number", "customer_name",
-                "customer_email", "currency", "amount", "outstanding", "status", "issued_at", "due_at", "paid_at",
+LIST_COLUMNS = ("id", "merchant_id", "credential_id", "customer_id", "provider", "external_id", "number",
+                "customer_name", "customer_email", "currency", "amount", "outstanding", "status", "issued_at", "due_at", "paid_at",
                 "merchant__name", "merchant__timezone")
 HISTORY_LIMIT = 500
 PROVIDER_LABELS = dict(PROVIDER_CHOICES)

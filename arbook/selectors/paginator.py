@@ -28,9 +28,12 @@ from django.db import connection
 from django.db.models import F, Model, Q, QuerySet
 from django.db.models.functions import Coalesce
 
-from arbook.params import MAX_TEXT, check_id, parse_decimal, parse_moment
+from arbook.params import MAX_ID, MAX_TEXT, check_id, parse_decimal, parse_int, parse_moment
 
 VALUE, NULL = "v", "n"
+#: Integer columns a list may sort on (a customer's invoice count); their cursor value is its digits.
+INTEGER_KINDS = frozenset({"IntegerField", "PositiveIntegerField", "BigIntegerField", "PositiveBigIntegerField",
+                           "SmallIntegerField", "PositiveSmallIntegerField"})
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,8 @@ class Cursor:
                 if not isinstance(value, str):
                     return None
                 value = parse_decimal(value, max_digits=field.max_digits, decimal_places=field.decimal_places)
+            elif kind in INTEGER_KINDS:
+                value = parse_int(value, min_value=-MAX_ID, max_value=MAX_ID)
             elif not isinstance(value, str) or "\x00" in value or len(value) > (field.max_length or 0):
                 return None
             return cls(sort_param, VALUE, value, pk)
@@ -219,3 +224,40 @@ def keyset_page(qs: QuerySet, *, sort: Sort, size: int, after: Cursor | None = N
                       next_cursor=encode(Cursor.of(rows[-1], sort)) if more else None,
                       previous_cursor=encode(Cursor.of(rows[0], sort)) if after is not None and rows else None,
                       is_last=not more)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a keyset list starts and how long its page is, as its query string says."""
+
+    size: int
+    after: Cursor | None = None
+    before: Cursor | None = None
+    last: bool = False
+
+
+def read_position(params: Mapping[str, str], *, sort: Sort, sizes: tuple[int, ...], default_size: int,
+                  notices: list[str]) -> Position:
+    """`size`, `after` / `before` (cursor tokens of `sort`) and `last` from a list's query string.
+
+    A value that does not fit is left out and explained in `notices` (never raised)."""
+    size_text = params.get("size") or str(default_size)
+    try:
+        size = parse_int(size_text, min_value=min(sizes), max_value=max(sizes))
+    except ValueError:  # ParamError
+        size = None
+    if size not in sizes:
+        notices.append(f"Page size must be one of {', '.join(map(str, sizes))}; showing {default_size}.")
+        size = default_size
+    cursors: dict[str, Cursor | None] = {"after": None, "before": None}
+    for name in cursors:
+        token = params.get(name)
+        if token:
+            cursors[name] = Cursor.decode(token, sort)
+            if cursors[name] is None:
+                notices.append("That page link does not fit the current sort order; showing the first page.")
+    after, before = cursors["after"], cursors["before"]
+    if after and before:
+        before = None
+    last = params.get("last") in ("1", "true", "on") and not (after or before)
+    return Position(size=size, after=after, before=before, last=last)

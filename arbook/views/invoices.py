@@ -17,33 +17,25 @@ from django.utils import timezone
 from django.views.decorators.http import require_safe
 
 from arbook import filters
-from arbook.exports import EXPORT_FORMATS
 from arbook.exports.invoices import invoice_file
 from arbook.jsonutil import RawJSONEncoder
 from arbook.selectors import invoices as selectors
 from arbook.selectors.espay import invoice_virtual_accounts
 from arbook.tables import InvoiceTable
 from arbook.templatetags.money import days_overdue
-from arbook.views.downloads import download
+from arbook.views.downloads import download, export_asked
 
 
 @require_safe
 def invoice_list(request):
     listing = filters.invoice_list(user=request.user, params=request.GET)
     fmt = request.GET.get("_export")
-    status = 200
-    if fmt:
-        if fmt not in EXPORT_FORMATS:
-            listing.notices.append("Export as csv or xlsx.")
-        elif listing.has_filter_errors:
-            listing.notices.append("Nothing was exported: fix the filters marked below first, so the file holds "
-                                   "exactly what you asked for.")
-            status = 400
-        else:
-            stamp = timezone.localtime(listing.now).strftime("%Y%m%d-%H%M")
-            chunks = invoice_file(fmt, listing.queryset, sort=listing.sort, now=listing.now,
-                                  owed_then=bool(listing.drilldown))
-            return download(chunks, fmt, f"invoices-{stamp}")
+    send, status = export_asked(fmt, rejected=listing.has_filter_errors, notices=listing.notices)
+    if send:
+        stamp = timezone.localtime(listing.now).strftime("%Y%m%d-%H%M")
+        chunks = invoice_file(fmt, listing.queryset, sort=listing.sort, now=listing.now,
+                              owed_then=bool(listing.drilldown))
+        return download(chunks, fmt, f"invoices-{stamp}")
     if request.GET.get("_totals"):
         # The totals aggregate the whole filtered set (hundreds of ms at a million rows): the page
         # fetches them separately, so its rows show at once (static/arbook/invoices.js).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from arbook.models import Customer
 from arbook.services.espay_batch import espay_batch_create
 from tests.espay.helpers import csv_bytes, rows
 from tests.factories import CredentialFactory, InvoiceFactory
@@ -16,14 +17,16 @@ WRITES = ("post", "put", "patch", "delete")
 
 @pytest.fixture
 def pages(merchant, user):
-    invoice = InvoiceFactory(credential=CredentialFactory(merchant=merchant))
+    customer = Customer.objects.create(merchant=merchant, name="PT Maju")
+    invoice = InvoiceFactory(credential=CredentialFactory(merchant=merchant), customer=customer)
     espay = CredentialFactory(merchant=merchant, provider="espay", secrets={"signature_key": "k"},
                               options={"comm_code": "SGWARBOOK"})
     batch = espay_batch_create(credential=espay, user=user, file_name="b.csv", content=csv_bytes(rows(2)))
     return ["/", "/aging/", "/invoices/", f"/invoices/{invoice.pk}/", "/syncs/", "/syncs/status.json",
             "/espay/batches/", f"/espay/batches/{batch.pk}/", f"/espay/batches/{batch.pk}/progress/",
             f"/espay/batches/{batch.pk}/export.csv", f"/espay/batches/{batch.pk}/file/",
-            "/espay/batches/template.csv"]
+            "/espay/batches/template.csv", "/customers/", "/customers/suggestions/", f"/customers/{customer.pk}/",
+            f"/customers/{customer.pk}/statement/"]
 
 
 def test_read_only_pages_answer_405_to_writes(signed_in, pages):

@@ -1,0 +1,81 @@
+"""The customer pages' forms: merge, split, and the statement's dates and format.
+
+Who may merge or split: any member of the customer's merchant (the person who chases a debtor
+knows best that two records are one), not only staff; the service records who decided
+(`CustomerIdentity.decided_by`), so a decision is traceable and a later sync never undoes it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django import forms
+
+from arbook import params
+
+STATEMENT_FORMATS = (("pdf", "PDF"), ("csv", "CSV"), ("xlsx", "Excel (XLSX)"))
+#: The statement's default payment period: the last 30 days up to the as-of date.
+DEFAULT_PERIOD_DAYS = 30
+
+
+class IdsField(forms.MultipleChoiceField):
+    """Row ids as a POST sends them (checked ids: the view scopes them; an id it cannot see is a 404)."""
+
+    def valid_value(self, value) -> bool:
+        try:
+            params.parse_int(str(value), min_value=1, max_value=params.MAX_ID)
+        except params.ParamError:
+            return False
+        return True
+
+    def clean(self, value):
+        return [int(v) for v in super().clean(value)]
+
+
+class MergeForm(forms.Form):
+    other = IdsField(label="Customers merged into this one", error_messages={
+        "required": "Choose at least one customer to merge into this one."})
+    next = forms.CharField(required=False, max_length=500)
+
+
+class SplitForm(forms.Form):
+    identity = IdsField(label="Identities moved to the new customer", error_messages={
+        "required": "Choose the identities (e-mail, phone, reference) that belong to the new customer."})
+    name = forms.CharField(label="Name of the new customer", max_length=255, required=False)
+
+
+@dataclass(frozen=True)
+class StatementOptions:
+    as_of: dt.date
+    start: dt.date
+    end: dt.date
+    fmt: str
+
+
+def statement_options(query, *, today: dt.date) -> tuple[StatementOptions, list[str]]:
+    """`as_of`, `from`, `to` and `format` of the statement link (`arbook.params` reads the dates).
+
+    Defaults: as of `today`, payments of the 30 days up to the as-of date, PDF. Each value that
+    is malformed or out of range gives a message (the view answers 400 with them, never a file)."""
+    errors: list[str] = []
+
+    def day(name: str, label: str, default: dt.date) -> dt.date:
+        text = (query.get(name) or "").strip()
+        if not text:
+            return default
+        try:
+            return params.parse_date(text)
+        except params.ParamError as exc:
+            errors.append(f"{label}: {exc}")
+            return default
+
+    as_of = day("as_of", "As of", today)
+    end = day("to", "Payments to", as_of)
+    start = day("from", "Payments from", end - dt.timedelta(days=DEFAULT_PERIOD_DAYS - 1))
+    if start > end:
+        errors.append("Payments from: the period starts after it ends.")
+    fmt = (query.get("format") or "pdf").strip().lower()
+    if fmt not in dict(STATEMENT_FORMATS):
+        errors.append(f"Format: “{params.clip(fmt)}” is not one of pdf, csv or xlsx.")
+        fmt = "pdf"
+    return StatementOptions(as_of=as_of, start=start, end=end, fmt=fmt), errors
