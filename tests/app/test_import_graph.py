@@ -21,8 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("arbook", "gateways")
 #: Above the selectors: what shows data.
-PRESENTATION = ("arbook.filters", "arbook.forms", "arbook.tables", "arbook.exports", "arbook.drilldown",
-                "arbook.charts", "arbook.templatetags")
+PRESENTATION = ("arbook.filters", "arbook.filters_customers", "arbook.forms", "arbook.tables", "arbook.exports",
+                "arbook.drilldown", "arbook.charts", "arbook.templatetags")
 #: Entry points and routing: nothing below imports them.
 ENTRY = ("arbook.views", "arbook.tasks", "arbook.admin", "arbook.urls", "arbook.management")
 #: Heavy optional libraries that may load on first use, inside the function that needs them.

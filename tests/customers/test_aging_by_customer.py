@@ -34,6 +34,7 @@ def test_groups_are_customers_not_names(signed_in, merchant):
     assert groups == {budi.pk: Decimal("150"), namesake.pk: Decimal("7")}
     line = next(l for l in table.lines if l.group_value == budi.pk)
     assert line.label == "Budi"
+    assert f'<a href="/customers/{budi.pk}/">Budi</a>' in page.content.decode()  # the group opens its customer
     link = line.total.url
     assert parse_qs(urlsplit(link).query)["customer_id"] == [str(budi.pk)]
     listed = signed_in.get(link)
@@ -58,3 +59,10 @@ def test_invoice_list_filters_possible_double_billing(signed_in, merchant):
 @pytest.mark.parametrize("value", ["abc", "-1", "0", "99999999999999999999", "1.5"])
 def test_a_bad_customer_id_never_errors(signed_in, value):
     assert signed_in.get("/invoices/", {"customer_id": value}).status_code in (200, 400)
+
+
+def test_the_invoice_page_links_to_its_customer_and_all_its_invoices(signed_in, merchant):
+    c = Customer.objects.create(merchant=merchant, name="Dewi")
+    invoice = InvoiceFactory(credential=CredentialFactory(merchant=merchant), customer=c, customer_name="Dewi K.")
+    html = signed_in.get(f"/invoices/{invoice.pk}/").content.decode()
+    assert f'href="/customers/{c.pk}/"' in html and f"?customer_id={c.pk}" in html
