@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DEBUG", "0")  # no query log, no debug templates: production-like timings
 
-from bench.seed import median_ms, seeded_database, setup_django  # noqa: E402
+from bench.seed import seeded_database, setup_django, time_pages  # noqa: E402
 
 
 def main() -> None:
@@ -35,9 +35,7 @@ def main() -> None:
 
     setup_django()
     from django.contrib.auth import get_user_model
-    from django.db import connection
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
     from arbook.models import InvoiceEvent, Merchant
@@ -66,32 +64,7 @@ def main() -> None:
     ]
     print(f"\naging and overview, {total:,} invoices ({later_events:,} events in the last 90 days), "
           f"median of {args.runs} runs (ms)")
-    print(f"{'page':36} {'server':>8} {'bare SQL':>9} {'above':>7} {'queries':>8}")
-    for url, params, name in cases:
-        def request(url=url, params=params):
-            response = client.get(url, params)
-            assert response.status_code == 200, (name, response.status_code)
-            return response
-
-        with CaptureQueriesContext(connection) as captured:
-            request()
-        sqls = [q["sql"] for q in captured.captured_queries]
-        server = median_ms(request, args.runs)
-
-        def bare(sqls=sqls):
-            with connection.cursor() as cursor:
-                for sql in sqls:  # including BEGIN / SET LOCAL / COMMIT of `reporting_query`
-                    cursor.execute(sql)
-                    if cursor.description is not None:
-                        cursor.fetchall()
-
-        sql_ms = median_ms(bare, args.runs)
-        print(f"{name[:36]:36} {server:8.1f} {sql_ms:9.1f} {server - sql_ms:7.1f} {len(sqls):8d}", flush=True)
-        if args.explain:
-            slowest = max((q for q in sqls if q.lstrip().upper().startswith("SELECT")), key=len)
-            with connection.cursor() as cursor:
-                cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + slowest)
-                print("\n".join(r[0] for r in cursor.fetchall()))
+    time_pages(client, cases, args.runs, explain=args.explain)
     print("target: aging <= 300 ms")
 
 

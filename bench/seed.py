@@ -288,6 +288,42 @@ if __name__ == "__main__":
     seed_invoices(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
 
 
+def time_pages(client, cases, runs: int, *, width: int = 36, explain: bool = False) -> None:
+    """Print, per (url, params, name) case, the median server time of the request next to the
+    median time of the very SQL statements it ran (captured once, re-executed bare)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    print(f"{'page':{width}} {'server':>8} {'bare SQL':>9} {'above':>7} {'queries':>8}")
+    for url, params, name in cases:
+        def request(url=url, params=params, name=name):
+            response = client.get(url, params)
+            assert response.status_code == 200, (name, response.status_code)
+            if response.streaming:
+                b"".join(response.streaming_content)
+            return response
+
+        with CaptureQueriesContext(connection) as captured:
+            request()
+        sqls = [q["sql"] for q in captured.captured_queries]
+        server = median_ms(request, runs)
+
+        def bare(sqls=sqls):
+            with connection.cursor() as cursor:
+                for sql in sqls:  # including BEGIN / SET LOCAL / COMMIT of a reporting query
+                    cursor.execute(sql)
+                    if cursor.description is not None:
+                        cursor.fetchall()
+
+        sql_ms = median_ms(bare, runs)
+        print(f"{name[:width]:{width}} {server:8.1f} {sql_ms:9.1f} {server - sql_ms:7.1f} {len(sqls):8d}", flush=True)
+        if explain:
+            slowest = max((q for q in sqls if q.lstrip().upper().startswith("SELECT")), key=len)
+            with connection.cursor() as cursor:
+                cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + slowest)
+                print("\n".join(r[0] for r in cursor.fetchall()))
+
+
 def median_ms(fn, runs: int) -> float:
     fn()  # warm-up (plans, caches)
     times = []
