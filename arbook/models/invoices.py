@@ -77,11 +77,12 @@ class Invoice(models.Model):
             models.UniqueConstraint(fields=["credential", "external_id"], name="invoice_unique_per_credential"),
         ]
         indexes = [
-            # The aging aggregate and the status/due filters, scoped by merchant: an index-only scan
-            # (the customer rides along, so aging by customer groups from the index alone).
-            models.Index(fields=["merchant", "status", "due_at"], include=["currency", "outstanding", "customer"],
+            # The aging aggregate and the status/due filters, scoped by merchant: an index-only scan.
+            # (Carrying the customer id too made aging by customer 1.25 -> 0.87 s but the due-basis
+            # aging of today 0.21 -> 0.28 s at 1M: left out until aging by customer reads balances.)
+            models.Index(fields=["merchant", "status", "due_at"], include=["currency", "outstanding"],
                          name="inv_merchant_status_due"),
-            models.Index(fields=["status", "due_at", "id"], include=["currency", "outstanding", "customer"],
+            models.Index(fields=["status", "due_at", "id"], include=["currency", "outstanding"],
                          name="inv_status_due"),
             models.Index(fields=["merchant", "-issued_at", "-id"], name="inv_merchant_issued"),
             # Date ranges carry what the overview sums (sales by issue date, collections by paid

@@ -86,6 +86,9 @@ UPDATED = (*INVOICE_FIELDS, "content_hash", "last_synced_at", "missing_since", "
 # -- digests: what tells an unchanged invoice apart ----------------------------------------------
 
 _normalized_values = operator.attrgetter(*NORMALIZED_FIELDS)
+#: Part of an identified item's digest: when arbook stores another field of an invoice (as the
+#: customer's phone, for customer identity), the next read rewrites every invoice once.
+FIELDS_VERSION = hashlib.sha1("\x1f".join(NORMALIZED_FIELDS).encode()).hexdigest()[:12]
 _raw_json = RawJSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -110,7 +113,7 @@ def _identified(page: Page) -> Iterator[tuple[str, str, str, RemoteInvoice | Non
     options), so an unchanged invoice is recognised without parsing it. Other pages are parsed
     and digested by `serialized`."""
     if page.identify is not None and page.items:
-        salt = page.salt
+        salt = f"{page.salt}\x1f{FIELDS_VERSION}"
         for item in page.items:
             external_id, raw = page.identify(item)
             raw_text = _raw_json(raw)
