@@ -177,19 +177,26 @@ class GatewayCredentialAdmin(admin.ModelAdmin):
         self._enqueue(request, queryset, full=True)
 
 
-class EventInline(admin.TabularInline):
-    model = InvoiceEvent
-    fields = ["seen_at", "source", "sync_run", "notification", "status_before", "status_after", "outstanding_before",
-              "outstanding_after", "paid_at_before", "paid_at_after", "note"]
-    readonly_fields = fields
+class ReadOnlyInline(admin.TabularInline):
+    """Rows shown under their parent, as evidence: `fields` are all read-only, none added or removed."""
+
     extra = 0
     can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
 
     def has_add_permission(self, request, obj=None):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class EventInline(ReadOnlyInline):
+    model = InvoiceEvent
+    fields = ["seen_at", "source", "sync_run", "notification", "status_before", "status_after", "outstanding_before",
+              "outstanding_after", "paid_at_before", "paid_at_after", "note"]
 
 
 @admin.register(Invoice)
@@ -209,18 +216,9 @@ class InvoiceAdmin(ReadOnlyAdmin):
         return format_html("<pre>{}</pre>", json.dumps(obj.raw, indent=2, sort_keys=True, default=str))
 
 
-class IdentityInline(admin.TabularInline):
+class IdentityInline(ReadOnlyInline):
     model = CustomerIdentity
     fields = ["kind", "shown", "value", "provider", "credential", "decided_by", "decided_at", "created_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Customer)

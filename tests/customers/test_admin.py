@@ -20,3 +20,12 @@ def test_customers_are_listed_searchable_and_read_only(admin_client):
     assert page.status_code == 200 and "AP@maju.id" in page.content.decode()
     assert admin_client.post(f"/admin/arbook/customer/{c.pk}/delete/").status_code == 403
     assert admin_client.get("/admin/arbook/invoice/").status_code == 200
+
+
+def test_an_invoice_shows_its_events_read_only(admin_client):
+    from tests.factories import InvoiceEventFactory, InvoiceFactory
+
+    invoice = InvoiceFactory()
+    InvoiceEventFactory(invoice=invoice, status_before="open", status_after="paid", note="paid at the gateway")
+    page = admin_client.get(f"/admin/arbook/invoice/{invoice.pk}/change/").content.decode()
+    assert "paid at the gateway" in page and 'name="events-0-note"' not in page  # shown, not editable
