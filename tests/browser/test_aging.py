@@ -6,7 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from tests.factories import PASSWORD, CredentialFactory, InvoiceFactory, MerchantFactory, UserFactory
+from tests.browser import sign_in
+from tests.factories import CredentialFactory, InvoiceFactory, MerchantFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -25,11 +26,7 @@ def test_aging_cell_leads_to_the_matching_list(live_server, page):
     other = CredentialFactory(merchant=MerchantFactory(name="Beta"))
     InvoiceFactory(credential=other, status="open", outstanding=Decimal("5000"), due_at=now - dt.timedelta(days=15))
 
-    page.goto(f"{live_server.url}/aging/")
-    page.get_by_label("Username").fill("accountant")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{live_server.url}/aging/")
+    sign_in(page, f"{live_server.url}/aging/", "accountant")
     assert page.get_by_role("heading", name="Aging").is_visible()
 
     cell = page.locator('section[data-currency="IDR"] tr[data-row="open"] td[data-bucket="1-30"] a')

@@ -9,8 +9,9 @@ from django.utils import timezone
 
 from arbook.models import Customer, CustomerIdentity
 from arbook.services.customers import customers_refresh
+from tests.browser import sign_in
 from tests.browser.test_csp import watch_violations
-from tests.factories import PASSWORD, CredentialFactory, InvoiceFactory, MerchantFactory, UserFactory
+from tests.factories import CredentialFactory, InvoiceFactory, MerchantFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -33,11 +34,7 @@ def test_customer_list_to_statement_pdf(live_server, page, tmp_path):
     customers_refresh(customer_ids=[customer.pk, other.pk])
     violations = watch_violations(page)
 
-    page.goto(f"{live_server.url}/customers/")
-    page.get_by_label("Username").fill("collector")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{live_server.url}/customers/")
+    sign_in(page, f"{live_server.url}/customers/", "collector")
     assert page.get_by_role("heading", name="Customers").is_visible()
     rows = page.locator("table.customer-table tbody tr")
     assert rows.count() == 2

@@ -7,9 +7,10 @@ import pytest
 from django.db import connection
 
 from arbook.models import EspayBatch
+from tests.browser import sign_in
 from tests.espay.conftest import make_credential
 from tests.espay.helpers import csv_bytes, rows
-from tests.factories import PASSWORD, MerchantFactory, UserFactory
+from tests.factories import MerchantFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -61,11 +62,7 @@ def test_upload_confirm_and_see_va_numbers(live_server, page, espay_sandbox, bac
     spreadsheet = tmp_path / "october.csv"
     spreadsheet.write_bytes(csv_bytes(data, delimiter=";", encoding="cp1252"))
 
-    page.goto(f"{live_server.url}/espay/batches/new/")
-    page.get_by_label("Username").fill("finance")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{live_server.url}/espay/batches/new/")
+    sign_in(page, f"{live_server.url}/espay/batches/new/", "finance")
 
     page.get_by_label("Spreadsheet (CSV or XLSX)").set_input_files(str(spreadsheet))
     page.get_by_role("button", name="Check the file").click()

@@ -7,7 +7,8 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from tests.factories import PASSWORD, CredentialFactory, InvoiceFactory, MerchantFactory, UserFactory
+from tests.browser import sign_in
+from tests.factories import CredentialFactory, InvoiceFactory, MerchantFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -26,11 +27,7 @@ def test_find_an_overdue_invoice_of_a_customer_and_export(live_server, page, tmp
     InvoiceFactory(credential=cred, number="INV-OTHER", customer_name="CV Lain", status="open",
                    due_at=now - timedelta(days=3))
 
-    page.goto(f"{live_server.url}/invoices/")
-    page.get_by_label("Username").fill("accountant")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{live_server.url}/invoices/")
+    sign_in(page, f"{live_server.url}/invoices/", "accountant")
     assert page.get_by_role("heading", name="Invoices").is_visible()
 
     # Filter with the keyboard: search box, overdue checkbox, Enter submits.

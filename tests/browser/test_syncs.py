@@ -6,7 +6,8 @@ import datetime as dt
 
 import pytest
 
-from tests.factories import PASSWORD, CredentialFactory, MerchantFactory, SyncRunFactory, UserFactory
+from tests.browser import sign_in
+from tests.factories import CredentialFactory, MerchantFactory, SyncRunFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -25,11 +26,7 @@ def test_a_running_sync_turns_into_its_outcome_without_a_reload(live_server, pag
     running = SyncRunFactory(credential=credential, status=SyncRun.Status.RUNNING, finished_at=None,
                              started_at=now - dt.timedelta(seconds=5))
 
-    page.goto(f"{live_server.url}/syncs/")
-    page.get_by_label("Username").fill("accountant")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{live_server.url}/syncs/")
+    sign_in(page, f"{live_server.url}/syncs/", "accountant")
     badge = page.locator(f'tr[data-run-id="{running.pk}"] [data-field="status"] .badge')
     assert badge.get_attribute("class") == f"badge badge--{SYNC_RUN.colour('running')}"
     assert badge.inner_text() == SYNC_RUN.label("running")
