@@ -42,7 +42,12 @@ class Customer(models.Model):
         indexes = [models.Index(fields=["merchant", "name", "id"], name="customer_merchant_name"),
                    models.Index(fields=["merchant", "name_key"], name="customer_name_key"),
                    models.Index(fields=["merchant", "oldest_open_due", "id"], name="customer_oldest_due"),
-                   models.Index(fields=["merchant", "last_paid_at", "id"], name="customer_last_paid")]
+                   models.Index(fields=["merchant", "last_paid_at", "id"], name="customer_last_paid"),
+                   # A user who sees several merchants: the list walks one index in order and
+                   # skips the other merchants' customers, instead of sorting them all.
+                   models.Index(fields=["name", "id"], name="customer_name_any"),
+                   models.Index(fields=["oldest_open_due", "id"], name="customer_oldest_due_any"),
+                   models.Index(fields=["last_paid_at", "id"], name="customer_last_paid_any")]
 
     def __str__(self) -> str:
         return self.name or f"Customer {self.pk}"
@@ -97,7 +102,9 @@ class CustomerBalance(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["customer", "currency"], name="balance_unique_currency")]
-        indexes = [models.Index(fields=["merchant", "currency", "outstanding", "customer"], name="balance_sort")]
+        indexes = [models.Index(fields=["merchant", "currency", "outstanding", "customer"], name="balance_sort"),
+                   # Several merchants at once (the list's order, aging by customer's candidates).
+                   models.Index(fields=["currency", "outstanding", "customer"], name="balance_sort_any")]
 
 
 class DuplicateSuspect(models.Model):

@@ -91,9 +91,11 @@ class Invoice(models.Model):
             models.Index(fields=["paid_at"], include=PAID_INCLUDE, name="inv_paid_cover",
                          condition=Q(paid_at__isnull=False)),
             models.Index(fields=["customer_name"], name="inv_customer_name"),
-            # A customer's page, statement and totals: its invoices by state and due date.
-            models.Index(fields=["customer", "status", "due_at"], include=["currency", "outstanding"],
-                         name="inv_customer_status_due"),
+            # A customer's page (its invoices newest first, a keyset page), its aging, statement and
+            # summary: every invoice of one customer from one index range, index-only for the sums.
+            models.Index(fields=["customer", "-issued_at", "-id"],
+                         include=["status", "due_at", "currency", "outstanding", "last_event_at"],
+                         name="inv_customer_issued"),
             models.Index(fields=["number"], name="inv_number"),
             models.Index(fields=["external_id"], name="inv_external_id"),
         ]

@@ -90,6 +90,12 @@ class GatewayCredential(models.Model):
     sync_state = models.JSONField(default=dict, blank=True, editable=False,
                                   help_text="Resume marker and watermarks of the sync engine.")
     secrets_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    #: Set while a sync run has written invoices whose customers' balances it has not refreshed yet
+    #: (it does so once, at the end of the run); cleared in the same transaction as that refresh.
+    #: Readers that rank customers by their stored balances (aging by customer) read the invoices
+    #: instead while any credential of the merchant has it set. A run that finds it set (the one
+    #: before died) refreshes every customer of the credential.
+    customers_pending_since = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

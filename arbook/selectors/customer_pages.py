@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Max, Min, Q, QuerySet
+from django.db.models import Max, Min, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from arbook.models import PROVIDER_CHOICES, Customer, CustomerBalance, CustomerIdentity, Invoice, InvoiceEvent, Notification
@@ -157,10 +158,25 @@ class TimelineEntry:
     paid: Decimal | None = None
 
 
+def _latest_changed(customer: Customer, limit: int) -> list[int]:
+    """The invoices that hold the customer's newest `limit` events: those whose `last_event_at`
+    (the time of their own latest event) is at least the `limit`-th largest among its invoices.
+
+    Exact: an event of any other invoice is older than that invoice's latest event, hence older
+    than the latest event of each of at least `limit` chosen invoices. Reading these few invoices'
+    events (on the (invoice, seen_at) index) stays bounded, where joining all 5,000 invoices of a
+    big customer to the event table made PostgreSQL walk every recent event of every customer."""
+    changed = Invoice.objects.filter(customer=customer, last_event_at__isnull=False).order_by()
+    cut = changed.order_by("-last_event_at").values("last_event_at")[limit - 1:limit]
+    # Fewer than `limit` invoices with events: the subquery is empty, and all of them are read.
+    floor = Coalesce(Subquery(cut), Value(dt.datetime.min.replace(tzinfo=dt.timezone.utc)))
+    return list(changed.filter(last_event_at__gte=floor).values_list("id", flat=True))
+
+
 def customer_timeline(*, customer: Customer, limit: int = TIMELINE_LIMIT) -> list[TimelineEntry]:
     """The newest `limit` status changes, payments (a drop of the outstanding) and payment
-    notifications of its invoices, newest first (two bounded queries on the invoices' indexes)."""
-    events = (InvoiceEvent.objects.filter(invoice__customer=customer)
+    notifications of its invoices, newest first (bounded queries on the invoices' indexes)."""
+    events = (InvoiceEvent.objects.filter(invoice_id__in=_latest_changed(customer, limit))
               .select_related("invoice").only("id", "seen_at", "status_before", "status_after", "outstanding_before",
                                                "outstanding_after", "source", "note", "invoice__id",
                                                "invoice__number", "invoice__external_id", "invoice__currency")

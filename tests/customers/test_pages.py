@@ -17,6 +17,7 @@ from openpyxl import load_workbook
 from pypdf import PdfReader
 
 from arbook.models import Customer, CustomerIdentity, Invoice, InvoiceEvent
+from arbook.selectors.customer_pages import customer_timeline
 from arbook.services.customers import customers_refresh, name_key
 from tests.factories import CredentialFactory, InvoiceFactory, MerchantFactory, UserFactory
 
@@ -276,6 +277,28 @@ def test_customer_page_queries_do_not_grow_with_its_invoices(signed_in, merchant
     customers_refresh(customer_ids=[customer.pk])
     # A short page reads the invoices without an issue date too (one more query); a full one does not.
     assert count() <= small <= 15
+
+
+def test_timeline_is_the_newest_events_of_all_its_invoices(merchant):
+    """The timeline reads only the invoices with the latest `last_event_at`; it must still equal
+    the newest events across every invoice of the customer, ties on the cut-off included."""
+    cred = CredentialFactory(merchant=merchant, provider="xendit")
+    customer = make_customer(merchant, "Many", credential=cred, invoices=[])
+    other = make_customer(merchant, "Other", credential=cred, invoices=[("O-1", "2026-10-01", Decimal(5), "IDR")])
+    InvoiceEvent.objects.create(invoice=Invoice.objects.get(number="O-1"), seen_at=at("2026-10-30"),
+                                status_before="open", status_after="paid")
+    for i in range(12):
+        inv = InvoiceFactory(credential=cred, customer=customer, number=f"T-{i}", due_at=at("2026-10-01"))
+        # Invoice i has i % 4 + 1 events; several invoices share their latest moment (ties).
+        for j in range(i % 4 + 1):
+            InvoiceEvent.objects.create(invoice=inv, seen_at=at("2026-10-01") + dt.timedelta(hours=3 * j + i % 3),
+                                        status_before="open", status_after="partially_paid")
+    naive = list(InvoiceEvent.objects.filter(invoice__customer=customer).order_by("-seen_at", "-id")
+                 .values_list("id", flat=True))
+    for limit in (1, 3, 5, 8, 13, 40):
+        got = [t.event.pk for t in customer_timeline(customer=customer, limit=limit) if t.event]
+        assert got == naive[:limit], limit
+    assert customer_timeline(customer=other, limit=5)[0].invoice_number == "O-1"
 
 
 # -- merge, split, suggestions --------------------------------------------------------------------
