@@ -80,6 +80,13 @@ def report_zone(merchants: list[tuple], merchant_filter: str | None) -> zoneinfo
         return zoneinfo.ZoneInfo(settings.TIME_ZONE)
 
 
+def merchant_scope(merchants: list[tuple], applied: dict) -> list[int]:
+    """The ids of the merchants the report's invoices are within: the user's, or those the merchant
+    filter chose among them (aging by customer ranks those merchants' customers)."""
+    chosen = {str(v) for v in applied.get("merchant", ())}
+    return [pk for pk, *_rest in merchants if not chosen or str(pk) in chosen]
+
+
 def filtered_invoices(request) -> tuple[QuerySet[Invoice], InvoiceFilter, list[str], dict, list[tuple]]:
     """The user's invoices through the invoice list's FilterSet (without the report's own keys),
     the notes on filters left out, the filters applied (for the cells' links) and the merchants."""

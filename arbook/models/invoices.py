@@ -94,7 +94,7 @@ class Invoice(models.Model):
             # A customer's page (its invoices newest first, a keyset page), its aging, statement and
             # summary: every invoice of one customer from one index range, index-only for the sums.
             models.Index(fields=["customer", "-issued_at", "-id"],
-                         include=["status", "due_at", "currency", "outstanding", "last_event_at"],
+                         include=["merchant", "status", "due_at", "currency", "outstanding", "last_event_at"],
                          name="inv_customer_issued"),
             models.Index(fields=["number"], name="inv_number"),
             models.Index(fields=["external_id"], name="inv_external_id"),

@@ -43,6 +43,7 @@ import zoneinfo
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
+from collections.abc import Collection
 from typing import Any
 
 from django.db import connection, transaction
@@ -65,7 +66,7 @@ from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
 from arbook import params
-from arbook.models import PROVIDER_CHOICES, Customer, Invoice, Merchant
+from arbook.models import PROVIDER_CHOICES, Customer, CustomerBalance, GatewayCredential, Invoice, Merchant
 from arbook.models.invoices import MONEY
 from arbook.status import APART, RECEIVABLE, STATUSES, InvoiceStatus
 
@@ -435,13 +436,15 @@ def _empty_cells(buckets: list[Bucket], row: str) -> list[Cell]:
 
 def invoice_aging(*, queryset: QuerySet[Invoice], as_of: dt.date, basis: str = "due",
                   bounds: tuple[int, ...] = DEFAULT_BOUNDS, group: str = "", rows: str = "receivable",
-                  top: int = DEFAULT_TOP, tz=None) -> AgingReport:
+                  top: int = DEFAULT_TOP, tz=None, merchant_ids: Collection[int] | None = None) -> AgingReport:
     """Aging tables per currency of `queryset` (already scoped and filtered by the caller).
 
     Ungrouped: one aggregate query for every currency's table (GROUP BY currency, row, bucket).
     Grouped by merchant/provider/customer (`rows` chooses which rows are summed: `receivable`,
     a single row value, or `all`): the same totals query, then one conditional-aggregation query
     per currency table, showing the `top` groups by amount and an "others" line for the rest.
+    By customer, when the caller names the merchants `queryset` is within (`merchant_ids`), the
+    top customers are found from their stored balances instead (`_ranked_customers`).
     """
     zone = _zone(tz)
     as_of = parse_as_of(as_of, tz=zone)
@@ -454,9 +457,15 @@ def invoice_aging(*, queryset: QuerySet[Invoice], as_of: dt.date, basis: str = "
     state = _with_state(queryset, as_of=as_of, tz=zone)
     aggregates = _bucket_aggregates(basis=basis, as_of=as_of, tz=zone, buckets=buckets)
     summary = _summary(queryset, as_of=as_of, tz=zone, row_set=row_set, live=live, aggregates=aggregates)
+    ranking = None
+    if group == "customer" and merchant_ids is not None and _balances_bound(row_set, merchant_ids):
+        changed = None if live else _in_aging(
+            _with_state(queryset.filter(changed_at__gte=_cutoff(as_of, zone)), as_of=as_of, tz=zone), row_set,
+            live=False)
+        ranking = Ranking(balances=CustomerBalance.objects.filter(merchant_id__in=list(merchant_ids)), changed=changed)
     with reporting_query():
         tables = _tables(list(summary), base=_in_aging(state, row_set, live=live), group=group, rows=rows,
-                         row_set=row_set, buckets=buckets, aggregates=aggregates, top=top)
+                         row_set=row_set, buckets=buckets, aggregates=aggregates, top=top, ranking=ranking)
     return AgingReport(as_of=as_of, basis=basis, buckets=buckets, group=group, rows=rows if group else ALL,
                        tz=zone, tables=tables, top=top, live=live)
 
@@ -517,7 +526,7 @@ def _current_branches(state: QuerySet[Invoice], *, row_set: tuple[str, ...], agg
     return branches
 
 
-def _tables(summary, *, base, group, rows, row_set, buckets, aggregates, top) -> list[Table]:
+def _tables(summary, *, base, group, rows, row_set, buckets, aggregates, top, ranking=None) -> list[Table]:
     per_currency: dict[str, dict[str, list[Cell]]] = {}
     for r in summary:
         row = row_for(r["k_before"] or r["k_after"] or r["k_status"], r["k_negative"], r["k_paid_later"])
@@ -549,7 +558,7 @@ def _tables(summary, *, base, group, rows, row_set, buckets, aggregates, top) ->
             table.lines.append(_line(ALL, ROW_LABELS[ALL], totals, "total"))
         else:
             _grouped_lines(table, base=base, group=group, aggregates=aggregates, buckets=buckets,
-                           rows=rows or "receivable", top=top, totals=totals)
+                           rows=rows or "receivable", top=top, totals=totals, ranking=ranking)
         tables.append(table)
     return tables
 
@@ -561,13 +570,15 @@ def _line(key: str, label: str, cells: list[Cell], kind: str, group_value: Any =
     return Line(key=key, label=label, cells=cells, total=total, kind=kind, group_value=group_value)
 
 
-def _grouped_lines(table: Table, *, base, group, aggregates, buckets, rows, top, totals) -> None:
+def _grouped_lines(table: Table, *, base, group, aggregates, buckets, rows, top, totals, ranking=None) -> None:
     column = GROUPS[group]
-    qs = (base.filter(currency=table.currency)
-          .values(column).annotate(total=Coalesce(Sum("aging_outstanding"), Value(Decimal("0")), output_field=_money),
-                                   count=Count("currency"), **aggregates)
-          .order_by("-total", column)[:top])
-    groups = list(qs)
+    grouped = (base.filter(currency=table.currency)
+               .values(column).annotate(total=Coalesce(Sum("aging_outstanding"), Value(Decimal("0")),
+                                                       output_field=_money),
+                                        count=Count("currency"), **aggregates))
+    groups = _ranked_customers(grouped, ranking=ranking, currency=table.currency, top=top) if ranking else None
+    if groups is None:
+        groups = list(grouped.order_by("-total", column)[:top])
     labels = _group_labels(group, [g[column] for g in groups])
     shown = [_empty_cells(buckets, rows) for _ in groups]
     for g, cells in zip(groups, shown):
@@ -583,6 +594,78 @@ def _grouped_lines(table: Table, *, base, group, aggregates, buckets, rows, top,
     if any(c.count for c in others):
         table.lines.append(_line("others", "All others", others, "others"))
     table.lines.append(_line(ALL, "Total", totals, "total"))
+
+
+# -- aging by customer from the stored balances -------------------------------------------------
+
+@dataclass(frozen=True)
+class Ranking:
+    """What bounds a customer's total in the report: its stored balances (`CustomerBalance`) and,
+    as of a past date, what its invoices changed since then owed then (`changed`, aging rows)."""
+
+    balances: QuerySet[CustomerBalance]
+    changed: QuerySet[Invoice] | None = None
+
+
+#: Customers read per round from each bound's order, and rounds before the plain GROUP BY takes over.
+RANK_BATCH = 100
+RANK_ROUNDS = 4
+
+
+def _balances_bound(row_set: tuple[str, ...], merchant_ids: Collection[int]) -> bool:
+    """Whether a customer's stored balance bounds what it owes in these rows: only receivable
+    rows (never negative, all in the balance), and only while no sync run of these merchants has
+    written invoices whose customers it has not refreshed yet (`customers_pending_since`)."""
+    return bool(row_set) and set(row_set) <= set(RECEIVABLE) and not GatewayCredential.objects.filter(
+        merchant_id__in=list(merchant_ids), customers_pending_since__isnull=False).exists()
+
+
+def _ranked_customers(grouped: QuerySet, *, ranking: Ranking, currency: str, top: int) -> list[dict] | None:
+    """The `top` groups of `grouped` (by total, then customer id), reading only some customers.
+
+    A customer's total here is at most its stored balance B in that currency (every invoice in a
+    receivable row owes its outstanding, counted in B), plus, as of a past date, C: the exact
+    amount its invoices changed since then owed then (those are the ones that may differ from
+    now). Customers are read in rounds from two orders, B descending (the `balance_sort`
+    indexes) and C descending (one grouped pass over the changed invoices), and their exact rows
+    computed on the customer index; once the `top`-th exact total exceeds the largest B plus the
+    largest C of everybody not yet read, nobody unread can enter. None when that did not happen
+    within RANK_ROUNDS rounds, or too few customers owe anything: the caller groups every invoice.
+    """
+    by_balance = (ranking.balances.filter(currency=currency).order_by("-outstanding", "customer_id")
+                  .values_list("outstanding", "customer_id").iterator(chunk_size=RANK_BATCH))
+    by_change = iter(()) if ranking.changed is None else (
+        ranking.changed.filter(currency=currency).values("customer_id")
+        .annotate(c=Coalesce(Sum("aging_outstanding"), Value(Decimal("0")), output_field=_money))
+        .filter(c__gt=0).order_by("-c", "customer_id").values_list("c", "customer_id").iterator(chunk_size=RANK_BATCH))
+    streams = [by_balance, by_change]
+    heads: list[tuple | None] = [next(s, None) for s in streams]
+    # Invoices linked to no customer form one group of their own, read first (on the index's NULLs).
+    read: dict[Any, dict | None] = {None: next(iter(grouped.filter(customer_id__isnull=True)), None)}
+    batch = RANK_BATCH
+    for _round in range(RANK_ROUNDS):
+        wanted: set[int] = set()
+        for i, stream in enumerate(streams):
+            taken = 0
+            while heads[i] is not None and taken < batch:
+                if heads[i][1] not in read and heads[i][1] not in wanted:
+                    wanted.add(heads[i][1])
+                    taken += 1
+                heads[i] = next(stream, None)
+        found = {row["customer_id"]: row for row in grouped.filter(customer_id__in=sorted(wanted))}
+        read.update((pk, found.get(pk)) for pk in wanted)
+        # The order of the plain GROUP BY: total descending, then customer id (no customer last).
+        best = sorted((r for r in read.values() if r is not None),
+                      key=lambda r: (-r["total"], r["customer_id"] is None, r["customer_id"] or 0))
+        unread_bound = max(sum((h[0] for h in heads if h is not None), Decimal("0")), Decimal("0"))
+        if len(best) >= top and best[top - 1]["total"] > unread_bound:
+            return best[:top]
+        if all(h is None for h in heads):
+            # Everybody with a balance or a change was read; the rest owe nothing here, and would
+            # rank by id among other zero totals: only the plain GROUP BY knows them.
+            return None
+        batch *= 2
+    return None
 
 
 def _group_labels(group: str, keys: list) -> dict:

@@ -19,7 +19,7 @@ from arbook.charts import bucket_chart
 from arbook.drilldown import attach_links
 from arbook.exports import EXPORT_FORMATS
 from arbook.exports.aging import export_rows, export_stem
-from arbook.forms.aging import aging_options, filtered_invoices, report_zone
+from arbook.forms.aging import aging_options, filtered_invoices, merchant_scope, report_zone
 from arbook.selectors.aging import invoice_aging
 from arbook.views.downloads import export_response
 
@@ -36,7 +36,8 @@ def aging(request):
     notes = option_errors + notes
     rejected = bool(option_errors or filterset.form.errors)
     report = invoice_aging(queryset=qs, as_of=options.as_of, basis=options.basis, bounds=options.bounds,
-                           group=options.group, rows=options.rows, top=options.top, tz=zone)
+                           group=options.group, rows=options.rows, top=options.top, tz=zone,
+                           merchant_ids=merchant_scope(merchants, applied))
     attach_links(report, applied)
 
     export = request.GET.get("_export", "")

@@ -3,13 +3,17 @@ group's link opens the invoice list of exactly that customer; the list filters d
 from __future__ import annotations
 
 import datetime as dt
+import random
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import time_machine
 from django.utils import timezone
 
-from arbook.models import Customer
+from arbook.models import Customer, GatewayCredential, Invoice, InvoiceEvent
+from arbook.selectors import aging
+from arbook.status import RECEIVABLE
 from arbook.services.customers import customers_refresh
 from tests.factories import CredentialFactory, InvoiceFactory
 
@@ -66,3 +70,79 @@ def test_the_invoice_page_links_to_its_customer_and_all_its_invoices(signed_in, 
     invoice = InvoiceFactory(credential=CredentialFactory(merchant=merchant), customer=c, customer_name="Dewi K.")
     html = signed_in.get(f"/invoices/{invoice.pk}/").content.decode()
     assert f'href="/customers/{c.pk}/"' in html and f"?customer_id={c.pk}" in html
+
+
+# -- the ranking from stored balances equals the plain GROUP BY ---------------------------------
+
+RANK_NOW = dt.datetime(2026, 11, 1, 3, 0, tzinfo=dt.timezone.utc)
+STATES = ("open", "partially_paid", "processing", "failed", "charged_back", "expired", "unknown", "paid",
+          "cancelled", "draft")
+
+
+@pytest.fixture
+def ledger(merchant):
+    """A random ledger: 60 customers on two gateways, every state, null/zero/negative outstanding,
+    two currencies, and changes since the past as-of dates (events, later payments)."""
+    rng = random.Random(16)
+    with time_machine.travel(RANK_NOW, tick=False):
+        creds = [CredentialFactory(merchant=merchant, provider=p) for p in ("xendit", "faspay")]
+        customers = [Customer.objects.create(merchant=merchant, name=f"C{i}") for i in range(60)]
+        for i, customer in enumerate(customers):
+            for j in range(rng.randint(0, 6)):
+                status = rng.choice(STATES)
+                amount = Decimal(rng.choice([100, 250, 1000, 5000, 77]) * rng.randint(1, 9))
+                outstanding = rng.choice([amount, amount / 2, Decimal(0), None, -amount / 10, amount])
+                paid_at = RANK_NOW - dt.timedelta(days=rng.randint(0, 80)) if status == "paid" else None
+                inv = InvoiceFactory(credential=rng.choice(creds), customer=customer, currency=rng.choice(["IDR", "USD"]),
+                                     status=status, amount=amount, outstanding=outstanding, paid_at=paid_at,
+                                     issued_at=RANK_NOW - dt.timedelta(days=rng.randint(50, 200)),
+                                     due_at=RANK_NOW - dt.timedelta(days=rng.randint(-20, 150)))
+                if rng.random() < 0.3:  # it changed since the as-of dates: its state then was another
+                    InvoiceEvent.objects.create(invoice=inv, seen_at=RANK_NOW - dt.timedelta(days=rng.randint(1, 25)),
+                                                status_before=rng.choice(RECEIVABLE), status_after=status,
+                                                outstanding_before=amount * rng.choice([1, 2, 3]),
+                                                outstanding_after=outstanding)
+        InvoiceFactory(credential=creds[0], customer=None, outstanding=Decimal("999999"), due_at=RANK_NOW)
+        customers_refresh(customer_ids=[c.pk for c in customers])
+    return merchant
+
+
+def _groups(report):
+    return [(t.currency, [(l.kind, l.group_value, [(c.amount, c.count) for c in l.cells]) for l in t.lines])
+            for t in report.tables]
+
+
+@pytest.mark.parametrize("days_ago", [0, 30])
+@pytest.mark.parametrize("rows", ["receivable", "open", "failed", "all"])
+@pytest.mark.parametrize("top", [1, 4, 25, 200])
+def test_ranking_from_balances_equals_grouping_every_invoice(ledger, monkeypatch, days_ago, rows, top):
+    monkeypatch.setattr(aging, "RANK_BATCH", 3)  # several rounds on this small ledger
+    used = []
+    real = aging._ranked_customers
+    monkeypatch.setattr(aging, "_ranked_customers", lambda *a, **k: used.append(real(*a, **k)) or used[-1])
+    with time_machine.travel(RANK_NOW, tick=False):
+        as_of = timezone.localdate() - dt.timedelta(days=days_ago)
+        for qs in (Invoice.objects.all(), Invoice.objects.filter(provider="faspay")):
+            args = dict(queryset=qs, as_of=as_of, group="customer", rows=rows, top=top)
+            ranked = aging.invoice_aging(**args, merchant_ids=[ledger.pk])
+            plain = aging.invoice_aging(**args)
+            assert _groups(ranked) == _groups(plain)
+    if rows == "all":
+        assert not used  # credits and expired invoices are not in the balance: no bound
+    elif top <= 4:
+        assert any(r is not None for r in used)  # the ranking answered (not only the fallback)
+
+
+def test_a_sync_that_has_not_refreshed_balances_yet_makes_the_report_read_invoices(ledger):
+    """Stored balances lag a running sync (it refreshes them at its end): while a credential of the
+    merchant says so, the report ranks from the invoices, so a grown balance is not missed."""
+    with time_machine.travel(RANK_NOW, tick=False):
+        late = Customer.objects.create(merchant=ledger, name="Late")
+        InvoiceFactory(credential=GatewayCredential.objects.filter(merchant=ledger).first(), customer=late,
+                       outstanding=Decimal("10000000"), due_at=RANK_NOW)  # written, balance not refreshed
+        args = dict(queryset=Invoice.objects.all(), as_of=timezone.localdate(), group="customer", top=3,
+                    merchant_ids=[ledger.pk])
+        GatewayCredential.objects.filter(merchant=ledger).update(customers_pending_since=RANK_NOW)
+        report = aging.invoice_aging(**args)
+        idr = next(t for t in report.tables if t.currency == "IDR")
+        assert idr.lines[0].group_value == late.pk
