@@ -43,7 +43,7 @@ import zoneinfo
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from django.db import connection, transaction
@@ -56,6 +56,7 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     FilteredRelation,
+    Max,
     Q,
     QuerySet,
     Sum,
@@ -620,6 +621,19 @@ def _balances_bound(row_set: tuple[str, ...], merchant_ids: Collection[int]) -> 
         merchant_id__in=list(merchant_ids), customers_pending_since__isnull=False).exists()
 
 
+def _by_balance(balances: QuerySet[CustomerBalance]) -> Iterator[tuple[Decimal, int]]:
+    """(balance, customer id), largest first, in keyset pages that walk a `balance_sort` index
+    backwards (a cursor over the whole order would let PostgreSQL sort every balance first)."""
+    page = balances.order_by("-outstanding", "-customer_id").values_list("outstanding", "customer_id")
+    rows = list(page[:RANK_BATCH])
+    while rows:
+        yield from rows
+        if len(rows) < RANK_BATCH:
+            return
+        last, last_id = rows[-1]
+        rows = list(page.filter(Q(outstanding__lt=last) | Q(outstanding=last, customer_id__lt=last_id))[:RANK_BATCH])
+
+
 def _ranked_customers(grouped: QuerySet, *, ranking: Ranking, currency: str, top: int) -> list[dict] | None:
     """The `top` groups of `grouped` (by total, then customer id), reading only some customers.
 
@@ -627,17 +641,24 @@ def _ranked_customers(grouped: QuerySet, *, ranking: Ranking, currency: str, top
     receivable row owes its outstanding, counted in B), plus, as of a past date, C: the exact
     amount its invoices changed since then owed then (those are the ones that may differ from
     now). Customers are read in rounds from two orders, B descending (the `balance_sort`
-    indexes) and C descending (one grouped pass over the changed invoices), and their exact rows
-    computed on the customer index; once the `top`-th exact total exceeds the largest B plus the
-    largest C of everybody not yet read, nobody unread can enter. None when that did not happen
-    within RANK_ROUNDS rounds, or too few customers owe anything: the caller groups every invoice.
+    indexes) and, for those with changes, B + C descending (one grouped pass over the changed
+    invoices), and their exact rows computed on the customer index; once the `top`-th exact
+    total exceeds the bound of everybody not yet read (the larger of the two orders' next
+    values), nobody unread can enter. None when that did not happen within RANK_ROUNDS rounds,
+    or too few customers owe anything: the caller groups every invoice.
     """
-    by_balance = (ranking.balances.filter(currency=currency).order_by("-outstanding", "customer_id")
-                  .values_list("outstanding", "customer_id").iterator(chunk_size=RANK_BATCH))
+    by_balance = _by_balance(ranking.balances.filter(currency=currency))
+    # The customers with changes, by their whole bound B + C (B of the others is their bound).
+    zero = Value(Decimal("0"))
     by_change = iter(()) if ranking.changed is None else (
-        ranking.changed.filter(currency=currency).values("customer_id")
-        .annotate(c=Coalesce(Sum("aging_outstanding"), Value(Decimal("0")), output_field=_money))
-        .filter(c__gt=0).order_by("-c", "customer_id").values_list("c", "customer_id").iterator(chunk_size=RANK_BATCH))
+        ranking.changed.filter(currency=currency)
+        .alias(balance=FilteredRelation("customer__balances", condition=Q(customer__balances__currency=currency)))
+        .values("customer_id")
+        .annotate(c=Coalesce(Sum("aging_outstanding"), zero, output_field=_money),
+                  b=Coalesce(Max("balance__outstanding"), zero, output_field=_money))
+        .annotate(bound=ExpressionWrapper(F("c") + F("b"), output_field=_money))
+        .filter(bound__gt=0).order_by("-bound", "customer_id").values_list("bound", "customer_id")
+        .iterator(chunk_size=RANK_BATCH))
     streams = [by_balance, by_change]
     heads: list[tuple | None] = [next(s, None) for s in streams]
     # Invoices linked to no customer form one group of their own, read first (on the index's NULLs).
@@ -657,7 +678,7 @@ def _ranked_customers(grouped: QuerySet, *, ranking: Ranking, currency: str, top
         # The order of the plain GROUP BY: total descending, then customer id (no customer last).
         best = sorted((r for r in read.values() if r is not None),
                       key=lambda r: (-r["total"], r["customer_id"] is None, r["customer_id"] or 0))
-        unread_bound = max(sum((h[0] for h in heads if h is not None), Decimal("0")), Decimal("0"))
+        unread_bound = max([h[0] for h in heads if h is not None] + [Decimal("0")])
         if len(best) >= top and best[top - 1]["total"] > unread_bound:
             return best[:top]
         if all(h is None for h in heads):
