@@ -91,6 +91,7 @@ def main() -> None:
         (list_url, {"overdue": "1"}, "customers, overdue only"),
         (list_url, {"currency": "IDR", "sort": "-outstanding"}, "customers, IDR, most owed first"),
         (list_url, {"q": "sentosa"}, "customers, search"),
+        (list_url, {"sort": "-invoice_count"}, "customers, most invoices first"),
         (reverse("customer_detail", args=[big.pk]), {}, "customer with 5,000 invoices"),
         (reverse("customer_statement", args=[statement_customer.pk]), {"format": "pdf"},
          "statement PDF, 1,000 open invoices"),

@@ -43,11 +43,13 @@ class Customer(models.Model):
                    models.Index(fields=["merchant", "name_key"], name="customer_name_key"),
                    models.Index(fields=["merchant", "oldest_open_due", "id"], name="customer_oldest_due"),
                    models.Index(fields=["merchant", "last_paid_at", "id"], name="customer_last_paid"),
+                   models.Index(fields=["merchant", "invoice_count", "id"], name="customer_invoice_count"),
                    # A user who sees several merchants: the list walks one index in order and
                    # skips the other merchants' customers, instead of sorting them all.
                    models.Index(fields=["name", "id"], name="customer_name_any"),
                    models.Index(fields=["oldest_open_due", "id"], name="customer_oldest_due_any"),
-                   models.Index(fields=["last_paid_at", "id"], name="customer_last_paid_any")]
+                   models.Index(fields=["last_paid_at", "id"], name="customer_last_paid_any"),
+                   models.Index(fields=["invoice_count", "id"], name="customer_invoice_count_any")]
 
     def __str__(self) -> str:
         return self.name or f"Customer {self.pk}"

@@ -23,8 +23,8 @@ from arbook.scoping import get_scoped_or_404, scope, visible_merchants
 from arbook.selectors.paginator import Sort
 
 #: ?sort= of the customer list → column header. `outstanding` sorts the balances of one currency
-#: (`CustomerBalance`, on its `balance_sort` index); the others sort the customers themselves on
-#: the (merchant, column, id) indexes (`invoice_count` has none: a top-N sort of the matches).
+#: (`CustomerBalance`, on its `balance_sort` indexes); the others sort the customers themselves on
+#: the (merchant, column, id) indexes, or the (column, id) ones for a user of several merchants.
 SORT_FIELDS: dict[str, str] = {
     "name": "Customer", "oldest_open_due": "Oldest overdue", "last_paid_at": "Last payment",
     "invoice_count": "Invoices", "outstanding": "Outstanding",
