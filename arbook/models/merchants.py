@@ -105,6 +105,15 @@ class GatewayCredential(models.Model):
     def __str__(self) -> str:
         return f"{self.merchant} · {self.get_provider_display()}{' · ' + self.label if self.label else ''}"
 
+    def save(self, *args, **kwargs) -> None:
+        """A full save of a stored credential (an admin form) leaves `customers_pending_since` as the
+        database has it: a copy loaded before a sync run marked it must not clear it."""
+        if self.pk is not None and not self._state.adding and kwargs.get("update_fields") is None \
+                and not kwargs.get("force_insert"):
+            kwargs["update_fields"] = [f.name for f in self._meta.concrete_fields
+                                       if not f.primary_key and f.name != "customers_pending_since"]
+        super().save(*args, **kwargs)
+
     @property
     def secrets(self) -> dict[str, Any]:
         """The decrypted secrets; raises `arbook.crypto.SecretsUnavailable` with a safe message."""

@@ -246,16 +246,41 @@ def invoices_write(*, credential: GatewayCredential, pages: list[Page], run: Syn
     bulk.merge(Invoice, WRITE_COLUMNS, rows, conflict=("credential_id", "external_id"), update=UPDATED)
     InvoiceEvent.objects.append(events)
     counts.customers = touched - {None}
+    if counts.customers:
+        _mark_unsettled(credential)
     notifications_apply_pending(credential=credential)
     return counts
 
 
-def customers_settle(*, customer_ids: set[int]) -> None:
+def _mark_unsettled(credential: GatewayCredential) -> None:
+    """Say, in the write's own transaction, that this credential's run has written invoices whose
+    customers' balances are not refreshed yet (`customers_settle` clears it). Once per run."""
+    if credential.customers_pending_since is None:
+        credential.customers_pending_since = timezone.now()
+        GatewayCredential.objects.filter(pk=credential.pk, customers_pending_since__isnull=True).update(
+            customers_pending_since=credential.customers_pending_since)
+
+
+def customers_unsettled(*, credential: GatewayCredential) -> set[int]:
+    """The customers an earlier run of this credential may have left unrefreshed (it ended before
+    settling them: a killed worker): all of the credential's, when its marker is still set."""
+    if credential.customers_pending_since is None:
+        return set()
+    return set(Invoice.objects.filter(credential=credential, customer__isnull=False).order_by()
+               .values_list("customer_id", flat=True).distinct())
+
+
+def customers_settle(*, customer_ids: set[int], credential: GatewayCredential | None = None) -> None:
     """Refresh the summary of the customers a run's writes touched (once per run, in batches: the
-    customer list reads it; a read of a million invoices should not pay for it per page)."""
+    customer list reads it; a read of a million invoices should not pay for it per page), then,
+    in the same transaction, clear the credential's marker (`customers_pending_since`)."""
     ids = sorted(customer_ids)
-    for start in range(0, len(ids), SETTLE_BATCH):
-        customers_refresh(customer_ids=ids[start:start + SETTLE_BATCH])
+    with transaction.atomic():
+        for start in range(0, len(ids), SETTLE_BATCH):
+            customers_refresh(customer_ids=ids[start:start + SETTLE_BATCH])
+        if credential is not None and credential.customers_pending_since is not None:
+            GatewayCredential.objects.filter(pk=credential.pk).update(customers_pending_since=None)
+            credential.customers_pending_since = None
 
 
 def _link_customers(credential: GatewayCredential, written: list[tuple]) -> list[int]:

@@ -42,7 +42,13 @@ from arbook import bulk
 from arbook.crypto import SecretsUnavailable
 from arbook.models import GatewayCredential, Invoice, SyncRun, SyncSeen
 from arbook.services.credentials import credential_client, secrets_scrub
-from arbook.services.invoice_write import customers_settle, invoices_flag_missing, invoices_unseen, invoices_write
+from arbook.services.invoice_write import (
+    customers_settle,
+    customers_unsettled,
+    invoices_flag_missing,
+    invoices_unseen,
+    invoices_write,
+)
 from gateways import InvoiceRef, Page, RemoteInvoice, SettledScope
 from gateways import status as st
 
@@ -164,7 +170,8 @@ def _run(*, credential: GatewayCredential, full: bool, trigger: str, client: Any
     run.full = plan["mode"] == "full"
     run.save(update_fields=["full"])
     since = datetime.fromisoformat(plan["since"]) if plan["since"] else None
-    touched: set[int] = set()  # customers whose invoices this run wrote
+    # Customers whose invoices this run writes (and those a run that died before settling left).
+    touched: set[int] = customers_unsettled(credential=credential)
     logger.info("sync start credential=%s run=%s mode=%s resume=%s", credential.pk, run.pk, plan["mode"],
                 bool(plan["resume"]))
     try:
@@ -206,13 +213,13 @@ def _run(*, credential: GatewayCredential, full: bool, trigger: str, client: Any
             touched |= _look_up_unseen(credential=credential, client=client, pass_id=plan["pass_id"], run=run,
                                        lock=lock)
         with transaction.atomic():
-            customers_settle(customer_ids=touched)
+            customers_settle(customer_ids=touched, credential=credential)
             if run.full:
                 run.missing = _flag_missing(credential=credential, pass_id=plan["pass_id"], run=run,
                                             scope=_settled_scope(client))
             _finish(run, credential, plan=plan)
     except Exception as exc:  # every failure ends the run readably; committed pages stay
-        customers_settle(customer_ids=touched)
+        customers_settle(customer_ids=touched, credential=credential)
         _fail(run, credential, exc)
     return run
 

@@ -7,10 +7,13 @@ from collections import defaultdict
 
 import pytest
 
-from arbook.models import Customer, CustomerBalance, CustomerIdentity, Invoice
-from arbook.services.customers import customer_merge, customer_split, normalize_email
+from arbook.models import Customer, CustomerBalance, CustomerIdentity, GatewayCredential, Invoice
+from arbook.selectors import aging
+from arbook.services.customers import customer_merge, customer_split, customers_refresh, normalize_email
 from arbook.services.sync import invoices_sync
 from tests.factories import MerchantFactory, UserFactory
+from tests.sync.conftest import fast_client
+from tests.sync.test_sync import DyingClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -77,3 +80,61 @@ def test_merge_and_split_survive_a_resync(synced):
     for credential in creds.values():
         invoices_sync(credential=credential, full=True)
     assert set(Invoice.objects.filter(customer=split).values_list("id", flat=True)) == moved
+
+
+def _summaries(merchant) -> dict:
+    return {c.pk: (c.invoice_count, c.open_count, c.oldest_open_due, c.last_paid_at, c.providers,
+                   sorted(c.balances.values_list("currency", "outstanding", "open_count")))
+            for c in Customer.objects.filter(merchant=merchant).prefetch_related("balances")}
+
+
+def test_a_run_marks_its_credential_until_it_has_settled_its_customers(sandbox, make_credential):
+    """Balances lag a running sync (refreshed once, at its end); the credential says so meanwhile,
+    so aging by customer reads invoices. A run killed before settling leaves the mark, and the
+    next run refreshes every customer of the credential, not only those it writes itself."""
+    credential = make_credential("xendit")
+    with pytest.raises(SystemExit):
+        invoices_sync(credential=credential, client=DyingClient(fast_client(credential), 2))
+    credential.refresh_from_db()
+    assert credential.customers_pending_since is not None
+    written = set(Invoice.objects.filter(credential=credential).values_list("customer_id", flat=True))
+    assert written and not CustomerBalance.objects.filter(customer_id__in=written).exists()
+    assert not aging._balances_bound(("open",), [credential.merchant_id])
+
+    # An admin form saved with a copy loaded before the mark does not clear it.
+    stale = GatewayCredential.objects.get(pk=credential.pk)
+    stale.customers_pending_since = None
+    stale.label = "renamed"
+    stale.save()
+    credential.refresh_from_db()
+    assert credential.label == "renamed" and credential.customers_pending_since is not None
+
+    rerun = invoices_sync(credential=credential)
+    assert rerun.status == "succeeded", rerun.error
+    credential.refresh_from_db()
+    assert credential.customers_pending_since is None
+    assert aging._balances_bound(("open",), [credential.merchant_id])
+    settled = _summaries(credential.merchant)
+    customers_refresh(customer_ids=list(settled))
+    assert _summaries(credential.merchant) == settled  # every one of them is up to date
+    assert CustomerBalance.objects.filter(customer_id__in=written).exists()
+
+
+class FailingClient(DyingClient):
+    """Raises an ordinary error after `k` pages: the run ends as failed, in its own hands."""
+
+    def iter_pages(self, **kwargs):
+        for number, page in enumerate(self.client.iter_pages(**kwargs), start=1):
+            yield page
+            if number == self.k:
+                raise RuntimeError("the provider went away")
+
+
+def test_a_run_that_fails_settles_what_it_wrote_and_clears_the_mark(sandbox, make_credential):
+    credential = make_credential("faspay")
+    run = invoices_sync(credential=credential, client=FailingClient(fast_client(credential), 2))
+    assert run.status == "failed"
+    credential.refresh_from_db()
+    assert credential.customers_pending_since is None
+    written = set(Invoice.objects.filter(credential=credential).values_list("customer_id", flat=True))
+    assert written and CustomerBalance.objects.filter(customer_id__in=written).exists()
