@@ -335,17 +335,27 @@ _OWED = Q(status__in=RECEIVABLE) & (Q(outstanding__gt=0) | Q(outstanding__isnull
 
 def customers_refresh(*, customer_ids: Iterable[int]) -> int:
     """Recompute these customers' summary, balances per currency and possible double billings from
-    their invoices, in set-based statements whatever their number (on PostgreSQL one UPDATE joins
-    the customers to a grouped pass over their invoices, on the customer index of the invoices)."""
+    their invoices, in set-based statements whatever their number.
+
+    PostgreSQL: one statement reads the customers' invoices once (on the customer index of the
+    invoices) and updates the summaries, upserts the balances and the double-billing pairs (a
+    self-join, `_DUPLICATES_SQL`) and deletes those that no longer hold; rows that are already
+    right are left as they are. Elsewhere (SQLite): the ORM and `_duplicates`, same results."""
     ids = sorted({i for i in customer_ids if i is not None})
     if not ids:
         return 0
+    if bulk.is_postgresql():
+        _refresh_postgresql(ids)
+    else:
+        _refresh_orm(ids)
+    return len(ids)
+
+
+def _refresh_orm(ids: list[int]) -> None:
+    """`customers_refresh` through the ORM (SQLite, the embedded default: small data)."""
     invoices = Invoice.objects.filter(customer_id__in=ids)
     with transaction.atomic():
-        if bulk.is_postgresql():
-            _summaries_postgresql(ids)
-        else:
-            _summaries_orm(ids, invoices)
+        _summaries_orm(ids, invoices)
         CustomerBalance.objects.filter(customer_id__in=ids).delete()
         balances_sql, balances_params = (
             invoices.filter(_OWED).order_by().values("customer_id", "merchant_id", "currency")
@@ -356,23 +366,103 @@ def customers_refresh(*, customer_ids: Iterable[int]) -> int:
                            f"outstanding, open_count) {balances_sql}", balances_params)
         DuplicateSuspect.objects.filter(customer_id__in=ids).delete()
         DuplicateSuspect.objects.bulk_create(_duplicates(invoices.filter(_OWED, amount__isnull=False)))
-    return len(ids)
 
 
-def _summaries_postgresql(ids: list[int]) -> None:
+#: Possible double billings among the rows of `candidates` (id, customer_id, currency, amount, issued_at,
+#: bucket): both directions of every pair of one customer, currency and amount issued at most the
+#: window apart, as `_duplicates` finds them. `bucket` is the issue time in whole windows, so a pair
+#: lies in one bucket or two adjacent ones: the join hashes on it and never compares all of a
+#: customer's invoices of one amount with each other.
+_DUPLICATES_SQL = (
+    "SELECT a.customer_id, a.id AS invoice_id, b.id AS other_id"
+    " FROM candidates AS a CROSS JOIN (VALUES (-1), (0), (1)) AS step(d)"
+    " JOIN candidates AS b ON b.customer_id = a.customer_id AND b.currency = a.currency AND b.amount = a.amount"
+    "  AND b.bucket = a.bucket + step.d"
+    " WHERE b.id <> a.id AND b.issued_at BETWEEN a.issued_at - make_interval(secs => %(window)s)"
+    "  AND a.issued_at + make_interval(secs => %(window)s)")
+
+
+def _candidates_sql() -> str:
+    return ("SELECT id, customer_id, currency, amount, issued_at,"
+            " floor(extract(epoch FROM issued_at) / %(window)s)::bigint AS bucket"
+            " FROM inv WHERE owed AND amount IS NOT NULL AND issued_at IS NOT NULL")
+
+
+def duplicate_pairs_sql(ids: list[int]) -> list[tuple[int, int, int]]:
+    """(customer, invoice, other) of the possible double billings of these customers, computed by
+    the SQL that `customers_refresh` runs on PostgreSQL (for comparing it with `_duplicates`)."""
     owed_sql, owed_params = _where_sql(Invoice.objects.filter(_OWED))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {Customer._meta.db_table} AS c SET invoice_count = COALESCE(s.n, 0), "
-            "open_count = COALESCE(s.n_open, 0), oldest_open_due = s.oldest, last_paid_at = s.last_paid, "
-            "providers = COALESCE(s.providers, '') "
-            "FROM unnest(%s::bigint[]) AS ids(id) LEFT JOIN ("
-            f"  SELECT customer_id, count(*) AS n, count(*) FILTER (WHERE {owed_sql}) AS n_open, "
-            f"  min(due_at) FILTER (WHERE {owed_sql}) AS oldest, max(paid_at) AS last_paid, "
-            "   string_agg(DISTINCT provider, ',' ORDER BY provider) AS providers "
-            f"  FROM {Invoice._meta.db_table} WHERE customer_id = ANY(%s) GROUP BY customer_id"
-            ") AS s ON s.customer_id = ids.id WHERE c.id = ids.id",
-            [ids, *owed_params, *owed_params, ids])
+            f"WITH inv AS MATERIALIZED (SELECT id, customer_id, currency, amount, issued_at, ({_named(owed_sql)}) AS owed"
+            f" FROM {Invoice._meta.db_table} WHERE customer_id = ANY(%(ids)s)), candidates AS MATERIALIZED ({_candidates_sql()}) "
+            f"{_DUPLICATES_SQL}", {**_params(owed_params), "ids": ids, "window": _window_seconds()})
+        return cursor.fetchall()
+
+
+def _window_seconds() -> float:
+    return float(DUPLICATE_WINDOW_DAYS * 86_400)
+
+
+def _named(sql: str) -> str:
+    """`%s` placeholders as `%(owed_<n>)s`, to mix with named parameters."""
+    parts = sql.split("%s")
+    return "".join(part + (f"%(owed_{i})s" if i < len(parts) - 1 else "") for i, part in enumerate(parts))
+
+
+def _params(values: list) -> dict:
+    return {f"owed_{i}": v for i, v in enumerate(values)}
+
+
+def _refresh_postgresql(ids: list[int]) -> None:
+    """The whole refresh in one statement: the invoices are read once (`inv`); the summary is
+    written where it changed; the balances and pairs are upserted (unchanged ones untouched) and
+    the stale ones deleted. Each data-modifying part touches rows no other part touches, so the
+    order PostgreSQL runs them in does not matter."""
+    owed_sql, owed_params = _where_sql(Invoice.objects.filter(_OWED))
+    customer, balance, suspect = (Customer._meta.db_table, CustomerBalance._meta.db_table,
+                                  DuplicateSuspect._meta.db_table)
+    sql = (
+        "WITH inv AS MATERIALIZED ("
+        "  SELECT id, customer_id, merchant_id, currency, amount, outstanding, due_at, paid_at, provider, issued_at,"
+        f"  ({_named(owed_sql)}) AS owed FROM {Invoice._meta.db_table} WHERE customer_id = ANY(%(ids)s)"
+        "), summary AS ("
+        "  SELECT ids.id, COALESCE(s.n, 0) AS n, COALESCE(s.n_open, 0) AS n_open, s.oldest, s.last_paid,"
+        "   COALESCE(s.providers, '') AS providers FROM unnest(%(ids)s::bigint[]) AS ids(id) LEFT JOIN ("
+        "    SELECT customer_id, count(*) AS n, count(*) FILTER (WHERE owed) AS n_open,"
+        "     min(due_at) FILTER (WHERE owed) AS oldest, max(paid_at) AS last_paid,"
+        "     string_agg(DISTINCT provider, ',' ORDER BY provider) AS providers FROM inv GROUP BY customer_id"
+        "   ) AS s ON s.customer_id = ids.id"
+        "), summary_set AS ("
+        f"  UPDATE {customer} AS c SET invoice_count = s.n, open_count = s.n_open, oldest_open_due = s.oldest,"
+        "   last_paid_at = s.last_paid, providers = s.providers FROM summary AS s WHERE c.id = s.id"
+        "   AND (c.invoice_count, c.open_count, c.oldest_open_due, c.last_paid_at, c.providers)"
+        "    IS DISTINCT FROM (s.n, s.n_open, s.oldest, s.last_paid, s.providers)"
+        "), balances AS ("
+        "  SELECT customer_id, merchant_id, currency, sum(COALESCE(outstanding, amount)) AS total, count(*) AS n"
+        "   FROM inv WHERE owed GROUP BY customer_id, merchant_id, currency"
+        "), balances_set AS ("
+        f"  INSERT INTO {balance} AS b (customer_id, merchant_id, currency, outstanding, open_count)"
+        "   SELECT customer_id, merchant_id, currency, total, n FROM balances"
+        "   ON CONFLICT (customer_id, currency) DO UPDATE SET merchant_id = EXCLUDED.merchant_id,"
+        "    outstanding = EXCLUDED.outstanding, open_count = EXCLUDED.open_count"
+        "   WHERE (b.merchant_id, b.outstanding, b.open_count)"
+        "    IS DISTINCT FROM (EXCLUDED.merchant_id, EXCLUDED.outstanding, EXCLUDED.open_count)"
+        "), balances_gone AS ("
+        f"  DELETE FROM {balance} AS b WHERE b.customer_id = ANY(%(ids)s) AND NOT EXISTS ("
+        "   SELECT 1 FROM balances AS n WHERE n.customer_id = b.customer_id AND n.currency = b.currency)"
+        f"), candidates AS MATERIALIZED ({_candidates_sql()}"
+        f"), pairs AS ({_DUPLICATES_SQL}"
+        "), pairs_set AS ("
+        f"  INSERT INTO {suspect} AS d (customer_id, invoice_id, other_id) SELECT customer_id, invoice_id, other_id"
+        "   FROM pairs ON CONFLICT (invoice_id, other_id) DO UPDATE SET customer_id = EXCLUDED.customer_id"
+        "   WHERE d.customer_id <> EXCLUDED.customer_id"
+        "), pairs_gone AS ("
+        f"  DELETE FROM {suspect} AS d WHERE d.customer_id = ANY(%(ids)s) AND NOT EXISTS ("
+        "   SELECT 1 FROM pairs AS p WHERE p.invoice_id = d.invoice_id AND p.other_id = d.other_id)"
+        ") SELECT 1")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {**_params(owed_params), "ids": ids, "window": _window_seconds()})
 
 
 def _where_sql(queryset) -> tuple[str, list]:
