@@ -94,9 +94,10 @@ def name_key(name: str) -> str:
 
 Key = tuple[str, int | None, str]  # (kind, credential id or None, normalized value)
 #: Statements `customers_link` costs a batch that brings new customers (PostgreSQL, no concurrent
-#: writer): a probe per kind of key (4), the customers' ids and COPY (2), the identities' stage,
-#: COPY and merge (3).
-LINK_STATEMENTS = 9
+#: writer): the probe of every key (1), the customers and identities in one statement (1).
+LINK_STATEMENTS = 2
+
+_REF, _EMAIL_KEY, _PHONE, _INVOICE = Kind.REF.value, Kind.EMAIL.value, Kind.PHONE.value, Kind.INVOICE.value
 
 
 def party_keys(party: Party, *, provider: str, credential_id: int, region: str) -> list[tuple[Key, str]]:
@@ -104,21 +105,42 @@ def party_keys(party: Party, *, provider: str, credential_id: int, region: str) 
     keys: list[tuple[Key, str]] = []
     ref = party.ref.strip()
     if ref and provider in REF_PROVIDERS:
-        keys.append(((Kind.REF, credential_id, ref[:255]), ref))
-    email = normalize_email(party.email)
+        keys.append(((_REF, credential_id, ref[:255]), ref))
+    email = normalize_email(party.email) if party.email else ""
     if email:
-        keys.append(((Kind.EMAIL, None, email), party.email.strip()))
-    for phone_text in (party.phone, ref if provider in PHONE_REF_PROVIDERS else ""):
-        phone = normalize_phone(phone_text, region)
-        if phone and all(k[0] != (Kind.PHONE, None, phone) for k in keys):
-            keys.append(((Kind.PHONE, None, phone), phone_text.strip()))
+        keys.append(((_EMAIL_KEY, None, email), party.email.strip()))
+    phone = normalize_phone(party.phone, region) if party.phone else ""
+    if phone:
+        keys.append(((_PHONE, None, phone), party.phone.strip()))
+    if ref and provider in PHONE_REF_PROVIDERS:  # Munio's reference is the payer's phone
+        other = normalize_phone(ref, region)
+        if other and other != phone:
+            keys.append(((_PHONE, None, other), ref))
     if not keys:
-        keys.append(((Kind.INVOICE, credential_id, party.external_id[:255]), party.external_id))
+        keys.append(((_INVOICE, credential_id, party.external_id[:255]), party.external_id))
     return keys
 
 
 def _owners(merchant_id: int, keys: Iterable[Key]) -> dict[Key, int]:
-    """Who owns each of these keys now: one probe of a unique index per kind of key."""
+    """Who owns each of these keys now.
+
+    PostgreSQL: one statement for every kind of key, each key a probe of its unique index (a
+    scalar subquery per key: the planner cannot trade the probes for a scan of all the
+    merchant's identities, which it did for a large `= ANY(...)` once the table had grown past
+    its statistics). Elsewhere one query per kind of key."""
+    if bulk.is_postgresql():
+        wanted = list(set(keys))
+        if not wanted:
+            return {}
+        with connection.cursor() as cursor:
+            cursor.execute(_OWNERS_SQL, [merchant_id, merchant_id, [k[0] for k in wanted], [k[1] for k in wanted],
+                                         [k[2] for k in wanted]])
+            return {wanted[n - 1]: customer_id for n, customer_id in cursor.fetchall() if customer_id is not None}
+    return _owners_by_kind(merchant_id, keys)
+
+
+def _owners_by_kind(merchant_id: int, keys: Iterable[Key]) -> dict[Key, int]:
+    """`_owners` as one query per kind of key (any database)."""
     by_kind: dict[tuple[str, int | None], set[str]] = {}
     for kind, credential_id, value in keys:
         by_kind.setdefault((kind, credential_id), set()).add(value)
@@ -131,6 +153,16 @@ def _owners(merchant_id: int, keys: Iterable[Key]) -> dict[Key, int]:
     return owners
 
 
+_IDENTITY_TABLE = CustomerIdentity._meta.db_table
+_OWNERS_SQL = (
+    "SELECT k.n, CASE WHEN k.cred IS NULL "
+    f"  THEN (SELECT i.customer_id FROM {_IDENTITY_TABLE} AS i WHERE i.merchant_id = %s AND i.kind = k.kind"
+    "         AND i.credential_id IS NULL AND i.value = k.value)"
+    f"  ELSE (SELECT i.customer_id FROM {_IDENTITY_TABLE} AS i WHERE i.merchant_id = %s AND i.kind = k.kind"
+    "         AND i.credential_id = k.cred AND i.value = k.value) END"
+    " FROM unnest(%s::varchar[], %s::bigint[], %s::varchar[]) WITH ORDINALITY AS k(kind, cred, value, n)")
+
+
 #: The columns of a new identity row, in the order `customers_link` builds them.
 _IDENTITY_COLUMNS = ("merchant_id", "customer_id", "kind", "credential_id", "provider", "value", "shown",
                      "created_at")
@@ -140,10 +172,11 @@ def customers_link(*, merchant_id: int, credential_id: int, provider: str, regio
                    parties: Sequence[Party], now: datetime | None = None) -> list[int]:
     """The customer id of each party, creating the customers and identities it needs.
 
-    A batch whose keys are all known costs one probe per kind of key; one that brings new
-    customers adds their insert (ids taken first), the identities' insert (a key another writer
-    created meanwhile is skipped), and only then, if one was skipped, the owners again (that
-    writer's customer wins; ours is dropped). At most LINK_STATEMENTS statements in all.
+    A batch whose keys are all known costs one probe (PostgreSQL; one per kind of key elsewhere);
+    one that brings new customers adds the insert of them and of the identities (a key another
+    writer created meanwhile is skipped), and only then, if one was skipped, the owners again
+    (that writer's customer wins; ours is dropped). At most LINK_STATEMENTS statements in all
+    (PostgreSQL, no concurrent writer).
     """
     if not parties:
         return []
@@ -171,11 +204,14 @@ def customers_link(*, merchant_id: int, credential_id: int, provider: str, regio
     if new_identities:  # every new customer brings at least one key
         # Inside the caller's transaction where there is one (the write path): no savepoint.
         with transaction.atomic(savepoint=False):
-            ids = bulk.insert_objects(Customer, new_customers, need_ids=True)
-            rows = [(merchant_id, ids[owner] if is_new else owner, kind, cred, provider, value, shown, now)
-                    for (kind, cred, value), (owner, is_new, shown) in new_identities.items()]
-            inserted = bulk.merge(CustomerIdentity, _IDENTITY_COLUMNS, rows)
-            if inserted == len(rows):
+            if bulk.is_postgresql():
+                ids, inserted = _create_postgresql(merchant_id, provider, now, new_customers, new_identities)
+            else:
+                ids = bulk.insert_objects(Customer, new_customers, need_ids=True)
+                inserted = bulk.merge(CustomerIdentity, _IDENTITY_COLUMNS, [
+                    (merchant_id, ids[owner] if is_new else owner, kind, cred, provider, value, shown, now)
+                    for (kind, cred, value), (owner, is_new, shown) in new_identities.items()])
+            if inserted == len(new_identities):
                 owners.update((key, ids[owner] if is_new else owner)
                               for key, (owner, is_new, _shown) in new_identities.items())
             else:
@@ -185,6 +221,50 @@ def customers_link(*, merchant_id: int, credential_id: int, provider: str, regio
                 if lost:  # the new customers that lost every key to a concurrent writer
                     Customer.objects.filter(pk__in=lost).delete()
     return [next(owners[k] for k, _s in keys if k in owners) for keys in keyed]
+
+
+def _create_postgresql(merchant_id: int, provider: str, now: datetime, new_customers: list[dict],
+                       new_identities: dict[Key, tuple[int, bool, str]]) -> tuple[list[int], int]:
+    """Insert the new customers (their ids drawn from the sequence in the statement) and the new
+    identities (a key another writer holds already is skipped) in one statement. Returns the new
+    customers' ids, in order, and how many identities were inserted."""
+    fields = [f for f in Customer._meta.concrete_fields if not f.primary_key and not f.generated]
+    columns, values, params = [], [], []
+    for f in fields:
+        columns.append(connection.ops.quote_name(f.column))
+        if f.attname in ("name", "name_key"):
+            values.append(f"new.{f.attname}")
+            continue
+        default = now if f.attname == "created_at" else merchant_id if f.attname == "merchant_id" else f.get_default()
+        values.append(f"%s::{f.db_type(connection)}")
+        params.append(f.get_db_prep_save(default, connection))
+    owner_ids, new_indexes, kinds, creds, texts, shown = [], [], [], [], [], []
+    for (kind, cred, value), (owner, is_new, shown_as) in new_identities.items():
+        owner_ids.append(None if is_new else owner)
+        new_indexes.append(owner + 1 if is_new else None)  # WITH ORDINALITY counts from 1
+        kinds.append(kind)
+        creds.append(cred)
+        texts.append(value)
+        shown.append(shown_as)
+    customer_table, identity_table = Customer._meta.db_table, CustomerIdentity._meta.db_table
+    sql = (
+        "WITH new AS MATERIALIZED ("
+        f"  SELECT c.n, nextval(pg_get_serial_sequence('{customer_table}', 'id')) AS id, c.name, c.name_key"
+        "   FROM unnest(%s::varchar[], %s::varchar[]) WITH ORDINALITY AS c(name, name_key, n)"
+        "), customers AS ("
+        f"  INSERT INTO {customer_table} (id, {', '.join(columns)}) SELECT new.id, {', '.join(values)} FROM new"
+        "), identities AS ("
+        f"  INSERT INTO {identity_table} ({', '.join(_IDENTITY_COLUMNS)})"
+        "   SELECT %s, COALESCE(new.id, k.owner), k.kind, k.cred, %s, k.value, k.shown, %s"
+        "   FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[], %s::bigint[], %s::varchar[], %s::varchar[])"
+        "     AS k(owner, n, kind, cred, value, shown) LEFT JOIN new ON new.n = k.n"
+        "   ON CONFLICT DO NOTHING RETURNING 1"
+        ") SELECT (SELECT count(*) FROM identities), (SELECT array_agg(id ORDER BY n) FROM new)")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [[c["name"] for c in new_customers], [c["name_key"] for c in new_customers], *params,
+                             merchant_id, provider, now, owner_ids, new_indexes, kinds, creds, texts, shown])
+        inserted, ids = cursor.fetchone()
+    return list(ids or []), inserted
 
 
 # -- staff's decisions ---------------------------------------------------------------------------
@@ -255,17 +335,27 @@ _OWED = Q(status__in=RECEIVABLE) & (Q(outstanding__gt=0) | Q(outstanding__isnull
 
 def customers_refresh(*, customer_ids: Iterable[int]) -> int:
     """Recompute these customers' summary, balances per currency and possible double billings from
-    their invoices, in set-based statements whatever their number (on PostgreSQL one UPDATE joins
-    the customers to a grouped pass over their invoices, on the customer index of the invoices)."""
+    their invoices, in set-based statements whatever their number.
+
+    PostgreSQL: one statement reads the customers' invoices once (on the customer index of the
+    invoices) and updates the summaries, upserts the balances and the double-billing pairs (a
+    self-join, `_DUPLICATES_SQL`) and deletes those that no longer hold; rows that are already
+    right are left as they are. Elsewhere (SQLite): the ORM and `_duplicates`, same results."""
     ids = sorted({i for i in customer_ids if i is not None})
     if not ids:
         return 0
+    if bulk.is_postgresql():
+        _refresh_postgresql(ids)
+    else:
+        _refresh_orm(ids)
+    return len(ids)
+
+
+def _refresh_orm(ids: list[int]) -> None:
+    """`customers_refresh` through the ORM (SQLite, the embedded default: small data)."""
     invoices = Invoice.objects.filter(customer_id__in=ids)
     with transaction.atomic():
-        if bulk.is_postgresql():
-            _summaries_postgresql(ids)
-        else:
-            _summaries_orm(ids, invoices)
+        _summaries_orm(ids, invoices)
         CustomerBalance.objects.filter(customer_id__in=ids).delete()
         balances_sql, balances_params = (
             invoices.filter(_OWED).order_by().values("customer_id", "merchant_id", "currency")
@@ -276,23 +366,103 @@ def customers_refresh(*, customer_ids: Iterable[int]) -> int:
                            f"outstanding, open_count) {balances_sql}", balances_params)
         DuplicateSuspect.objects.filter(customer_id__in=ids).delete()
         DuplicateSuspect.objects.bulk_create(_duplicates(invoices.filter(_OWED, amount__isnull=False)))
-    return len(ids)
 
 
-def _summaries_postgresql(ids: list[int]) -> None:
+#: Possible double billings among the rows of `candidates` (id, customer_id, currency, amount, issued_at,
+#: bucket): both directions of every pair of one customer, currency and amount issued at most the
+#: window apart, as `_duplicates` finds them. `bucket` is the issue time in whole windows, so a pair
+#: lies in one bucket or two adjacent ones: the join hashes on it and never compares all of a
+#: customer's invoices of one amount with each other.
+_DUPLICATES_SQL = (
+    "SELECT a.customer_id, a.id AS invoice_id, b.id AS other_id"
+    " FROM candidates AS a CROSS JOIN (VALUES (-1), (0), (1)) AS step(d)"
+    " JOIN candidates AS b ON b.customer_id = a.customer_id AND b.currency = a.currency AND b.amount = a.amount"
+    "  AND b.bucket = a.bucket + step.d"
+    " WHERE b.id <> a.id AND b.issued_at BETWEEN a.issued_at - make_interval(secs => %(window)s)"
+    "  AND a.issued_at + make_interval(secs => %(window)s)")
+
+
+def _candidates_sql() -> str:
+    return ("SELECT id, customer_id, currency, amount, issued_at,"
+            " floor(extract(epoch FROM issued_at) / %(window)s)::bigint AS bucket"
+            " FROM inv WHERE owed AND amount IS NOT NULL AND issued_at IS NOT NULL")
+
+
+def duplicate_pairs_sql(ids: list[int]) -> list[tuple[int, int, int]]:
+    """(customer, invoice, other) of the possible double billings of these customers, computed by
+    the SQL that `customers_refresh` runs on PostgreSQL (for comparing it with `_duplicates`)."""
     owed_sql, owed_params = _where_sql(Invoice.objects.filter(_OWED))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {Customer._meta.db_table} AS c SET invoice_count = COALESCE(s.n, 0), "
-            "open_count = COALESCE(s.n_open, 0), oldest_open_due = s.oldest, last_paid_at = s.last_paid, "
-            "providers = COALESCE(s.providers, '') "
-            "FROM unnest(%s::bigint[]) AS ids(id) LEFT JOIN ("
-            f"  SELECT customer_id, count(*) AS n, count(*) FILTER (WHERE {owed_sql}) AS n_open, "
-            f"  min(due_at) FILTER (WHERE {owed_sql}) AS oldest, max(paid_at) AS last_paid, "
-            "   string_agg(DISTINCT provider, ',' ORDER BY provider) AS providers "
-            f"  FROM {Invoice._meta.db_table} WHERE customer_id = ANY(%s) GROUP BY customer_id"
-            ") AS s ON s.customer_id = ids.id WHERE c.id = ids.id",
-            [ids, *owed_params, *owed_params, ids])
+            f"WITH inv AS MATERIALIZED (SELECT id, customer_id, currency, amount, issued_at, ({_named(owed_sql)}) AS owed"
+            f" FROM {Invoice._meta.db_table} WHERE customer_id = ANY(%(ids)s)), candidates AS MATERIALIZED ({_candidates_sql()}) "
+            f"{_DUPLICATES_SQL}", {**_params(owed_params), "ids": ids, "window": _window_seconds()})
+        return cursor.fetchall()
+
+
+def _window_seconds() -> float:
+    return float(DUPLICATE_WINDOW_DAYS * 86_400)
+
+
+def _named(sql: str) -> str:
+    """`%s` placeholders as `%(owed_<n>)s`, to mix with named parameters."""
+    parts = sql.split("%s")
+    return "".join(part + (f"%(owed_{i})s" if i < len(parts) - 1 else "") for i, part in enumerate(parts))
+
+
+def _params(values: list) -> dict:
+    return {f"owed_{i}": v for i, v in enumerate(values)}
+
+
+def _refresh_postgresql(ids: list[int]) -> None:
+    """The whole refresh in one statement: the invoices are read once (`inv`); the summary is
+    written where it changed; the balances and pairs are upserted (unchanged ones untouched) and
+    the stale ones deleted. Each data-modifying part touches rows no other part touches, so the
+    order PostgreSQL runs them in does not matter."""
+    owed_sql, owed_params = _where_sql(Invoice.objects.filter(_OWED))
+    customer, balance, suspect = (Customer._meta.db_table, CustomerBalance._meta.db_table,
+                                  DuplicateSuspect._meta.db_table)
+    sql = (
+        "WITH inv AS MATERIALIZED ("
+        "  SELECT id, customer_id, merchant_id, currency, amount, outstanding, due_at, paid_at, provider, issued_at,"
+        f"  ({_named(owed_sql)}) AS owed FROM {Invoice._meta.db_table} WHERE customer_id = ANY(%(ids)s)"
+        "), summary AS ("
+        "  SELECT ids.id, COALESCE(s.n, 0) AS n, COALESCE(s.n_open, 0) AS n_open, s.oldest, s.last_paid,"
+        "   COALESCE(s.providers, '') AS providers FROM unnest(%(ids)s::bigint[]) AS ids(id) LEFT JOIN ("
+        "    SELECT customer_id, count(*) AS n, count(*) FILTER (WHERE owed) AS n_open,"
+        "     min(due_at) FILTER (WHERE owed) AS oldest, max(paid_at) AS last_paid,"
+        "     string_agg(DISTINCT provider, ',' ORDER BY provider) AS providers FROM inv GROUP BY customer_id"
+        "   ) AS s ON s.customer_id = ids.id"
+        "), summary_set AS ("
+        f"  UPDATE {customer} AS c SET invoice_count = s.n, open_count = s.n_open, oldest_open_due = s.oldest,"
+        "   last_paid_at = s.last_paid, providers = s.providers FROM summary AS s WHERE c.id = s.id"
+        "   AND (c.invoice_count, c.open_count, c.oldest_open_due, c.last_paid_at, c.providers)"
+        "    IS DISTINCT FROM (s.n, s.n_open, s.oldest, s.last_paid, s.providers)"
+        "), balances AS ("
+        "  SELECT customer_id, merchant_id, currency, sum(COALESCE(outstanding, amount)) AS total, count(*) AS n"
+        "   FROM inv WHERE owed GROUP BY customer_id, merchant_id, currency"
+        "), balances_set AS ("
+        f"  INSERT INTO {balance} AS b (customer_id, merchant_id, currency, outstanding, open_count)"
+        "   SELECT customer_id, merchant_id, currency, total, n FROM balances"
+        "   ON CONFLICT (customer_id, currency) DO UPDATE SET merchant_id = EXCLUDED.merchant_id,"
+        "    outstanding = EXCLUDED.outstanding, open_count = EXCLUDED.open_count"
+        "   WHERE (b.merchant_id, b.outstanding, b.open_count)"
+        "    IS DISTINCT FROM (EXCLUDED.merchant_id, EXCLUDED.outstanding, EXCLUDED.open_count)"
+        "), balances_gone AS ("
+        f"  DELETE FROM {balance} AS b WHERE b.customer_id = ANY(%(ids)s) AND NOT EXISTS ("
+        "   SELECT 1 FROM balances AS n WHERE n.customer_id = b.customer_id AND n.currency = b.currency)"
+        f"), candidates AS MATERIALIZED ({_candidates_sql()}"
+        f"), pairs AS ({_DUPLICATES_SQL}"
+        "), pairs_set AS ("
+        f"  INSERT INTO {suspect} AS d (customer_id, invoice_id, other_id) SELECT customer_id, invoice_id, other_id"
+        "   FROM pairs ON CONFLICT (invoice_id, other_id) DO UPDATE SET customer_id = EXCLUDED.customer_id"
+        "   WHERE d.customer_id <> EXCLUDED.customer_id"
+        "), pairs_gone AS ("
+        f"  DELETE FROM {suspect} AS d WHERE d.customer_id = ANY(%(ids)s) AND NOT EXISTS ("
+        "   SELECT 1 FROM pairs AS p WHERE p.invoice_id = d.invoice_id AND p.other_id = d.other_id)"
+        ") SELECT 1")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {**_params(owed_params), "ids": ids, "window": _window_seconds()})
 
 
 def _where_sql(queryset) -> tuple[str, list]:

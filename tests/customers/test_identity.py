@@ -129,3 +129,39 @@ def test_customers_of_different_merchants_never_merge(admin_user):
     b = Customer.objects.create(merchant=MerchantFactory(), name="B")
     with pytest.raises(ValueError):
         customer_merge(target=a, others=[b], user=admin_user)
+
+
+def test_the_one_statement_probe_finds_what_the_per_kind_queries_find():
+    from arbook.services import customers as service
+
+    merchant = MerchantFactory()
+    faspay, munio = (CredentialFactory(merchant=merchant, provider=p) for p in ("faspay", "munio"))
+    _link(faspay, [Party("F1", ref="77", email="a@example.com"), Party("F2", ref="78")])
+    _link(munio, [Party("M1", ref="+6281234567890"), Party("M2", email="b@example.com"), Party("M9", name="walk-in")])
+    keys = [k for p, cred in [(Party("F1", ref="77", email="a@example.com"), faspay), (Party("F3", ref="79"), faspay),
+                              (Party("M1", ref="6281234567890", email="b@example.com"), munio),
+                              (Party("M9", name="walk-in"), munio), (Party("M2", email="B@example.com"), munio)]
+            for k, _s in party_keys(p, provider=cred.provider, credential_id=cred.pk, region="ID")]
+    found = service._owners(merchant.pk, keys)
+    assert found == service._owners_by_kind(merchant.pk, keys)
+    assert len(found) == 5  # 77, a@, the phone, b@ (asked twice), M9's own key; not 79 (nobody's yet)
+    assert service._owners(MerchantFactory().pk, keys) == {}
+
+
+def test_a_key_taken_meanwhile_by_another_writer_wins(monkeypatch):
+    """A concurrent writer created the key after this batch's probe: its customer wins, ours goes."""
+    from arbook.services import customers as service
+
+    cred = CredentialFactory(provider="xendit")
+    [theirs] = _link(cred, [Party("X1", name="First", email="p@example.com")])
+    probe = service._owners
+    calls = []
+
+    def blind_first(merchant_id, keys):
+        calls.append(1)
+        return {} if len(calls) == 1 else probe(merchant_id, keys)
+
+    monkeypatch.setattr(service, "_owners", blind_first)
+    customers = Customer.objects.count()
+    assert _link(cred, [Party("X2", name="Second", email="P@example.com ")]) == [theirs]
+    assert len(calls) == 2 and Customer.objects.count() == customers  # ours was dropped again
