@@ -71,13 +71,13 @@ class CustomerIdentity(models.Model):
     #: The credential a gateway reference (or a single invoice) belongs to; None for e-mail and phone,
     #: which match across gateways.
     credential = models.ForeignKey(GatewayCredential, null=True, blank=True, on_delete=models.CASCADE,
-                                   related_name="+")
+                                   related_name="+", db_index=False)
     provider = models.CharField(max_length=16, blank=True, help_text="The gateway this key was first seen on.")
     value = models.CharField(max_length=255)
     shown = models.CharField(max_length=255, blank=True)
     #: Who moved it here by a merge or a split (None: found by a sync).
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+                                   related_name="+", db_index=False)
     decided_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -88,6 +88,12 @@ class CustomerIdentity(models.Model):
             models.UniqueConstraint(fields=["merchant", "kind", "value"],
                                     condition=Q(credential__isnull=True), name="identity_unique_across"),
         ]
+        # Partial: most keys (e-mails, phones, every sync's) have neither, and a sync inserts tens of
+        # thousands; these only serve deleting a credential or a user.
+        indexes = [
+            models.Index(fields=["credential"], condition=Q(credential__isnull=False), name="identity_credential"),
+            models.Index(fields=["decided_by"], condition=Q(decided_by__isnull=False), name="identity_decided_by"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.shown or self.value}"
@@ -96,7 +102,8 @@ class CustomerIdentity(models.Model):
 class CustomerBalance(models.Model):
     """What a customer owes in one currency (receivable states), kept with its summary."""
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="balances")
+    #: No index of its own: `balance_unique_currency` leads with it.
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="balances", db_index=False)
     merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="+", db_index=False)
     currency = models.CharField(max_length=3)
     outstanding = models.DecimalField(max_digits=18, decimal_places=2)
