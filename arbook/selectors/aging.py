@@ -460,9 +460,7 @@ def invoice_aging(*, queryset: QuerySet[Invoice], as_of: dt.date, basis: str = "
     summary = _summary(queryset, as_of=as_of, tz=zone, row_set=row_set, live=live, aggregates=aggregates)
     ranking = None
     if group == "customer" and merchant_ids is not None and _balances_bound(row_set, merchant_ids):
-        changed = None if live else _in_aging(
-            _with_state(queryset.filter(changed_at__gte=_cutoff(as_of, zone)), as_of=as_of, tz=zone), row_set,
-            live=False)
+        changed = None if live else _in_aging(_changed_since(queryset, as_of=as_of, tz=zone), row_set, live=False)
         ranking = Ranking(balances=CustomerBalance.objects.filter(merchant_id__in=list(merchant_ids)), changed=changed)
     with reporting_query():
         tables = _tables(list(summary), base=_in_aging(state, row_set, live=live), group=group, rows=rows,
@@ -501,10 +499,15 @@ def _summary(queryset: QuerySet[Invoice], *, as_of: dt.date, tz, row_set: tuple[
     else:
         cutoff = _cutoff(as_of, tz)
         unchanged = _existing_at(queryset, cutoff).filter(Q(changed_at__isnull=True) | Q(changed_at__lt=cutoff))
-        changed = _with_state(queryset.filter(changed_at__gte=cutoff), as_of=as_of, tz=tz)
         branches = [*_current_branches(_current_state(unchanged), row_set=row_set, aggregates=aggregates),
-                    _grouped(changed, aggregates)]
+                    _grouped(_changed_since(queryset, as_of=as_of, tz=tz), aggregates)]
     return branches[0].union(*branches[1:], all=True) if len(branches) > 1 else branches[0]
+
+
+def _changed_since(queryset: QuerySet[Invoice], *, as_of: dt.date, tz) -> QuerySet[Invoice]:
+    """The invoices changed since the end of the as-of day, with their state then: the part of a
+    past-date report that reads history (the summary's second branch, the ranking's bound)."""
+    return _with_state(queryset.filter(changed_at__gte=_cutoff(as_of, tz)), as_of=as_of, tz=tz)
 
 
 def _grouped(state: QuerySet[Invoice], aggregates: dict) -> QuerySet:
