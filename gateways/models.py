@@ -79,9 +79,12 @@ class Page:
     parsed invoice, the client also passes `identify`: item -> (external id, the raw payload the
     invoice keeps). The sync then recognises an unchanged invoice from its raw payload and
     parses only the changed ones (`identify` raises `BadResponseError` for an item with no id).
+
+    `ahead` is for the consumer: what it computed from the page before writing it (the sync's
+    reader thread fills it), or None.
     """
 
-    __slots__ = ("number", "resume", "identify", "salt", "_invoices", "_items", "_parse")
+    __slots__ = ("number", "resume", "identify", "salt", "ahead", "_invoices", "_items", "_parse")
 
     def __init__(self, invoices: list[RemoteInvoice] | None = None, number: int = 0, resume: str | None = None, *,
                  items: Sequence[Any] = (), parse: Callable[[Any], RemoteInvoice] | None = None,
@@ -93,6 +96,7 @@ class Page:
         self.number = number
         self.resume = resume
         self.identify, self.salt = identify, salt
+        self.ahead: Any = None
         self._invoices = invoices
         self._items, self._parse = items, parse
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import phonenumbers
 from django.db import connection, transaction
@@ -45,9 +45,8 @@ _NAME_NOISE = frozenset({"pt", "cv", "tbk", "ud", "pd", "persero", "ltd", "inc",
 DUPLICATE_WINDOW_DAYS = 7
 
 
-@dataclass(frozen=True)
-class Party:
-    """What one invoice says about who owes it."""
+class Party(NamedTuple):
+    """What one invoice says about who owes it (a named tuple: a sync builds one per invoice)."""
 
     external_id: str
     name: str = ""
@@ -58,9 +57,8 @@ class Party:
     @classmethod
     def of(cls, invoice) -> "Party":
         """From anything with the invoice's customer fields (a RemoteInvoice or an Invoice)."""
-        return cls(external_id=invoice.external_id, name=invoice.customer_name or "",
-                   ref=invoice.customer_ref or "", email=invoice.customer_email or "",
-                   phone=getattr(invoice, "customer_phone", "") or "")
+        return cls(invoice.external_id, invoice.customer_name or "", invoice.customer_ref or "",
+                   invoice.customer_email or "", getattr(invoice, "customer_phone", "") or "")
 
 
 @lru_cache(maxsize=65_536)
@@ -102,23 +100,31 @@ _REF, _EMAIL_KEY, _PHONE, _INVOICE = Kind.REF.value, Kind.EMAIL.value, Kind.PHON
 
 def party_keys(party: Party, *, provider: str, credential_id: int, region: str) -> list[tuple[Key, str]]:
     """The party's keys in matching order, each with the form it was shown in."""
+    keys = _contact_keys(party.ref, party.email, party.phone, provider, credential_id, region)
+    if not keys:
+        return [((_INVOICE, credential_id, party.external_id[:255]), party.external_id)]
+    return list(keys)
+
+
+@lru_cache(maxsize=65_536)  # a debtor's invoices repeat its contact data: computed once per run
+def _contact_keys(ref: str, email: str, phone: str, provider: str, credential_id: int,
+                  region: str) -> tuple[tuple[Key, str], ...]:
+    """`party_keys` from the contact data alone (empty when it has none)."""
     keys: list[tuple[Key, str]] = []
-    ref = party.ref.strip()
+    ref = ref.strip()
     if ref and provider in REF_PROVIDERS:
         keys.append(((_REF, credential_id, ref[:255]), ref))
-    email = normalize_email(party.email) if party.email else ""
-    if email:
-        keys.append(((_EMAIL_KEY, None, email), party.email.strip()))
-    phone = normalize_phone(party.phone, region) if party.phone else ""
-    if phone:
-        keys.append(((_PHONE, None, phone), party.phone.strip()))
+    normal_email = normalize_email(email) if email else ""
+    if normal_email:
+        keys.append(((_EMAIL_KEY, None, normal_email), email.strip()))
+    normal_phone = normalize_phone(phone, region) if phone else ""
+    if normal_phone:
+        keys.append(((_PHONE, None, normal_phone), phone.strip()))
     if ref and provider in PHONE_REF_PROVIDERS:  # Munio's reference is the payer's phone
         other = normalize_phone(ref, region)
-        if other and other != phone:
+        if other and other != normal_phone:
             keys.append(((_PHONE, None, other), ref))
-    if not keys:
-        keys.append(((_INVOICE, credential_id, party.external_id[:255]), party.external_id))
-    return keys
+    return tuple(keys)
 
 
 def _owners(merchant_id: int, keys: Iterable[Key]) -> dict[Key, int]:

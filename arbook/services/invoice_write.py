@@ -54,7 +54,7 @@ from arbook.models import (
     SyncSeen,
 )
 from arbook.services.credentials import credential_client
-from arbook.services.customers import Party, customers_link, customers_refresh
+from arbook.services.customers import Party, customers_link, customers_refresh, party_keys
 from arbook.services.sync_schedule import sync_enqueue
 from arbook.status import InvoiceStatus
 from gateways import Page, RemoteInvoice, SettledScope, notify
@@ -124,6 +124,30 @@ def _identified(page: Page) -> Iterator[tuple[str, str, str, RemoteInvoice | Non
         yield remote.external_id, digest, raw_text, remote, None
 
 
+def page_prepare(page: Page, *, parse: bool, provider: str, credential_id: int, region: str) -> None:
+    """Compute ahead, in the sync's reader thread (no database), what `invoices_write` needs of a
+    page: its `_identified` entries, in `page.ahead`. With `parse` (a read that mostly brings new
+    or changed invoices) every item is parsed too and its customer keys normalized (the
+    normalizations are cached), so the writer's thread only waits on the database.
+
+    An item that fails to parse stays unparsed: the writer parses it again if it needs it, and
+    stops the batch there, as without this. A page that fails to identify is left to the writer."""
+    try:
+        entries = list(_identified(page))
+    except gateways.BadResponseError:
+        return
+    if parse:
+        for position, (external_id, digest, raw_text, remote, item) in enumerate(entries):
+            if remote is None:
+                try:
+                    remote = page.parse(item)
+                except gateways.BadResponseError:
+                    continue
+                entries[position] = (external_id, digest, raw_text, remote, item)
+            party_keys(Party.of(remote), provider=provider, credential_id=credential_id, region=region)
+    page.ahead = entries
+
+
 # -- the history ----------------------------------------------------------------------------------
 # Every writer builds its events with `_event` and inserts them with `InvoiceEvent.objects.append`
 # (links to the previous event, `last_event_at`); a new invoice from a read has no event, one
@@ -184,7 +208,7 @@ def invoices_write(*, credential: GatewayCredential, pages: list[Page], run: Syn
     entries: list[tuple[int, str, str, str, RemoteInvoice | None, Any]] = []
     for index, page in enumerate(pages):
         try:
-            page_entries = [(index, *entry) for entry in _identified(page)]
+            page_entries = [(index, *entry) for entry in (page.ahead if page.ahead is not None else _identified(page))]
         except gateways.BadResponseError as exc:  # none of the bad page's invoices is kept
             counts.pages, counts.error = index, exc
             break

@@ -31,7 +31,7 @@ import queue
 import threading
 import uuid
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from django.core.cache import cache
 from django.db import transaction
@@ -48,6 +48,7 @@ from arbook.services.invoice_write import (
     invoices_flag_missing,
     invoices_unseen,
     invoices_write,
+    page_prepare,
 )
 from gateways import InvoiceRef, Page, RemoteInvoice, SettledScope
 from gateways import status as st
@@ -180,7 +181,17 @@ def _run(*, credential: GatewayCredential, full: bool, trigger: str, client: Any
         # Newest-first incremental reads stop at the first unchanged page: those pages are
         # written one by one; every other read is written in batches of whole pages.
         page_by_page = not run.full and client.stop_when_unchanged
-        pages_read = prefetch(client.iter_pages(since=since, resume=plan["resume"]), depth=PREFETCH_PAGES)
+        # The reader thread parses ahead while the reads bring mostly new or changed invoices
+        # (a first sync); a read of unchanged ones leaves them unparsed (`page_prepare`).
+        ahead = {"parse": not Invoice.objects.filter(credential=credential).exists()}
+        region = credential.merchant.country
+
+        def prepare(page: Page) -> None:
+            page_prepare(page, parse=ahead["parse"], provider=credential.provider, credential_id=credential.pk,
+                         region=region)
+
+        pages_read = prefetch(client.iter_pages(since=since, resume=plan["resume"]), depth=PREFETCH_PAGES,
+                              prepare=prepare)
         for pages in batches(pages_read, min_rows=1 if page_by_page else WRITE_BATCH_ROWS):
             seen_at = timezone.now()
             with transaction.atomic():
@@ -196,6 +207,7 @@ def _run(*, credential: GatewayCredential, full: bool, trigger: str, client: Any
                 run.updated += counts.updated
                 run.unchanged += counts.unchanged
                 run.save(update_fields=["pages", "fetched", "created", "updated", "unchanged"])
+                ahead["parse"] = 2 * (counts.created + counts.updated) >= counts.fetched
                 if counts.pages:
                     plan["resume"] = pages[counts.pages - 1].resume
                     credential.sync_state = {**(credential.sync_state or {}), "pending": plan}
@@ -250,11 +262,13 @@ def batches(pages: Iterator[Page], *, min_rows: int) -> Iterator[list[Page]]:
         yield batch
 
 
-def prefetch(pages: Iterator[Page], depth: int = 2) -> Iterator[Page]:
+def prefetch(pages: Iterator[Page], depth: int = 2,
+             prepare: Callable[[Page], None] | None = None) -> Iterator[Page]:
     """Read the next pages over HTTP in a thread while this one is written to the database.
 
-    The thread only runs the gateway client (HTTP and parsing, no database); an exception there
-    is re-raised here, after the pages before it, so committed-page semantics are unchanged.
+    The thread only runs the gateway client (HTTP and parsing, no database) and `prepare` (what
+    the writer would compute from a page, computed while it waits on the database); an exception
+    there is re-raised here, after the pages before it, so committed-page semantics are unchanged.
     Stopping early (the unchanged-watermark rule) leaves the thread at most `depth` pages ahead.
     """
     buffer: queue.Queue = queue.Queue(maxsize=depth)
@@ -264,6 +278,8 @@ def prefetch(pages: Iterator[Page], depth: int = 2) -> Iterator[Page]:
     def produce() -> None:
         try:
             for page in pages:
+                if prepare is not None and not stop.is_set():
+                    prepare(page)
                 while not stop.is_set():
                     try:
                         buffer.put(page, timeout=0.2)
