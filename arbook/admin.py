@@ -14,7 +14,7 @@ import gateways
 from arbook.forms.credentials import (OPTION_PREFIX, SECRET_PREFIX, credential_form, declared, provider_label,
                                       required_text, unknown_options)
 from arbook.models import Customer, CustomerIdentity, GatewayCredential, Invoice, InvoiceEvent, Merchant, SyncRun
-from arbook.models import Notification
+from arbook.models import AuditEntry, HoldReason, Notification
 
 from arbook.services.credentials import credential_test_connection
 from arbook.services.sync_schedule import sync_enqueue
@@ -45,13 +45,23 @@ class CredentialInline(admin.TabularInline):
         return False
 
 
+class HoldReasonInline(admin.TabularInline):
+    """The merchant's list of reasons to hold an invoice: retire one by unticking it (holds that
+    use it keep it), never delete one in use."""
+
+    model = HoldReason
+    fields = ["label", "is_active"]
+    extra = 1
+    can_delete = False
+
+
 @admin.register(Merchant)
 class MerchantAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "timezone", "member_count"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     filter_horizontal = ["members"]
-    inlines = [CredentialInline]
+    inlines = [CredentialInline, HoldReasonInline]
 
     @admin.display(description="Members")
     def member_count(self, obj):
@@ -266,3 +276,15 @@ class NotificationAdmin(ReadOnlyAdmin):
     @admin.display(description="Parsed change")
     def parsed_pretty(self, obj):
         return format_html("<pre>{}</pre>", json.dumps(obj.parsed, indent=2, sort_keys=True, default=str))
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    """The trail of staff's decisions on the collector's pages (notes, holds, assignments)."""
+
+    list_display = ["at", "user", "merchant", "action", "summary"]
+    list_filter = ["action", "merchant"]
+    search_fields = ["summary", "target"]
+    list_select_related = ["user", "merchant"]
+    date_hierarchy = "at"
+    show_full_result_count = False

@@ -150,8 +150,10 @@ class InvoiceTable(KeysetTable):
 class CustomerTable(KeysetTable):
     """The customer list: each row a `Customer` with `balances_shown` (its balances per currency)."""
 
+    select = tables.Column(verbose_name="Select", empty_values=(), orderable=False)
     name = tables.Column(verbose_name="Customer")
     merchant = tables.Column(verbose_name="Merchant", accessor="merchant__name", orderable=False)
+    collector = tables.Column(verbose_name="Collector", accessor="collector__username", orderable=False)
     outstanding = tables.Column(verbose_name="Outstanding", empty_values=(), attrs=NUM)
     oldest_open_due = tables.Column(verbose_name="Oldest overdue", attrs=NUM)
     last_paid_at = tables.Column(verbose_name="Last payment")
@@ -173,8 +175,12 @@ class CustomerTable(KeysetTable):
 
     def cells(self) -> dict:
         return {
+            # The bulk assignment's boxes: they belong to the form below the table (`form=`).
+            "select": lambda r: format_html('<input type="checkbox" name="customer" value="{}" form="assign-form" '
+                                            'aria-label="Select {}">', r.pk, str(r)),
             "name": lambda r: format_html('<a href="{}">{}</a>', reverse("customer_detail", args=[r.pk]), str(r)),
             "merchant": lambda r: r.merchant.name,
+            "collector": lambda r: r.collector.get_username() if r.collector_id else "—",
             "outstanding": self.render_outstanding,
             "oldest_open_due": self.render_oldest_open_due,
             "last_paid_at": lambda r: self._date(r.last_paid_at, r.merchant.timezone),

@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import URLPattern, include, path
 from django.views.decorators.http import require_safe
 
-from arbook.views import aging, customers, espay, health, hooks, invoices, overview, syncs
+from arbook.views import aging, collections, customers, espay, health, hooks, invoices, overview, syncs
 
 admin.site.site_header = "arbook administration"
 admin.site.site_title = "arbook admin"
@@ -46,6 +46,7 @@ urlpatterns = read_only([
     path("", include(read_only(syncs.urlpatterns))),
     path("", include(read_only(espay.urlpatterns))),
     path("", include(read_only(customers.urlpatterns))),
+    path("", include(collections.urlpatterns)),
     path("", include(hooks.urlpatterns)),
 ]
 

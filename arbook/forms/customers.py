@@ -79,3 +79,48 @@ def statement_options(query, *, today: dt.date) -> tuple[StatementOptions, list[
         errors.append(f"Format: “{params.clip(fmt)}” is not one of pdf, csv or xlsx.")
         fmt = "pdf"
     return StatementOptions(as_of=as_of, start=start, end=end, fmt=fmt), errors
+
+
+# -- the collector's records (notes, holds, assignment) ------------------------------------------
+
+class NoteForm(forms.Form):
+    text = forms.CharField(label="Note", max_length=10_000, widget=forms.Textarea(attrs={"rows": 3}),
+                           error_messages={"required": "Write something in the note."})
+    #: An invoice of the customer the note is about (optional; the view checks it is the customer's).
+    invoice = forms.IntegerField(required=False, min_value=1, max_value=params.MAX_ID, widget=forms.HiddenInput)
+    next = forms.CharField(required=False, max_length=500)
+
+
+class NoteEditForm(forms.Form):
+    text = forms.CharField(label="Note", max_length=10_000, widget=forms.Textarea(attrs={"rows": 3}),
+                           error_messages={"required": "A note cannot be emptied; write what it should say."})
+    next = forms.CharField(required=False, max_length=500)
+
+
+class HoldForm(forms.Form):
+    """Open a hold: one of the merchant's reasons, words of one's own, and until when (optional)."""
+
+    reason = forms.ChoiceField(label="Reason", error_messages={"invalid_choice": "Choose one of the listed reasons.",
+                                                               "required": "Choose a reason."})
+    detail = forms.CharField(label="Details", required=False, max_length=2_000,
+                             widget=forms.Textarea(attrs={"rows": 2}))
+    until = forms.DateField(label="Until (inclusive; empty: until released)", required=False,
+                            widget=forms.DateInput(attrs={"type": "date"}),
+                            error_messages={"invalid": "Give the end date as YYYY-MM-DD."})
+    invoice = forms.IntegerField(required=False, min_value=1, max_value=params.MAX_ID, widget=forms.HiddenInput)
+    next = forms.CharField(required=False, max_length=500)
+
+    def __init__(self, *args, reasons=(), **kwargs):
+        """`reasons`: the labels offered (the merchant's list)."""
+        super().__init__(*args, **kwargs)
+        self.fields["reason"].choices = [(label, label) for label in reasons]
+
+
+class AssignForm(forms.Form):
+    """Bulk assignment from the customer list: the ticked customers, and who collects them."""
+
+    customer = IdsField(label="Customers", error_messages={"required": "Tick the customers to assign."})
+    #: A user id, or empty for "nobody".
+    collector = forms.IntegerField(required=False, min_value=1, max_value=params.MAX_ID,
+                                   error_messages={"invalid": "Choose a collector from the list."})
+    next = forms.CharField(required=False, max_length=500)

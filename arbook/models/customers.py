@@ -37,6 +37,9 @@ class Customer(models.Model):
     last_paid_at = models.DateTimeField(null=True, blank=True)
     #: The gateways it has invoices on, comma-separated, in alphabetical order.
     providers = models.CharField(max_length=64, blank=True, default="", db_default="")
+    #: The member of the merchant who chases this customer (None: nobody yet).
+    collector = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+", db_index=False)
 
     class Meta:
         indexes = [models.Index(fields=["merchant", "name", "id"], name="customer_merchant_name"),
@@ -49,7 +52,10 @@ class Customer(models.Model):
                    models.Index(fields=["name", "id"], name="customer_name_any"),
                    models.Index(fields=["oldest_open_due", "id"], name="customer_oldest_due_any"),
                    models.Index(fields=["last_paid_at", "id"], name="customer_last_paid_any"),
-                   models.Index(fields=["invoice_count", "id"], name="customer_invoice_count_any")]
+                   models.Index(fields=["invoice_count", "id"], name="customer_invoice_count_any"),
+                   # Partial: a sync creates customers without one, and should not pay for it.
+                   models.Index(fields=["collector", "id"], name="customer_collector",
+                                condition=Q(collector__isnull=False))]
 
     def __str__(self) -> str:
         return self.name or f"Customer {self.pk}"

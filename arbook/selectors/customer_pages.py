@@ -37,7 +37,7 @@ DUPLICATE_LIMIT = 50
 MERGE_CANDIDATE_LIMIT = 20
 #: What a list row reads of a customer (and of its merchant).
 LIST_COLUMNS = ("id", "merchant_id", "name", "invoice_count", "open_count", "oldest_open_due", "last_paid_at",
-                "providers", "merchant__name", "merchant__timezone")
+                "providers", "merchant__name", "merchant__timezone", "collector__username")
 
 
 PROVIDER_LABELS = dict(PROVIDER_CHOICES)
@@ -68,7 +68,7 @@ def scoped_customers(*, user, merchant_ids: Iterable[int]) -> QuerySet[Customer]
 
 
 def list_queryset(queryset: QuerySet[Customer]) -> QuerySet[Customer]:
-    return queryset.select_related("merchant").only(*LIST_COLUMNS)
+    return queryset.select_related("merchant", "collector").only(*LIST_COLUMNS)
 
 
 def balance_currencies(*, merchant_ids: list[int]) -> tuple[str, str] | None:
@@ -117,7 +117,7 @@ def merchant_today(merchant, *, now: dt.datetime | None = None) -> tuple[zoneinf
 
 def customer_for_user(*, user, pk: int) -> Customer:
     """The customer if `user` may see its merchant; 404 otherwise."""
-    return get_scoped_or_404(Customer.objects.select_related("merchant"), user, pk=pk)
+    return get_scoped_or_404(Customer.objects.select_related("merchant", "collector"), user, pk=pk)
 
 
 def customers_for_merge(*, user, target: Customer, ids: Iterable[int]) -> list[Customer]:

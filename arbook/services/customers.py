@@ -27,7 +27,16 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from arbook import bulk
-from arbook.models import Customer, CustomerBalance, CustomerIdentity, DuplicateSuspect, Invoice
+from arbook.models import (
+    AuditEntry,
+    Customer,
+    CustomerBalance,
+    CustomerIdentity,
+    DuplicateSuspect,
+    Hold,
+    Invoice,
+    Note,
+)
 from arbook.status import RECEIVABLE
 
 Kind = CustomerIdentity.Kind
@@ -311,6 +320,9 @@ def customer_merge(*, target: Customer, others: Sequence[Customer], user) -> int
     CustomerIdentity.objects.filter(customer_id__in=ids).update(
         customer_id=target.pk, decided_by=user, decided_at=timezone.now())
     moved = Invoice.objects.filter(customer_id__in=ids).update(customer_id=target.pk)
+    # What collectors recorded about them is the target's now (deleting them would cascade to it).
+    for model in (Note, Hold, AuditEntry):
+        model.objects.filter(customer_id__in=ids).update(customer_id=target.pk)
     Customer.objects.filter(pk__in=ids).delete()
     customers_refresh(customer_ids=[target.pk])
     return moved

@@ -21,8 +21,9 @@ from django.views.decorators.http import require_POST, require_safe
 from arbook.exports.customers import HEADER as LIST_HEADER, customer_rows
 from arbook.exports.statements import HEADER as STATEMENT_HEADER, statement_pdf, statement_rows
 from arbook.filters_customers import customer_list as read_customer_list
-from arbook.forms.customers import STATEMENT_FORMATS, MergeForm, SplitForm, statement_options
+from arbook.forms.customers import STATEMENT_FORMATS, HoldForm, MergeForm, NoteForm, SplitForm, statement_options
 from arbook.scoping import visible_merchants
+from arbook.selectors import collections
 from arbook.selectors import customer_pages as selectors
 from arbook.selectors.aging import invoice_aging
 from arbook.selectors.customers import duplicate_pairs, merge_suggestions
@@ -59,6 +60,7 @@ def customer_list(request):
         "page_sizes": PAGE_SIZES,
         "sort_label": _sort_label(selectors.SORT_FIELDS, listing.sort),
         "has_merchants": bool(listing.merchants),
+        "collectors": collections.collectors(merchant_ids=[m[0] for m in listing.merchants]),
     }, status=status)
 
 
@@ -102,6 +104,14 @@ def customer_detail(request, pk: int):
         "candidates": _with_gateways(selectors.merge_candidates(customer=customer)),
         "statement": options,
         "statement_formats": STATEMENT_FORMATS,
+        "notes": collections.customer_notes(customer=customer),
+        "note_limit": collections.NOTE_LIMIT,
+        "holds": collections.customer_holds(customer=customer),
+        "hold_form": HoldForm(reasons=collections.hold_reasons(merchant=customer.merchant)),
+        "note_form": NoteForm(),
+        "collectors": collections.collectors(merchant_ids=[customer.merchant_id]),
+        "audit": collections.customer_audit(customer=customer),
+        "now": now,
     })
 
 

@@ -19,6 +19,8 @@ from django.views.decorators.http import require_safe
 from arbook import filters
 from arbook.exports.invoices import invoice_file
 from arbook.jsonutil import RawJSONEncoder
+from arbook.forms.customers import HoldForm, NoteForm
+from arbook.selectors import collections
 from arbook.selectors import invoices as selectors
 from arbook.selectors.espay import invoice_virtual_accounts
 from arbook.tables import InvoiceTable
@@ -75,6 +77,11 @@ def invoice_detail(request, pk: int):
         "virtual_accounts": vas,
         "raw_pretty": json.dumps(invoice.raw, indent=2, sort_keys=True, ensure_ascii=False, cls=RawJSONEncoder),
         "checkout_url": checkout,
+        "notes": collections.invoice_notes(invoice=invoice),
+        "holds": collections.invoice_holds(invoice=invoice),
+        "hold_form": HoldForm(reasons=collections.hold_reasons(merchant=invoice.merchant)) if invoice.customer_id else None,
+        "note_form": NoteForm(),
+        "now": timezone.now(),
     })
 
 

@@ -42,7 +42,8 @@ STATEFUL = {
 }
 #: Model fields with choices that are not states (nothing shows them as a badge).
 NOT_STATES = {("merchant", "timezone"), ("gatewaycredential", "provider"), ("invoice", "provider"),
-              ("syncrun", "trigger"), ("invoiceevent", "source"), ("customeridentity", "kind")}
+              ("syncrun", "trigger"), ("invoiceevent", "source"), ("customeridentity", "kind"),
+              ("auditentry", "action")}
 
 
 def render(text: str, **context) -> str:

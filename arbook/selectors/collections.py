@@ -1,0 +1,82 @@
+"""Reads of the collector's records: notes, holds, collectors, the audit trail (all bounded)."""
+from __future__ import annotations
+
+import datetime as dt
+
+from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from arbook.models import AuditEntry, Customer, Hold, Invoice, Merchant, Note
+from arbook.scoping import get_scoped_or_404
+from arbook.services.collections import hold_reason_labels
+
+NOTE_LIMIT = 50
+HOLD_LIMIT = 50
+AUDIT_LIMIT = 50
+
+
+def active_q(now: dt.datetime, prefix: str = "") -> Q:
+    """Holds active at `now`: not released, and not past the end of their `until` day."""
+    return Q(**{f"{prefix}released_at__isnull": True}) & (
+        Q(**{f"{prefix}ends_at__isnull": True}) | Q(**{f"{prefix}ends_at__gt": now}))
+
+
+def customer_notes(*, customer: Customer, limit: int = NOTE_LIMIT) -> list[Note]:
+    return list(Note.objects.filter(customer=customer).select_related("author", "invoice")
+                .prefetch_related("revisions").order_by("-created_at", "-id")[:limit])
+
+
+def invoice_notes(*, invoice: Invoice, limit: int = NOTE_LIMIT) -> list[Note]:
+    return list(Note.objects.filter(invoice=invoice).select_related("author")
+                .prefetch_related("revisions").order_by("-created_at", "-id")[:limit])
+
+
+def customer_holds(*, customer: Customer, limit: int = HOLD_LIMIT) -> list[Hold]:
+    """Its holds, newest first, active and ended alike (the page marks which is which)."""
+    return list(Hold.objects.filter(customer=customer).select_related("reason", "opened_by", "released_by", "invoice")
+                .order_by("-opened_at", "-id")[:limit])
+
+
+def invoice_holds(*, invoice: Invoice, now: dt.datetime | None = None) -> list[Hold]:
+    """The holds that cover this invoice: its own and its customer's whole-customer ones."""
+    covering = Q(invoice=invoice)
+    if invoice.customer_id is not None:
+        covering |= Q(customer_id=invoice.customer_id, invoice__isnull=True)
+    return list(Hold.objects.filter(covering).select_related("reason", "opened_by", "released_by")
+                .order_by("-opened_at", "-id")[:HOLD_LIMIT])
+
+
+def held_invoices_q(*, now: dt.datetime | None = None, merchant_ids=None) -> Q:
+    """Invoices under an active hold (their own, or their customer's whole-customer hold), as a Q
+    on `Invoice` of two small id subqueries: holds are few, and only the open ones are read
+    (the `hold_open` partial index)."""
+    now = now or timezone.now()
+    holds = Hold.objects.filter(active_q(now))
+    if merchant_ids is not None:
+        holds = holds.filter(merchant_id__in=list(merchant_ids))
+    return (Q(pk__in=holds.filter(invoice__isnull=False).values("invoice_id"))
+            | Q(customer_id__in=holds.filter(invoice__isnull=True).values("customer_id")))
+
+
+def hold_reasons(*, merchant: Merchant) -> list[str]:
+    """The reasons the hold form offers (`services.collections.hold_reason_labels`)."""
+    return hold_reason_labels(merchant=merchant)
+
+
+def hold_for_user(*, user, pk: int) -> Hold:
+    return get_scoped_or_404(Hold.objects.select_related("customer", "customer__merchant", "invoice"), user, pk=pk)
+
+
+def note_for_user(*, user, pk: int) -> Note:
+    return get_scoped_or_404(Note.objects.select_related("customer", "invoice"), user, pk=pk)
+
+
+def collectors(*, merchant_ids) -> QuerySet:
+    """The active users who may collect for these merchants (members of at least one of them)."""
+    return (get_user_model().objects.filter(is_active=True, merchants__in=list(merchant_ids)).distinct()
+            .order_by("username"))
+
+
+def customer_audit(*, customer: Customer, limit: int = AUDIT_LIMIT) -> list[AuditEntry]:
+    return list(AuditEntry.objects.filter(customer=customer).select_related("user").order_by("-at", "-id")[:limit])
