@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from arbook.models import AuditEntry, Customer, Hold, HoldReason, Note
 from arbook.selectors.collections import held_invoices_q, invoice_holds
+from arbook.selectors.customer_pages import customer_timeline
 from arbook.services.collections import (
     DEFAULT_HOLD_REASONS,
     CollectionsError,
@@ -80,6 +81,9 @@ def test_notes_on_a_customer_and_an_invoice_show_on_both_pages_and_are_audited(s
     audit = list(AuditEntry.objects.order_by("pk").values_list("action", "user_id", "customer_id", "invoice_id"))
     assert audit == [("note_added", user.pk, customer.pk, None), ("note_added", user.pk, customer.pk, first.pk)]
     assert "Note added" in html  # the page's trail
+    timeline = customer_timeline(customer=customer)
+    assert [(t.kind, t.invoice_id, t.note.text) for t in timeline if t.kind == "note"] == [  # same instant: newest id first
+        ("note", first.pk, "Asked for a copy of this one"), ("note", None, "Called: pays Friday")]
 
 
 def test_an_empty_note_or_another_customers_invoice_is_refused_and_nothing_is_saved(signed_in, merchant):
