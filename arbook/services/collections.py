@@ -94,11 +94,10 @@ def note_edit(*, note: Note, user, text: str, now: dt.datetime | None = None) ->
 def hold_reason_labels(*, merchant: Merchant) -> list[str]:
     """The reasons offered for a new hold: the merchant's active list (edited in the admin), or
     the default list while the merchant has none at all."""
-    labels = list(HoldReason.objects.filter(merchant=merchant, is_active=True).order_by("label")
-                  .values_list("label", flat=True))
-    if labels or HoldReason.objects.filter(merchant=merchant).exists():
-        return labels
-    return list(DEFAULT_HOLD_REASONS)
+    reasons = list(HoldReason.objects.filter(merchant=merchant).order_by("label").values_list("label", "is_active"))
+    if not reasons:
+        return list(DEFAULT_HOLD_REASONS)
+    return [label for label, active in reasons if active]
 
 
 def hold_end(until: dt.date | None, *, merchant: Merchant) -> dt.datetime | None:
