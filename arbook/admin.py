@@ -14,7 +14,7 @@ import gateways
 from arbook.forms.credentials import (OPTION_PREFIX, SECRET_PREFIX, credential_form, declared, provider_label,
                                       required_text, unknown_options)
 from arbook.models import Customer, CustomerIdentity, GatewayCredential, Invoice, InvoiceEvent, Merchant, SyncRun
-from arbook.models import AuditEntry, HoldReason, Notification
+from arbook.models import AuditEntry, HoldReason, Notification, Promise, SavedView
 
 from arbook.services.credentials import credential_test_connection
 from arbook.services.sync_schedule import sync_enqueue
@@ -288,3 +288,30 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     list_select_related = ["user", "merchant"]
     date_hierarchy = "at"
     show_full_result_count = False
+
+
+@admin.register(Promise)
+class PromiseAdmin(ReadOnlyAdmin):
+    """Promises to pay, as recorded on the customer pages and the worklist (their state is kept by
+    the payments and the scheduler, never edited by hand)."""
+
+    list_display = ["made_at", "customer", "merchant", "currency", "amount", "promised_for", "state", "paid", "made_by"]
+    list_filter = ["state", "merchant"]
+    search_fields = ["customer__name"]
+    list_select_related = ["customer", "merchant", "made_by"]
+    date_hierarchy = "made_at"
+    show_full_result_count = False
+
+
+@admin.register(SavedView)
+class SavedViewAdmin(admin.ModelAdmin):
+    """Saved views: an admin may delete one (say, a shared view that misleads); owners make them."""
+
+    list_display = ["name", "owner", "shared_with", "url", "created_at"]
+    list_filter = ["shared_with"]
+    search_fields = ["name", "url", "owner__username"]
+    list_select_related = ["owner", "shared_with"]
+    readonly_fields = ["owner", "name", "url", "shared_with", "created_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False

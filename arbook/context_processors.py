@@ -1,9 +1,14 @@
-"""Template context shared by every page: the main navigation."""
+"""Template context shared by every page: the main navigation and the user's saved views."""
 from __future__ import annotations
 
 from django.urls import NoReverseMatch, reverse
+from django.utils.functional import SimpleLazyObject
 
-NAV = [("Invoices", "invoice_list"), ("Customers", "customer_list"), ("Aging", "aging"), ("Syncs", "sync_list"), ("Espay batches", "espay_batch_list")]
+from arbook.selectors.collections import saved_views
+from arbook.services.collections import SAVABLE_PATHS
+
+NAV = [("Worklist", "worklist"), ("Invoices", "invoice_list"), ("Customers", "customer_list"), ("Aging", "aging"),
+       ("Syncs", "sync_list"), ("Espay batches", "espay_batch_list")]
 
 
 def navigation(request):
@@ -17,4 +22,8 @@ def navigation(request):
         except NoReverseMatch:  # an area that is not routed (yet) is simply not shown
             continue
         items.append({"label": label, "url": url, "active": current.startswith(name.split("_")[0])})
-    return {"nav_items": items}
+    savable = request.path in SAVABLE_PATHS
+    return {"nav_items": items,
+            # Lazy: read (one query each) only where the page shows them.
+            "saved_views": SimpleLazyObject(lambda: saved_views(user=request.user)),
+            "can_save_view": savable}

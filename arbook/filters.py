@@ -41,6 +41,7 @@ from arbook import params
 from arbook.models import PROVIDER_CHOICES, Invoice
 from arbook.params import clip
 from arbook.selectors.aging import aging_drilldown
+from arbook.selectors.collections import held_filter
 from arbook.selectors.customers import suspected_duplicates
 from arbook.selectors.invoices import (
     DEFAULT,
@@ -138,6 +139,9 @@ class InvoiceFilter(df.FilterSet):
     status = df.MultipleChoiceFilter(choices=InvoiceStatus.choices, label="Status", distinct=False,
                                      widget=forms.CheckboxSelectMultiple)
     overdue = df.BooleanFilter(method="filter_overdue", label="Overdue only", widget=forms.CheckboxInput)
+    #: Holds and disputes (`arbook.models.Hold`): shown by default, marked in the aging report.
+    held = df.ChoiceFilter(method="filter_held", label="On hold", empty_label="With invoices on hold",
+                           choices=[("hide", "Without invoices on hold"), ("only", "Only invoices on hold")])
     currency = CurrencyFilter(label="Currency", max_length=3)
     due_from = DateFilter(method="filter_local_day", label="Due from", widget=_date_input())
     due_to = DateFilter(method="filter_local_day", label="Due to", widget=_date_input())
@@ -223,6 +227,11 @@ class InvoiceFilter(df.FilterSet):
         if not value:
             return queryset
         return queryset.filter(status__in=RECEIVABLE, due_at__lt=self.now or timezone.now())
+
+    def filter_held(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        if value not in ("hide", "only"):
+            return queryset
+        return held_filter(queryset, merchant_ids=[m[0] for m in self.merchants], show=value, now=self.now)
 
     def filter_double_billing(self, queryset: QuerySet, name: str, value) -> QuerySet:
         """Open invoices of one customer with the same amount, issued within a week of each other."""

@@ -13,6 +13,7 @@ below it, its badge colour per member, registered as a `Kind` under a short name
 | `freshness` | `CredentialFreshness` | the overview's data freshness, the syncs page's account marks |
 | `notification_verification` | `NotificationVerification` | `Notification.Verification` |
 | `notification_outcome` | `NotificationOutcome` | `Notification.Outcome` |
+| `promise` | `PromiseState` | `Promise.State` |
 
 The models use these very classes (`SyncRun.Status is SyncRunStatus`, ...), so a model's choices,
 its labels and its badge can never disagree; `register` refuses (at import) a kind whose colours
@@ -268,3 +269,18 @@ _O = NotificationOutcome
 NOTIFICATION_OUTCOME = register("notification_outcome", NotificationOutcome, colours={
     _O.QUEUED: PURPLE, _O.APPLIED: GREEN, _O.UNCHANGED: GREY, _O.DUPLICATE: GREY, _O.STALE: GREY, _O.PENDING: BLUE,
     _O.REJECTED: RED, _O.FAILED: RED, _O.NEEDS_REVIEW: AMBER})
+
+
+# -- promises to pay (arbook.models.Promise) ------------------------------------------------
+
+class PromiseState(models.TextChoices):
+    OPEN = "open", "Open"  # its day is not over and the payments do not cover it yet
+    KEPT = "kept", "Kept"  # payments covering it arrived by its day
+    PARTLY_KEPT = "partly_kept", "Partly kept"  # its day is over with some of it paid
+    BROKEN = "broken", "Broken"  # its day is over with nothing paid
+    CANCELLED = "cancelled", "Cancelled"  # withdrawn by staff
+
+
+_P = PromiseState
+PROMISE = register("promise", PromiseState, colours={
+    _P.OPEN: BLUE, _P.KEPT: GREEN, _P.PARTLY_KEPT: AMBER, _P.BROKEN: RED, _P.CANCELLED: GREY})

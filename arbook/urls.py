@@ -23,7 +23,7 @@ READ_ONLY = frozenset({
     "overview", "invoice_list", "invoice_detail", "aging", "sync_list", "sync_status",
     "espay_batch_list", "espay_batch_detail", "espay_batch_progress", "espay_batch_export",
     "espay_batch_problems", "espay_batch_file", "espay_template",
-    "customer_list", "customer_detail", "customer_statement", "customer_suggestions",
+    "customer_list", "customer_detail", "customer_statement", "customer_suggestions", "worklist",
 })
 
 
@@ -46,10 +46,11 @@ urlpatterns = read_only([
     path("", include(read_only(syncs.urlpatterns))),
     path("", include(read_only(espay.urlpatterns))),
     path("", include(read_only(customers.urlpatterns))),
-    path("", include(collections.urlpatterns)),
+    path("", include(read_only(collections.urlpatterns))),
     path("", include(hooks.urlpatterns)),
 ]
 
-_routed = {p.name for module in (invoices, aging, syncs, espay, customers) for p in module.urlpatterns} | {"overview"}
+_routed = {p.name for module in (invoices, aging, syncs, espay, customers, collections)
+           for p in module.urlpatterns} | {"overview"}
 if READ_ONLY - _routed:  # a renamed route must not silently lose its method rule
     raise ImproperlyConfigured(f"READ_ONLY names routes that do not exist: {sorted(READ_ONLY - _routed)}")

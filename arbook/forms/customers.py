@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django import forms
 
@@ -123,4 +124,44 @@ class AssignForm(forms.Form):
     #: A user id, or empty for "nobody".
     collector = forms.IntegerField(required=False, min_value=1, max_value=params.MAX_ID,
                                    error_messages={"invalid": "Choose a collector from the list."})
+    next = forms.CharField(required=False, max_length=500)
+
+
+class PromiseForm(forms.Form):
+    """A promise to pay: how much, in which currency, by when, on which invoices (none: any of the
+    customer's in that currency, oldest first)."""
+
+    amount = forms.DecimalField(label="Amount", max_digits=16, decimal_places=2, min_value=Decimal("0.01"),
+                                error_messages={"required": "Give the promised amount.",
+                                                "invalid": "Give the amount as a number, e.g. 1500000.00.",
+                                                "min_value": "A promise is for an amount above zero.",
+                                                "max_digits": "That amount is too large.",
+                                                "max_decimal_places": "Give at most two decimals."})
+    currency = forms.RegexField(label="Currency", regex=r"^[A-Za-z]{3}$", max_length=3,
+                                error_messages={"required": "Choose the currency.",
+                                                "invalid": "A currency is a three-letter code (IDR, USD)."})
+    promised_for = forms.DateField(label="By (inclusive)", widget=forms.DateInput(attrs={"type": "date"}),
+                                   error_messages={"required": "Give the day the customer will pay by.",
+                                                   "invalid": "Give the day as YYYY-MM-DD."})
+    invoice = IdsField(label="Invoices", required=False)
+    detail = forms.CharField(label="Details", required=False, max_length=2_000,
+                             widget=forms.Textarea(attrs={"rows": 2}))
+    next = forms.CharField(required=False, max_length=500)
+
+    def clean_promised_for(self):
+        try:
+            return params.check_date(self.cleaned_data["promised_for"])
+        except params.ParamError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+class SavedViewForm(forms.Form):
+    """Save the page being looked at (its path and query string) under a name."""
+
+    name = forms.CharField(label="Name", max_length=80, error_messages={"required": "Give the view a name."})
+    url = forms.CharField(max_length=2000, widget=forms.HiddenInput,
+                          error_messages={"required": "Nothing to save: open a list first."})
+    #: A merchant id to share the view with its members; empty: private.
+    share = forms.IntegerField(required=False, min_value=1, max_value=params.MAX_ID,
+                               error_messages={"invalid": "Choose a merchant from the list."})
     next = forms.CharField(required=False, max_length=500)

@@ -5,8 +5,8 @@ from .merchants import PROVIDER_CHOICES, GatewayCredential, Merchant
 from .sync import SyncRun, SyncSeen
 from .espay import EspayBatch, EspayChunk, EspayLine, EspayVirtualAccount
 from .notifications import Notification
-from .collections import AuditEntry, Hold, HoldReason, Note, NoteRevision
+from .collections import AuditEntry, Hold, HoldReason, Note, NoteRevision, Promise, SavedView
 
 __all__ = ["PROVIDER_CHOICES", "Merchant", "GatewayCredential", "Customer", "CustomerIdentity", "CustomerBalance", "DuplicateSuspect", "Invoice", "InvoiceEvent", "SyncRun", "SyncSeen",
            "EspayBatch", "EspayChunk", "EspayLine", "EspayVirtualAccount", "Notification",
-           "Note", "NoteRevision", "HoldReason", "Hold", "AuditEntry"]
+           "Note", "NoteRevision", "HoldReason", "Hold", "Promise", "SavedView", "AuditEntry"]

@@ -1,4 +1,5 @@
-"""The collector's records: notes, holds (disputes), and the audit of every decision staff make.
+"""The collector's records: notes, holds (disputes), promises to pay, saved views, and the audit of
+every decision staff make.
 
 A note or a hold belongs to a customer, and optionally to one of its invoices (a hold without an
 invoice holds the whole customer). Notes keep every earlier text (`NoteRevision`); holds are
@@ -12,6 +13,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+from arbook.status import PromiseState
 
 from .customers import Customer
 from .invoices import Invoice
@@ -102,6 +105,78 @@ class Hold(models.Model):
         return self.released_at is None and (self.ends_at is None or self.ends_at > now)
 
 
+class Promise(models.Model):
+    """A customer's promise to pay an amount in one currency by a day: on given invoices, or (none
+    given) on any of its invoices in that currency, oldest first.
+
+    Its progress (`paid`) is what payments recorded by the invoices' write path (a sync read, a
+    notification, a live check) took off those invoices after the promise was made, paid by the
+    end of its day in the merchant's zone (`deadline`). `arbook.services.collections` keeps the
+    state: kept as soon as the payments cover it; once the day is over, partly kept or broken."""
+
+    State = PromiseState
+
+    #: The states a payment can still move (a late sync read may bring a payment made in time).
+    OBSERVED = (State.OPEN, State.PARTLY_KEPT, State.BROKEN)
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="+", db_index=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="promises")
+    amount = models.DecimalField(max_digits=18, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    promised_for = models.DateField()
+    #: The end of `promised_for` in the merchant's zone: payments by then count.
+    deadline = models.DateTimeField()
+    #: Empty: any of the customer's invoices in `currency`, oldest first.
+    invoices = models.ManyToManyField(Invoice, blank=True, related_name="promises")
+    detail = models.TextField(blank=True)
+    made_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    made_at = models.DateTimeField(default=timezone.now)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
+    paid = models.DecimalField(max_digits=18, decimal_places=2, default=0)
+    #: When the state last became final-looking (kept, partly kept, broken, cancelled).
+    settled_at = models.DateTimeField(null=True, blank=True)
+    #: When someone acted on a broken or partly kept promise (a note, a new promise): it leaves the
+    #: worklist's top.
+    followed_up_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["customer", "-made_at"], name="promise_customer_recent"),
+                   # What payments may still move, and what the day's end turns into broken promises.
+                   models.Index(fields=["merchant", "deadline"], name="promise_observed",
+                                condition=Q(state__in=["open", "partly_kept", "broken"]))]
+        permissions = [("manage_collections", "Can see every collector's worklist")]
+
+    def __str__(self) -> str:
+        return f"Promise {self.pk}: {self.currency} {self.amount} by {self.promised_for}"
+
+    @property
+    def remaining(self):
+        return max(self.amount - self.paid, 0)
+
+
+class SavedView(models.Model):
+    """A list, aging, customer-list or worklist URL kept under a name, private to its owner or
+    shared with the members of one merchant. Opening it runs the page again with the viewer's own
+    scope: a shared view carries filters, never data."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views")
+    name = models.CharField(max_length=80)
+    #: Path and query string (`/invoices/?status=open`): only arbook's own list pages.
+    url = models.CharField(max_length=2000)
+    #: Shared with this merchant's members; None: private.
+    shared_with = models.ForeignKey(Merchant, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "id"]
+        indexes = [models.Index(fields=["shared_with"], name="savedview_shared",
+                                condition=Q(shared_with__isnull=False))]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="savedview_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class AuditEntry(models.Model):
     """One decision by a person, as it was made (written with the change, in its transaction)."""
 
@@ -111,6 +186,11 @@ class AuditEntry(models.Model):
         HOLD_OPENED = "hold_opened", "Hold opened"
         HOLD_RELEASED = "hold_released", "Hold released"
         COLLECTOR_ASSIGNED = "collector_assigned", "Collector assigned"
+        PROMISE_MADE = "promise_made", "Promise recorded"
+        PROMISE_SETTLED = "promise_settled", "Promise settled"
+        PROMISE_CANCELLED = "promise_cancelled", "Promise cancelled"
+        VIEW_SAVED = "view_saved", "View saved"
+        VIEW_DELETED = "view_deleted", "View deleted"
 
     at = models.DateTimeField(default=timezone.now)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")

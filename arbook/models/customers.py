@@ -114,6 +114,12 @@ class CustomerBalance(models.Model):
     currency = models.CharField(max_length=3)
     outstanding = models.DecimalField(max_digits=18, decimal_places=2)
     open_count = models.PositiveIntegerField(default=0)
+    #: Of `outstanding`, what was past due when the balance was last refreshed (`aged_at`), and
+    #: the sum of each such invoice's amount times its due instant in days since the epoch: the
+    #: worklist's priority at any later instant T is `overdue * T - overdue_weight` (amount times
+    #: days overdue), one expression over these rows instead of a pass over the invoices.
+    overdue = models.DecimalField(max_digits=18, decimal_places=2, default=0, db_default=0)
+    overdue_weight = models.DecimalField(max_digits=30, decimal_places=4, default=0, db_default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["customer", "currency"], name="balance_unique_currency")]

@@ -37,6 +37,9 @@ class Merchant(models.Model):
                                help_text="Two-letter country code; phones without a country code are read in it.")
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="merchants", blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    #: Until when the customers' overdue balances count every invoice that fell due
+    #: (`customers_age` moves it on; the worklist says when it last did).
+    customers_aged_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]

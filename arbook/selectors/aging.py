@@ -70,6 +70,7 @@ from arbook import params
 from arbook.models import PROVIDER_CHOICES, Customer, CustomerBalance, GatewayCredential, Invoice, Merchant
 from arbook.models.invoices import MONEY
 from arbook.status import APART, RECEIVABLE, STATUSES, InvoiceStatus
+from arbook.selectors.collections import held_invoice_ids, held_invoices_q
 
 PAID = InvoiceStatus.PAID
 #: Not a payment state: the row of unapplied credits (negative outstanding).
@@ -405,6 +406,8 @@ class Table:
     currency: str
     lines: list[Line] = field(default_factory=list)
     totals: list[Cell] = field(default_factory=list)  # per bucket, of the table's main scope
+    #: Of the receivable amounts, what is on hold now (`mark_held`), per bucket.
+    held: Line | None = None
     groups_shown: int = 0
     groups_total: int | None = None
 
@@ -699,3 +702,25 @@ def _group_labels(group: str, keys: list) -> dict:
         return dict(PROVIDER_CHOICES)
     names = dict(Customer.objects.filter(pk__in=[k for k in keys if k is not None]).values_list("pk", "name"))
     return {k: (names.get(k) or f"Customer {k}") if k is not None else "(no customer)" for k in keys}
+
+
+def aging_on_hold(*, queryset: QuerySet[Invoice], report: AgingReport, bounds: tuple[int, ...],
+                  merchant_ids: Collection[int], now: dt.datetime | None = None) -> AgingReport | None:
+    """The part of `report` (made from `queryset`) that is on hold now, as its own ungrouped report
+    (None when nothing is held): the aging page's "of which on hold" line per currency. Reads
+    only the held invoices (by id)."""
+    ids = held_invoice_ids(merchant_ids=merchant_ids, now=now)
+    if ids == []:
+        return None
+    held = queryset.filter(pk__in=ids) if ids is not None else queryset.filter(
+        held_invoices_q(now=now, merchant_ids=merchant_ids))
+    return invoice_aging(queryset=held, as_of=report.as_of, basis=report.basis, bounds=bounds, tz=report.tz)
+
+
+def mark_held(report: AgingReport, held: AgingReport | None) -> None:
+    """Give each table of `report` its `held` line: the receivable subtotal of the same currency's
+    table of `held` (an `aging_on_hold` report, its cells linked already)."""
+    lines = {t.currency: line for t in (held.tables if held else []) for line in t.lines if line.key == "receivable"}
+    for table in report.tables:
+        line = lines.get(table.currency)
+        table.held = line if line is not None and line.total.count else None

@@ -5,9 +5,10 @@ import datetime as dt
 
 from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
+from django.http import Http404
 from django.utils import timezone
 
-from arbook.models import AuditEntry, Customer, Hold, Invoice, Merchant, Note
+from arbook.models import AuditEntry, Customer, Hold, Invoice, Merchant, Note, Promise, SavedView
 from arbook.scoping import get_scoped_or_404
 from arbook.services.collections import hold_reason_labels
 
@@ -38,7 +39,7 @@ def customer_holds(*, customer: Customer, limit: int = HOLD_LIMIT) -> list[Hold]
                 .order_by("-opened_at", "-id")[:limit])
 
 
-def invoice_holds(*, invoice: Invoice, now: dt.datetime | None = None) -> list[Hold]:
+def invoice_holds(*, invoice: Invoice) -> list[Hold]:
     """The holds that cover this invoice: its own and its customer's whole-customer ones."""
     covering = Q(invoice=invoice)
     if invoice.customer_id is not None:
@@ -57,6 +58,32 @@ def held_invoices_q(*, now: dt.datetime | None = None, merchant_ids=None) -> Q:
         holds = holds.filter(merchant_id__in=list(merchant_ids))
     return (Q(pk__in=holds.filter(invoice__isnull=False).values("invoice_id"))
             | Q(customer_id__in=holds.filter(invoice__isnull=True).values("customer_id")))
+
+
+#: Past this many invoices under holds, the filter reads them by subquery rather than by id list.
+HELD_ID_LIMIT = 20_000
+
+
+def held_invoice_ids(*, merchant_ids, now: dt.datetime | None = None) -> list[int] | None:
+    """The ids of the invoices under an active hold in these merchants (their own hold or their
+    customer's), as a list: holds are few, and a list of ids lets PostgreSQL read just those rows
+    (the primary key) where a subquery OR made it scan. None past HELD_ID_LIMIT."""
+    now = now or timezone.now()
+    held = list(Hold.objects.filter(active_q(now), merchant_id__in=list(merchant_ids))
+                .values_list("invoice_id", "customer_id"))
+    ids = {invoice_id for invoice_id, _ in held if invoice_id is not None}
+    whole = sorted({customer_id for invoice_id, customer_id in held if invoice_id is None})
+    if whole:
+        ids.update(Invoice.objects.filter(customer_id__in=whole).values_list("id", flat=True)[:HELD_ID_LIMIT + 1])
+    return None if len(ids) > HELD_ID_LIMIT else sorted(ids)
+
+
+def held_filter(queryset: QuerySet[Invoice], *, merchant_ids, show: str, now: dt.datetime | None = None
+                ) -> QuerySet[Invoice]:
+    """`queryset` with the invoices on hold left out (`show="hide"`) or alone (`"only"`)."""
+    ids = held_invoice_ids(merchant_ids=merchant_ids, now=now)
+    held = Q(pk__in=ids) if ids is not None else held_invoices_q(now=now, merchant_ids=merchant_ids)
+    return queryset.exclude(held) if show == "hide" else queryset.filter(held)
 
 
 def hold_reasons(*, merchant: Merchant) -> list[str]:
@@ -80,3 +107,35 @@ def collectors(*, merchant_ids) -> QuerySet:
 
 def customer_audit(*, customer: Customer, limit: int = AUDIT_LIMIT) -> list[AuditEntry]:
     return list(AuditEntry.objects.filter(customer=customer).select_related("user").order_by("-at", "-id")[:limit])
+
+
+def promise_for_user(*, user, pk: int) -> Promise:
+    return get_scoped_or_404(Promise.objects.select_related("customer"), user, pk=pk)
+
+
+def customer_promises(*, customer: Customer, limit: int = NOTE_LIMIT) -> list[Promise]:
+    """The customer's promises, newest first: its history of keeping them."""
+    return list(Promise.objects.filter(customer=customer).select_related("made_by")
+                .prefetch_related("invoices").order_by("-made_at", "-id")[:limit])
+
+
+def saved_view_for_user(*, user, pk: int) -> SavedView:
+    """One of the user's own views (another's, shared or not, is a 404 here: only owners delete)."""
+    view = SavedView.objects.filter(pk=pk, owner=user).first()
+    if view is None:
+        raise Http404("No such view.")
+    return view
+
+
+def saved_views(*, user) -> list[SavedView]:
+    """The views in the user's navigation (one query): their own first, then those shared with a
+    merchant they are a member of (a superuser: every shared view). Each runs with the viewer's
+    own scope."""
+    if not getattr(user, "is_authenticated", False):
+        return []
+    shared = Q(shared_with__isnull=False)
+    if not user.is_superuser:
+        shared &= Q(shared_with__in=Merchant.objects.filter(members=user).values("pk"))
+    views = list(SavedView.objects.filter(Q(owner=user) | shared).select_related("owner", "shared_with")
+                 .order_by("name", "id")[:100])
+    return sorted(views, key=lambda v: (v.owner_id != user.pk, v.name.lower(), v.pk))

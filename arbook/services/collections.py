@@ -1,4 +1,5 @@
-"""The collector's decisions: notes, holds (disputes) and who chases a customer, each audited.
+"""The collector's decisions: notes, holds (disputes), promises to pay, who chases a customer and
+saved views, each audited.
 
 Every service here checks what the pages cannot be trusted to check (the author edits a note,
 a collector is a member of the customer's merchant, an invoice belongs to the customer it is
@@ -10,13 +11,30 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from decimal import Decimal, InvalidOperation
+from urllib.parse import urlsplit
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from arbook.models import AuditEntry, Customer, Hold, HoldReason, Invoice, Merchant, Note, NoteRevision
+import gateways.status as st
+from arbook.models import (
+    AuditEntry,
+    Customer,
+    CustomerBalance,
+    Hold,
+    HoldReason,
+    Invoice,
+    InvoiceEvent,
+    Merchant,
+    Note,
+    NoteRevision,
+    Promise,
+    SavedView,
+)
+from arbook.services.customers import customers_refresh
 
 Action = AuditEntry.Action
 
@@ -63,6 +81,7 @@ def note_add(*, customer: Customer, author, text: str, invoice: Invoice | None =
     note = Note.objects.create(merchant_id=customer.merchant_id, customer=customer,
                                invoice=_invoice_of(customer, invoice), author=author, text=_clean_text(text),
                                created_at=now)
+    _followed_up(customer, now)
     _audit(user=author, merchant_id=customer.merchant_id, action=Action.NOTE_ADDED, target=f"note:{note.pk}",
            summary=f"Note on {customer}" + (f", invoice {invoice.number or invoice.external_id}" if invoice else ""),
            customer_id=customer.pk, invoice_id=note.invoice_id, data={"text": note.text}, at=now)
@@ -173,3 +192,238 @@ def customers_assign(*, customers: Sequence[Customer], collector, user, now: dt.
     for c in changed:
         c.collector = collector
     return len(changed)
+
+
+# -- promises to pay -----------------------------------------------------------------------------
+State = Promise.State
+#: The invoice states a payment leaves behind (an event into one of them that lowers what is owed
+#: is a payment; a cancellation or an expiry is not).
+PAYMENT_STATES = (st.PAID, st.PARTIALLY_PAID)
+
+
+def day_end(day: dt.date, *, merchant: Merchant) -> dt.datetime:
+    """The instant `day` ends in the merchant's zone."""
+    return hold_end(day, merchant=merchant)
+
+
+def merchant_today(merchant: Merchant, now: dt.datetime | None = None) -> dt.date:
+    return (now or timezone.now()).astimezone(zoneinfo.ZoneInfo(merchant.timezone or "Asia/Jakarta")).date()
+
+
+def _money(value) -> Decimal:
+    try:
+        amount = Decimal(str(value)).quantize(Decimal("0.01"))
+    except (InvalidOperation, ValueError, TypeError):
+        raise CollectionsError("the amount is not a number") from None
+    if not amount.is_finite() or amount <= 0:
+        raise CollectionsError("a promise is for an amount above zero")
+    return amount
+
+
+def _followed_up(customer: Customer, now: dt.datetime) -> None:
+    """Someone acted on the customer: its broken or partly kept promises leave the worklist's top."""
+    Promise.objects.filter(customer=customer, state__in=[State.BROKEN, State.PARTLY_KEPT],
+                           followed_up_at__isnull=True).update(followed_up_at=now)
+
+
+@transaction.atomic
+def promise_make(*, customer: Customer, user, amount, currency: str, promised_for: dt.date,
+                 invoices: Sequence[Invoice] = (), detail: str = "", now: dt.datetime | None = None) -> Promise:
+    """Record that the customer promised to pay `amount` in `currency` by the end of `promised_for`
+    (today or later, in the merchant's zone), on `invoices` (all the customer's, in that currency
+    and owed) or, none given, on any of its invoices in that currency, oldest first."""
+    now = now or timezone.now()
+    merchant = customer.merchant
+    amount = _money(amount)
+    currency = (currency or "").strip().upper()
+    owed_in = set(CustomerBalance.objects.filter(customer=customer).values_list("currency", flat=True))
+    if currency not in owed_in:
+        raise CollectionsError(f"{customer} owes nothing in {currency or 'that currency'}")
+    if promised_for < merchant_today(merchant, now):
+        raise CollectionsError("a promise is for today or a later day")
+    for invoice in invoices:
+        _invoice_of(customer, invoice)
+        if invoice.currency != currency:
+            raise CollectionsError(f"invoice {invoice.number or invoice.external_id} is in {invoice.currency}")
+    promise = Promise.objects.create(merchant_id=customer.merchant_id, customer=customer, amount=amount,
+                                     currency=currency, promised_for=promised_for,
+                                     deadline=day_end(promised_for, merchant=merchant),
+                                     detail=(detail or "").strip(), made_by=user, made_at=now)
+    if invoices:
+        promise.invoices.set(invoices)
+    _followed_up(customer, now)
+    on = ", ".join(i.number or i.external_id for i in invoices) if invoices else "its oldest invoices"
+    _audit(user=user, merchant_id=customer.merchant_id, action=Action.PROMISE_MADE, target=f"promise:{promise.pk}",
+           summary=f"{customer} promised {currency} {amount:,} by {promised_for.isoformat()} on {on}",
+           customer_id=customer.pk, data={"amount": str(amount), "currency": currency,
+                                          "promised_for": promised_for.isoformat(),
+                                          "invoices": [i.pk for i in invoices]}, at=now)
+    return promise
+
+
+@transaction.atomic
+def promise_cancel(*, promise: Promise, user, now: dt.datetime | None = None) -> Promise:
+    """Withdraw an open promise (the customer retracted it, or it was recorded by mistake)."""
+    now = now or timezone.now()
+    promise = Promise.objects.select_for_update().get(pk=promise.pk)
+    if promise.state != State.OPEN:
+        raise CollectionsError(f"this promise is {promise.get_state_display().lower()} already")
+    promise.state, promise.settled_at = State.CANCELLED, now
+    promise.save(update_fields=["state", "settled_at"])
+    _audit(user=user, merchant_id=promise.merchant_id, action=Action.PROMISE_CANCELLED,
+           target=f"promise:{promise.pk}", summary=f"Promise {promise.pk} cancelled", customer_id=promise.customer_id,
+           at=now)
+    return promise
+
+
+def promise_payments(promise: Promise) -> Decimal:
+    """What payments took off the promise's invoices after it was made, paid by its deadline.
+
+    A payment is an event of the invoices' write path into a paid state that lowers what is owed;
+    it counts when it was recorded after the promise was made and was paid (the provider's payment
+    time, else when it was recorded) by the end of the promised day."""
+    events = InvoiceEvent.objects.filter(seen_at__gte=promise.made_at, status_after__in=PAYMENT_STATES,
+                                         invoice__customer_id=promise.customer_id,
+                                         invoice__currency=promise.currency)
+    chosen = [i.pk for i in promise.invoices.all()]
+    if chosen:
+        events = events.filter(invoice_id__in=chosen)
+    paid = Decimal(0)
+    for before, after, paid_at, seen_at, amount in events.values_list(
+            "outstanding_before", "outstanding_after", "paid_at_after", "seen_at", "invoice__amount"):
+        if (paid_at or seen_at) > promise.deadline:
+            continue
+        before = before if before is not None else amount
+        if before is None:
+            continue
+        taken = before - (after if after is not None else Decimal(0))
+        if taken > 0:
+            paid += taken
+    return paid
+
+
+def _settle(promise: Promise, now: dt.datetime) -> bool:
+    """Bring one promise up to date with its payments and the clock; True when its state changed."""
+    paid = promise_payments(promise)
+    if paid >= promise.amount:
+        state = State.KEPT
+    elif now >= promise.deadline:
+        state = State.PARTLY_KEPT if paid > 0 else State.BROKEN
+    else:
+        state = State.OPEN
+    changed = state != promise.state
+    if not changed and paid == promise.paid:
+        return False
+    before = promise.state
+    promise.paid, promise.state = paid, state
+    fields = ["paid", "state"]
+    if changed:
+        promise.settled_at = None if state == State.OPEN else now
+        fields.append("settled_at")
+        if state in (State.BROKEN, State.PARTLY_KEPT) and before not in (State.BROKEN, State.PARTLY_KEPT):
+            promise.followed_up_at = None
+            fields.append("followed_up_at")
+    promise.save(update_fields=fields)
+    if changed:
+        _audit(user=None, merchant_id=promise.merchant_id, action=Action.PROMISE_SETTLED,
+               target=f"promise:{promise.pk}",
+               summary=f"Promise {promise.pk} {promise.get_state_display().lower()}: "
+                       f"{promise.currency} {paid:,} of {promise.amount:,} paid by {promise.promised_for.isoformat()}",
+               customer_id=promise.customer_id,
+               data={"before": before, "after": state, "paid": str(paid)}, at=now)
+    return changed
+
+
+def promises_observe(*, customer_ids: Iterable[int | None], now: dt.datetime | None = None) -> int:
+    """Re-read the promises of these customers that a payment can still move (called by the
+    invoices' write path, in its transaction, after it recorded events). One query when they
+    have none; returns how many promises changed state."""
+    ids = {i for i in customer_ids if i is not None}
+    if not ids:
+        return 0
+    now = now or timezone.now()
+    promises = list(Promise.objects.filter(customer_id__in=ids, state__in=Promise.OBSERVED)
+                    .prefetch_related("invoices").order_by("deadline", "pk"))
+    return sum(_settle(promise, now) for promise in promises)
+
+
+def promises_due(*, now: dt.datetime | None = None) -> int:
+    """Settle the open promises whose day is over: partly kept or broken (kept, if a payment came
+    in time that nothing has counted yet). Run by the scheduler; returns how many changed."""
+    now = now or timezone.now()
+    changed = 0
+    for promise in (Promise.objects.filter(state=State.OPEN, deadline__lte=now).prefetch_related("invoices")
+                    .order_by("deadline", "pk")[:5000]):
+        with transaction.atomic():
+            changed += _settle(promise, now)
+    return changed
+
+
+# -- the worklist's clock: overdue balances ------------------------------------------------------
+
+def customers_age(*, now: dt.datetime | None = None, batch: int = 2000) -> int:
+    """Count, in the customers' overdue balances, the invoices that fell due since each merchant's
+    last pass (`Merchant.customers_aged_at`; the first pass reads every overdue invoice). Run by
+    the scheduler; returns how many customers it refreshed."""
+    now = now or timezone.now()
+    refreshed = 0
+    for merchant in Merchant.objects.order_by("pk"):
+        due = Invoice.objects.filter(merchant=merchant, status__in=st.RECEIVABLE, due_at__lt=now,
+                                     customer__isnull=False)
+        if merchant.customers_aged_at is not None:
+            due = due.filter(due_at__gte=merchant.customers_aged_at)
+        ids = sorted(set(due.order_by().values_list("customer_id", flat=True)))
+        for start in range(0, len(ids), batch):
+            with transaction.atomic():
+                refreshed += customers_refresh(customer_ids=ids[start:start + batch], now=now)
+        Merchant.objects.filter(pk=merchant.pk).update(customers_aged_at=now)
+    return refreshed
+
+
+# -- saved views ---------------------------------------------------------------------------------
+
+#: The pages a view may be saved of (their GET parameters are the view).
+SAVABLE_PATHS = ("/invoices/", "/aging/", "/customers/", "/worklist/")
+
+
+def saved_view_url(url: str) -> str:
+    """`url` as a saved view keeps it: a path of one of SAVABLE_PATHS and its query, nothing else
+    (no host, no fragment, no export parameter)."""
+    parts = urlsplit((url or "").strip())
+    if parts.scheme or parts.netloc or parts.path not in SAVABLE_PATHS:
+        raise CollectionsError("only an invoice list, aging, customer list or worklist can be saved")
+    query = "&".join(p for p in parts.query.split("&") if p and not p.startswith(("_export=", "page=", "cursor=")))
+    return parts.path + (f"?{query}" if query else "")
+
+
+@transaction.atomic
+def saved_view_save(*, user, name: str, url: str, shared_with: Merchant | None = None,
+                    now: dt.datetime | None = None) -> SavedView:
+    """Keep `url` under `name` for `user` (a name of theirs already used is replaced), private or
+    shared with the members of `shared_with` (a merchant the user is a member of)."""
+    now = now or timezone.now()
+    name = (name or "").strip()
+    if not name:
+        raise CollectionsError("a view needs a name")
+    if len(name) > 80:
+        raise CollectionsError("a view's name holds at most 80 characters")
+    url = saved_view_url(url)
+    if shared_with is not None and not user.is_superuser and not shared_with.members.filter(pk=user.pk).exists():
+        raise CollectionsError("you can share a view only with a merchant you are a member of")
+    view, _ = SavedView.objects.update_or_create(owner=user, name=name,
+                                                 defaults={"url": url, "shared_with": shared_with, "created_at": now})
+    if shared_with is not None:
+        _audit(user=user, merchant_id=shared_with.pk, action=Action.VIEW_SAVED, target=f"view:{view.pk}",
+               summary=f"View “{name}” shared: {url}", data={"url": url}, at=now)
+    return view
+
+
+@transaction.atomic
+def saved_view_delete(*, view: SavedView, user, now: dt.datetime | None = None) -> None:
+    """Delete a view; only its owner may."""
+    if view.owner_id != user.pk:
+        raise CollectionsError("only the owner of a view may delete it")
+    if view.shared_with_id is not None:
+        _audit(user=user, merchant_id=view.shared_with_id, action=Action.VIEW_DELETED, target=f"view:{view.pk}",
+               summary=f"Shared view “{view.name}” deleted", data={"url": view.url}, at=now)
+    view.delete()

@@ -14,7 +14,9 @@ are offered as suggestions (`arbook.selectors.customers.merge_suggestions`).
 """
 from __future__ import annotations
 
+import datetime as dt
 import re
+from decimal import Decimal
 from functools import lru_cache
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -36,6 +38,7 @@ from arbook.models import (
     Hold,
     Invoice,
     Note,
+    Promise,
 )
 from arbook.status import RECEIVABLE
 
@@ -321,7 +324,7 @@ def customer_merge(*, target: Customer, others: Sequence[Customer], user) -> int
         customer_id=target.pk, decided_by=user, decided_at=timezone.now())
     moved = Invoice.objects.filter(customer_id__in=ids).update(customer_id=target.pk)
     # What collectors recorded about them is the target's now (deleting them would cascade to it).
-    for model in (Note, Hold, AuditEntry):
+    for model in (Note, Hold, Promise, AuditEntry):
         model.objects.filter(customer_id__in=ids).update(customer_id=target.pk)
     Customer.objects.filter(pk__in=ids).delete()
     customers_refresh(customer_ids=[target.pk])
@@ -351,9 +354,10 @@ def customer_split(*, customer: Customer, identity_ids: Sequence[int], name: str
 _OWED = Q(status__in=RECEIVABLE) & (Q(outstanding__gt=0) | Q(outstanding__isnull=True, amount__gt=0))
 
 
-def customers_refresh(*, customer_ids: Iterable[int]) -> int:
-    """Recompute these customers' summary, balances per currency and possible double billings from
-    their invoices, in set-based statements whatever their number.
+def customers_refresh(*, customer_ids: Iterable[int], now: dt.datetime | None = None) -> int:
+    """Recompute these customers' summary, balances per currency (and what of them is overdue at
+    `now`) and possible double billings from their invoices, in set-based statements whatever
+    their number.
 
     PostgreSQL: one statement reads the customers' invoices once (on the customer index of the
     invoices) and updates the summaries, upserts the balances and the double-billing pairs (a
@@ -362,14 +366,15 @@ def customers_refresh(*, customer_ids: Iterable[int]) -> int:
     ids = sorted({i for i in customer_ids if i is not None})
     if not ids:
         return 0
+    now = now or timezone.now()
     if bulk.is_postgresql():
-        _refresh_postgresql(ids)
+        _refresh_postgresql(ids, now)
     else:
-        _refresh_orm(ids)
+        _refresh_orm(ids, now)
     return len(ids)
 
 
-def _refresh_orm(ids: list[int]) -> None:
+def _refresh_orm(ids: list[int], now: dt.datetime) -> None:
     """`customers_refresh` through the ORM (SQLite, the embedded default: small data)."""
     invoices = Invoice.objects.filter(customer_id__in=ids)
     with transaction.atomic():
@@ -382,6 +387,7 @@ def _refresh_orm(ids: list[int]) -> None:
         with connection.cursor() as cursor:
             cursor.execute(f"INSERT INTO {CustomerBalance._meta.db_table} (customer_id, merchant_id, currency, "
                            f"outstanding, open_count) {balances_sql}", balances_params)
+        _overdue_orm(invoices.filter(_OWED, due_at__lt=now))
         DuplicateSuspect.objects.filter(customer_id__in=ids).delete()
         DuplicateSuspect.objects.bulk_create(_duplicates(invoices.filter(_OWED, amount__isnull=False)))
 
@@ -432,7 +438,7 @@ def _params(values: list) -> dict:
     return {f"owed_{i}": v for i, v in enumerate(values)}
 
 
-def _refresh_postgresql(ids: list[int]) -> None:
+def _refresh_postgresql(ids: list[int], now: dt.datetime) -> None:
     """The whole refresh in one statement: the invoices are read once (`inv`); the summary is
     written where it changed; the balances and pairs are upserted (unchanged ones untouched) and
     the stale ones deleted. Each data-modifying part touches rows no other part touches, so the
@@ -457,15 +463,20 @@ def _refresh_postgresql(ids: list[int]) -> None:
         "   AND (c.invoice_count, c.open_count, c.oldest_open_due, c.last_paid_at, c.providers)"
         "    IS DISTINCT FROM (s.n, s.n_open, s.oldest, s.last_paid, s.providers)"
         "), balances AS ("
-        "  SELECT customer_id, merchant_id, currency, sum(COALESCE(outstanding, amount)) AS total, count(*) AS n"
+        "  SELECT customer_id, merchant_id, currency, sum(COALESCE(outstanding, amount)) AS total, count(*) AS n,"
+        "   COALESCE(sum(COALESCE(outstanding, amount)) FILTER (WHERE due_at < %(now)s), 0) AS overdue,"
+        "   COALESCE(round(sum(COALESCE(outstanding, amount) * extract(epoch FROM due_at) / 86400)"
+        "    FILTER (WHERE due_at < %(now)s), 4), 0) AS weight"
         "   FROM inv WHERE owed GROUP BY customer_id, merchant_id, currency"
         "), balances_set AS ("
-        f"  INSERT INTO {balance} AS b (customer_id, merchant_id, currency, outstanding, open_count)"
-        "   SELECT customer_id, merchant_id, currency, total, n FROM balances"
+        f"  INSERT INTO {balance} AS b (customer_id, merchant_id, currency, outstanding, open_count, overdue,"
+        "   overdue_weight) SELECT customer_id, merchant_id, currency, total, n, overdue, weight FROM balances"
         "   ON CONFLICT (customer_id, currency) DO UPDATE SET merchant_id = EXCLUDED.merchant_id,"
-        "    outstanding = EXCLUDED.outstanding, open_count = EXCLUDED.open_count"
-        "   WHERE (b.merchant_id, b.outstanding, b.open_count)"
-        "    IS DISTINCT FROM (EXCLUDED.merchant_id, EXCLUDED.outstanding, EXCLUDED.open_count)"
+        "    outstanding = EXCLUDED.outstanding, open_count = EXCLUDED.open_count, overdue = EXCLUDED.overdue,"
+        "    overdue_weight = EXCLUDED.overdue_weight"
+        "   WHERE (b.merchant_id, b.outstanding, b.open_count, b.overdue, b.overdue_weight)"
+        "    IS DISTINCT FROM (EXCLUDED.merchant_id, EXCLUDED.outstanding, EXCLUDED.open_count, EXCLUDED.overdue,"
+        "     EXCLUDED.overdue_weight)"
         "), balances_gone AS ("
         f"  DELETE FROM {balance} AS b WHERE b.customer_id = ANY(%(ids)s) AND NOT EXISTS ("
         "   SELECT 1 FROM balances AS n WHERE n.customer_id = b.customer_id AND n.currency = b.currency)"
@@ -480,7 +491,27 @@ def _refresh_postgresql(ids: list[int]) -> None:
         "   SELECT 1 FROM pairs AS p WHERE p.invoice_id = d.invoice_id AND p.other_id = d.other_id)"
         ") SELECT 1")
     with connection.cursor() as cursor:
-        cursor.execute(sql, {**_params(owed_params), "ids": ids, "window": _window_seconds()})
+        cursor.execute(sql, {**_params(owed_params), "ids": ids, "window": _window_seconds(), "now": now})
+
+
+def _overdue_orm(overdue) -> None:
+    """The balances' overdue part and its weight (`CustomerBalance.overdue_weight`), in Python:
+    SQLite has no exact decimal arithmetic to compute the weight with."""
+    sums: dict[tuple[int, str], list] = {}
+    for customer_id, currency, owed, due_at in overdue.values_list(
+            "customer_id", "currency", Coalesce("outstanding", "amount"), "due_at"):
+        entry = sums.setdefault((customer_id, currency), [Decimal(0), Decimal(0)])
+        entry[0] += owed
+        entry[1] += owed * epoch_days(due_at)
+    for (customer_id, currency), (total, weight) in sums.items():
+        CustomerBalance.objects.filter(customer_id=customer_id, currency=currency).update(
+            overdue=total, overdue_weight=weight.quantize(Decimal("0.0001")))
+
+
+def epoch_days(instant: dt.datetime) -> Decimal:
+    """An instant in days since 1970-01-01 UTC, as the balances' weight counts it (PostgreSQL's
+    `extract(epoch ...) / 86400`)."""
+    return Decimal(int(instant.timestamp() * 1_000_000)) / Decimal(86_400_000_000)
 
 
 def _where_sql(queryset) -> tuple[str, list]:

@@ -53,6 +53,7 @@ from arbook.models import (
     SyncRun,
     SyncSeen,
 )
+from arbook.services.collections import PAYMENT_STATES, promises_observe
 from arbook.services.credentials import credential_client
 from arbook.services.customers import Party, customers_link, customers_refresh, party_keys
 from arbook.services.sync_schedule import sync_enqueue
@@ -252,6 +253,7 @@ def invoices_write(*, credential: GatewayCredential, pages: list[Page], run: Syn
     # Who owes each written invoice (`arbook.services.customers`: the identity rules), in one go.
     customer_ids = _link_customers(credential, written)
     touched = set(customer_ids)
+    paying: set[int | None] = set()  # customers whose invoices this read shows paid (their promises)
     for (remote, digest, raw_text, old), customer_id in zip(written, customer_ids):
         rows.append((*first, remote.external_id, seen_at, *_normalized_values(remote), raw_text, digest, seen_at,
                      None, None, customer_id))
@@ -265,10 +267,14 @@ def invoices_write(*, credential: GatewayCredential, pages: list[Page], run: Syn
             events.append(_event(invoice_id, (old_status, old_outstanding, old_paid_at),
                                  (remote.status, remote.outstanding, remote.paid_at),
                                  source=InvoiceEvent.Source.SYNC, seen_at=seen_at, sync_run=run))
+            if remote.status in PAYMENT_STATES:
+                paying.update((old_customer, customer_id))
     # Hand-built rows rather than `bulk_create`: they are plain values already, and skipping model
     # instances (and the ORM's upsert) is what makes the write cheap.
     bulk.merge(Invoice, WRITE_COLUMNS, rows, conflict=("credential_id", "external_id"), update=UPDATED)
     InvoiceEvent.objects.append(events)
+    if paying:
+        promises_observe(customer_ids=paying)
     counts.customers = touched - {None}
     if counts.customers:
         _mark_unsettled(credential)
@@ -765,6 +771,8 @@ def _apply_change(notification: Notification, invoice: Invoice, change: dict[str
              f"{' (confirmed by ' + change['confirmed_by'] + ')' if change.get('confirmed_by') else ''}"
              f"{' (event ' + notification.event_id + ')' if notification.event_id else ''}"[:255])])
     customers_refresh(customer_ids=[invoice.customer_id])
+    if invoice.status in PAYMENT_STATES:
+        promises_observe(customer_ids=[invoice.customer_id])
     logger.info("notification id=%s applied to invoice=%s %s -> %s", notification.pk, invoice.pk, before[0], after[0])
     return _finish(notification, Out.APPLIED, invoice=invoice)
 

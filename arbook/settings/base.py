@@ -258,4 +258,6 @@ SILENCED_SYSTEM_CHECKS = ["models.W040"]
 # The scheduler's only entry: every minute, enqueue the credentials whose own interval elapsed.
 CELERY_BEAT_SCHEDULE = {
     "enqueue-due-syncs": {"task": "arbook.sync_enqueue_due", "schedule": 60.0},
+    # Broken promises and newly overdue invoices reach the worklist within ten minutes.
+    "collections-tick": {"task": "arbook.collections_tick", "schedule": 600.0},
 }

@@ -20,11 +20,11 @@ from arbook.drilldown import attach_links
 from arbook.exports import EXPORT_FORMATS
 from arbook.exports.aging import export_rows, export_stem
 from arbook.forms.aging import aging_options, filtered_invoices, merchant_scope, report_zone
-from arbook.selectors.aging import invoice_aging
+from arbook.selectors.aging import aging_on_hold, invoice_aging, mark_held
 from arbook.views.downloads import export_response
 
 #: List filters the report's form shows; the others stay as hidden inputs.
-SHOWN_FILTERS = ("merchant", "provider", "currency", "q")
+SHOWN_FILTERS = ("merchant", "provider", "currency", "q", "held")
 
 
 def aging(request):
@@ -39,6 +39,13 @@ def aging(request):
                            group=options.group, rows=options.rows, top=options.top, tz=zone,
                            merchant_ids=merchant_scope(merchants, applied))
     attach_links(report, applied)
+    on_hold = None
+    if applied.get("held", [""])[0] != "hide" and report.tables:
+        on_hold = aging_on_hold(queryset=qs, report=report, bounds=options.bounds,
+                                merchant_ids=[m[0] for m in merchants])
+        if on_hold is not None:
+            attach_links(on_hold, {**applied, "held": ["only"]})
+    mark_held(report, on_hold)
 
     export = request.GET.get("_export", "")
     if export:

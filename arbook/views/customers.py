@@ -107,6 +107,8 @@ def customer_detail(request, pk: int):
         "notes": collections.customer_notes(customer=customer),
         "note_limit": collections.NOTE_LIMIT,
         "holds": collections.customer_holds(customer=customer),
+        "promises": collections.customer_promises(customer=customer),
+        "today": selectors.merchant_today(customer.merchant, now=now)[1],
         "hold_form": HoldForm(reasons=collections.hold_reasons(merchant=customer.merchant)),
         "note_form": NoteForm(),
         "collectors": collections.collectors(merchant_ids=[customer.merchant_id]),

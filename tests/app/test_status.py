@@ -14,7 +14,7 @@ from django.db import models
 from django.template import Context, Template, TemplateSyntaxError
 from django.utils.html import escape
 
-from arbook.models import EspayBatch, EspayChunk, EspayLine, Invoice, InvoiceEvent, Notification, SyncRun
+from arbook.models import EspayBatch, EspayChunk, EspayLine, Invoice, InvoiceEvent, Notification, Promise, SyncRun
 from arbook.status import (
     COLOURS,
     KINDS,
@@ -39,6 +39,7 @@ STATEFUL = {
     "freshness": CredentialFreshness,
     "notification_verification": Notification.Verification,
     "notification_outcome": Notification.Outcome,
+    "promise": Promise.State,
 }
 #: Model fields with choices that are not states (nothing shows them as a badge).
 NOT_STATES = {("merchant", "timezone"), ("gatewaycredential", "provider"), ("invoice", "provider"),

@@ -21,6 +21,7 @@ from arbook.services.collections import (
     hold_release,
     note_add,
     note_edit,
+    promise_make,
 )
 from arbook.services.customers import customer_merge, customers_refresh
 from arbook.models import Invoice
@@ -220,8 +221,10 @@ def test_a_merge_keeps_what_collectors_recorded_about_the_merged_customers(merch
     gone, _ = customer_with(merchant, "Budi S", n=1)
     note = note_add(customer=gone, author=user, text="Calls back tomorrow")
     hold = hold_open(customer=gone, user=user, reason="Other")
+    promise = promise_make(customer=gone, user=user, amount="100", currency="IDR", promised_for=dt.date(2026, 11, 9))
     customer_merge(target=kept, others=[gone], user=user)
     note.refresh_from_db()
     hold.refresh_from_db()
-    assert note.customer_id == hold.customer_id == kept.pk
+    promise.refresh_from_db()
+    assert note.customer_id == hold.customer_id == promise.customer_id == kept.pk
     assert set(AuditEntry.objects.values_list("customer_id", flat=True)) == {kept.pk}

@@ -7,6 +7,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 from django.db import connection
 
 from arbook.models import Customer, CustomerBalance, DuplicateSuspect, Invoice
@@ -32,7 +33,7 @@ def _stored():
     customers = set(Customer.objects.values_list("id", "invoice_count", "open_count", "oldest_open_due",
                                                  "last_paid_at", "providers"))
     balances = set(CustomerBalance.objects.values_list("customer_id", "merchant_id", "currency", "outstanding",
-                                                       "open_count"))
+                                                       "open_count", "overdue", "overdue_weight"))
     pairs = set(DuplicateSuspect.objects.values_list("customer_id", "invoice_id", "other_id"))
     return customers, balances, pairs
 
@@ -94,7 +95,7 @@ def test_sql_refresh_stores_what_the_orm_path_stores(ledger):
     ids = [a.pk, b.pk, empty.pk]
     service.customers_refresh(customer_ids=ids)
     by_sql = _stored()
-    service._refresh_orm(ids)
+    service._refresh_orm(ids, timezone.now())
     assert _stored() == by_sql
     assert {(c, i, o) for c, i, o in by_sql[2]} == _python_pairs(ids)
     assert (Customer.objects.get(pk=empty.pk).invoice_count, CustomerBalance.objects.filter(customer=empty).count()) \
@@ -105,11 +106,15 @@ def test_sql_refresh_stores_what_the_orm_path_stores(ledger):
     Invoice.objects.filter(pk__in=[made["t1"].pk, made["t2"].pk]).update(status="paid", outstanding=Decimal(0))
     Invoice.objects.filter(pk=made["c3"].pk).update(amount=Decimal("400000"), outstanding=Decimal("400000"))
     Invoice.objects.filter(pk__in=[made["c1"].pk, made["c2"].pk]).update(customer=b)
+    # Overdue ones (the worklist's weight: amount times the due instant, to the microsecond).
+    Invoice.objects.filter(pk__in=[made["c3"].pk, made["c1"].pk]).update(
+        due_at=timezone.now() - dt.timedelta(days=3, seconds=1, microseconds=234_567))
     service.customers_refresh(customer_ids=ids)
     by_sql = _stored()
-    service._refresh_orm(ids)
+    service._refresh_orm(ids, timezone.now())
     assert _stored() == by_sql
     assert not CustomerBalance.objects.filter(customer=a, currency="USD").exists()
+    assert CustomerBalance.objects.filter(overdue__gt=0).count() == 2
     assert {(c, i) for c, i, _o in by_sql[2]} == {(b.pk, made[n].pk) for n in ("b1", "b2", "c1", "c2")}
 
 

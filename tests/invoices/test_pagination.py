@@ -109,9 +109,10 @@ def many(credential):
     Invoice.objects.bulk_create(invoices)
 
 
-# session + user, merchants (choices and zones), credentials (choices), the page's rows; the
-# totals come in a request of their own (`_totals=1`): session + user, merchants, credentials, totals.
-LIST_QUERIES = 5
+# session + user, merchants (choices and zones), credentials (choices), the page's rows, the
+# navigation's saved views; the totals come in a request of their own (`_totals=1`): session +
+# user, merchants, credentials, totals.
+LIST_QUERIES = 6
 
 
 @pytest.mark.parametrize("size", [25, 250])

@@ -18,7 +18,8 @@ def test_every_enqueued_or_scheduled_name_is_a_registered_task():
     for name in (SYNC_TASK, APPLY_TASK, SEND_TASK, *scheduled):
         assert name in app.tasks, name
     assert {app.tasks[n].__name__ for n in (SYNC_TASK, APPLY_TASK, SEND_TASK, *scheduled)} == {
-        "invoices_sync_task", "notification_apply_task", "espay_batch_send_task", "sync_enqueue_due_task"}
+        "invoices_sync_task", "notification_apply_task", "espay_batch_send_task", "sync_enqueue_due_task",
+        "collections_tick"}
 
 
 @pytest.mark.django_db
