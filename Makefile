@@ -21,6 +21,7 @@ run: venv
 	$(PY) manage.py seed_demo --if-empty
 	$(PY) manage.py collectstatic --noinput -v0
 	@echo "arbook: http://127.0.0.1:8000/  (Ctrl-C stops everything)"
+	@echo "reminder e-mails: $$($(PY) manage.py send_reminders --where)"
 	$(VENV)/bin/honcho -f Procfile start
 
 ## Run the whole suite against throwaway PostgreSQL and Redis servers (and headless Chromium).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import PermissionDenied
@@ -14,9 +15,10 @@ import gateways
 from arbook.forms.credentials import (OPTION_PREFIX, SECRET_PREFIX, credential_form, declared, provider_label,
                                       required_text, unknown_options)
 from arbook.models import Customer, CustomerIdentity, GatewayCredential, Invoice, InvoiceEvent, Merchant, SyncRun
-from arbook.models import AuditEntry, HoldReason, Notification, Promise, SavedView
+from arbook.models import AuditEntry, HoldReason, Notification, Promise, ReminderMessage, ReminderStep, SavedView
 
 from arbook.services.credentials import credential_test_connection
+from arbook.services.reminders import check_templates
 from arbook.services.sync_schedule import sync_enqueue
 
 
@@ -45,6 +47,33 @@ class CredentialInline(admin.TabularInline):
         return False
 
 
+class ReminderStepForm(forms.ModelForm):
+    """A step whose subject or body is not a valid template is refused here, not at send time."""
+
+    class Meta:
+        model = ReminderStep
+        fields = ["offset_days", "name", "subject", "body", "attach_statement", "is_active"]
+        widgets = {"body": forms.Textarea(attrs={"rows": 6, "cols": 60})}
+
+    def clean(self):
+        data = super().clean()
+        try:
+            check_templates(subject=data.get("subject") or "", body=data.get("body") or "")
+        except ValueError as exc:
+            raise forms.ValidationError(f"The template does not compile: {exc}") from None
+        return data
+
+
+class ReminderStepInline(admin.StackedInline):
+    """The merchant's reminder sequence: one step per offset from the due date. Templates are
+    Django templates (context: customer, merchant, step, today, invoices with their `ways` to pay,
+    totals per currency; `{% load money %}` is loaded); /reminders/ previews them."""
+
+    model = ReminderStep
+    form = ReminderStepForm
+    extra = 0
+
+
 class HoldReasonInline(admin.TabularInline):
     """The merchant's list of reasons to hold an invoice: retire one by unticking it (holds that
     use it keep it), never delete one in use."""
@@ -61,7 +90,7 @@ class MerchantAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     filter_horizontal = ["members"]
-    inlines = [CredentialInline, HoldReasonInline]
+    inlines = [CredentialInline, HoldReasonInline, ReminderStepInline]
 
     @admin.display(description="Members")
     def member_count(self, obj):
@@ -315,3 +344,16 @@ class SavedViewAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+@admin.register(ReminderMessage)
+class ReminderMessageAdmin(ReadOnlyAdmin):
+    """The reminders' outbox: what was written, to whom, and whether SMTP took it ("unknown": it
+    was handed over and no answer was recorded; it is never resent by itself)."""
+
+    list_display = ["created_at", "customer", "merchant", "to", "step", "state", "attempts", "sent_at"]
+    list_filter = ["state", "merchant"]
+    search_fields = ["to", "subject", "customer__name"]
+    list_select_related = ["customer", "merchant", "step"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False

@@ -8,7 +8,8 @@ from arbook.selectors.collections import saved_views
 from arbook.services.collections import SAVABLE_PATHS
 
 NAV = [("Worklist", "worklist"), ("Invoices", "invoice_list"), ("Customers", "customer_list"), ("Aging", "aging"),
-       ("Syncs", "sync_list"), ("Espay batches", "espay_batch_list")]
+       ("Reminders", "reminders"), ("Syncs", "sync_list"),
+       ("Espay batches", "espay_batch_list")]
 
 
 def navigation(request):

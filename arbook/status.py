@@ -14,6 +14,7 @@ below it, its badge colour per member, registered as a `Kind` under a short name
 | `notification_verification` | `NotificationVerification` | `Notification.Verification` |
 | `notification_outcome` | `NotificationOutcome` | `Notification.Outcome` |
 | `promise` | `PromiseState` | `Promise.State` |
+| `reminder` | `ReminderState` | `ReminderMessage.State` |
 
 The models use these very classes (`SyncRun.Status is SyncRunStatus`, ...), so a model's choices,
 its labels and its badge can never disagree; `register` refuses (at import) a kind whose colours
@@ -284,3 +285,17 @@ class PromiseState(models.TextChoices):
 _P = PromiseState
 PROMISE = register("promise", PromiseState, colours={
     _P.OPEN: BLUE, _P.KEPT: GREEN, _P.PARTLY_KEPT: AMBER, _P.BROKEN: RED, _P.CANCELLED: GREY})
+
+
+# -- reminders (arbook.models.ReminderMessage) ----------------------------------------------
+
+class ReminderState(models.TextChoices):
+    QUEUED = "queued", "Queued"  # written, not handed to SMTP yet (or SMTP refused the connection: retried)
+    UNKNOWN = "unknown", "Outcome unknown"  # handed to SMTP, no answer recorded: never resent by itself
+    SENT = "sent", "Sent"  # SMTP accepted it
+    FAILED = "failed", "Failed"  # refused for good (the address, or too many attempts)
+
+
+_R = ReminderState
+REMINDER = register("reminder", ReminderState, colours={
+    _R.QUEUED: BLUE, _R.UNKNOWN: ORANGE, _R.SENT: GREEN, _R.FAILED: RED})

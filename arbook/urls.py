@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import URLPattern, include, path
 from django.views.decorators.http import require_safe
 
-from arbook.views import aging, collections, customers, espay, health, hooks, invoices, overview, syncs
+from arbook.views import aging, collections, customers, espay, health, hooks, invoices, overview, reminders, syncs
 
 admin.site.site_header = "arbook administration"
 admin.site.site_title = "arbook admin"
@@ -24,6 +24,7 @@ READ_ONLY = frozenset({
     "espay_batch_list", "espay_batch_detail", "espay_batch_progress", "espay_batch_export",
     "espay_batch_problems", "espay_batch_file", "espay_template",
     "customer_list", "customer_detail", "customer_statement", "customer_suggestions", "worklist",
+    "reminders",
 })
 
 
@@ -47,10 +48,11 @@ urlpatterns = read_only([
     path("", include(read_only(espay.urlpatterns))),
     path("", include(read_only(customers.urlpatterns))),
     path("", include(read_only(collections.urlpatterns))),
+    path("", include(read_only(reminders.urlpatterns))),
     path("", include(hooks.urlpatterns)),
 ]
 
-_routed = {p.name for module in (invoices, aging, syncs, espay, customers, collections)
+_routed = {p.name for module in (invoices, aging, syncs, espay, customers, collections, reminders)
            for p in module.urlpatterns} | {"overview"}
 if READ_ONLY - _routed:  # a renamed route must not silently lose its method rule
     raise ImproperlyConfigured(f"READ_ONLY names routes that do not exist: {sorted(READ_ONLY - _routed)}")

@@ -4,7 +4,9 @@ them out, with money formatted as everywhere else (`format_money`: Babel/CLDR wi
 """
 from __future__ import annotations
 
+import datetime as dt
 import io
+import zoneinfo
 from collections.abc import Iterator
 
 from reportlab.lib import colors
@@ -14,7 +16,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import LongTable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 from xml.sax.saxutils import escape
 
-from arbook.selectors.statements import Statement
+from arbook.selectors.statements import Statement, customer_statement
 from arbook.templatetags.money import format_money
 
 HEADER = ["Section", "Currency", "Invoice", "Gateway", "Issued", "Due", "Days overdue", "Age", "Amount",
@@ -97,3 +99,11 @@ def statement_pdf(statement: Statement) -> bytes:
         story.append(Paragraph("Only the first invoices are listed; the totals cover all of them.", small))
     doc.build(story)
     return out.getvalue()
+
+
+def statement_attachment(customer, day: dt.date) -> tuple[str, bytes]:
+    """A reminder's attached statement: as of `day`, payments of the 30 days before (as the
+    statement link's defaults), as (file name, PDF bytes)."""
+    zone = zoneinfo.ZoneInfo(customer.merchant.timezone or "Asia/Jakarta")
+    statement = customer_statement(customer=customer, as_of=day, start=day - dt.timedelta(days=30), end=day, tz=zone)
+    return f"statement-{day.isoformat()}.pdf", statement_pdf(statement)

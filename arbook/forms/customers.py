@@ -165,3 +165,9 @@ class SavedViewForm(forms.Form):
     share = forms.IntegerField(required=False, min_value=1, max_value=params.MAX_ID,
                                error_messages={"invalid": "Choose a merchant from the list."})
     next = forms.CharField(required=False, max_length=500)
+
+
+class ReminderSettingsForm(forms.Form):
+    opt_out = forms.BooleanField(label="No reminders for this customer", required=False)
+    email = forms.EmailField(label="Send reminders to", required=False, max_length=255,
+                             error_messages={"invalid": "Give a valid e-mail address (or leave it empty)."})

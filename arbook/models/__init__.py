@@ -6,7 +6,9 @@ from .sync import SyncRun, SyncSeen
 from .espay import EspayBatch, EspayChunk, EspayLine, EspayVirtualAccount
 from .notifications import Notification
 from .collections import AuditEntry, Hold, HoldReason, Note, NoteRevision, Promise, SavedView
+from .reminders import ReminderDrop, ReminderItem, ReminderMessage, ReminderStep
 
 __all__ = ["PROVIDER_CHOICES", "Merchant", "GatewayCredential", "Customer", "CustomerIdentity", "CustomerBalance", "DuplicateSuspect", "Invoice", "InvoiceEvent", "SyncRun", "SyncSeen",
            "EspayBatch", "EspayChunk", "EspayLine", "EspayVirtualAccount", "Notification",
-           "Note", "NoteRevision", "HoldReason", "Hold", "Promise", "SavedView", "AuditEntry"]
+           "Note", "NoteRevision", "HoldReason", "Hold", "Promise", "SavedView", "AuditEntry",
+           "ReminderStep", "ReminderMessage", "ReminderItem", "ReminderDrop"]

@@ -191,6 +191,7 @@ class AuditEntry(models.Model):
         PROMISE_CANCELLED = "promise_cancelled", "Promise cancelled"
         VIEW_SAVED = "view_saved", "View saved"
         VIEW_DELETED = "view_deleted", "View deleted"
+        REMINDERS_SET = "reminders_set", "Reminder settings changed"
 
     at = models.DateTimeField(default=timezone.now)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")

@@ -41,6 +41,11 @@ class Customer(models.Model):
     collector = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                   related_name="+", db_index=False)
 
+    #: Reminders: the customer asked not to get them; the address they go to (empty: the
+    #: customer's first e-mail identity).
+    reminders_opt_out = models.BooleanField(default=False, db_default=False)
+    reminder_email = models.EmailField(max_length=255, blank=True, default="", db_default="")
+
     class Meta:
         indexes = [models.Index(fields=["merchant", "name", "id"], name="customer_merchant_name"),
                    models.Index(fields=["merchant", "name_key"], name="customer_name_key"),
@@ -125,7 +130,11 @@ class CustomerBalance(models.Model):
         constraints = [models.UniqueConstraint(fields=["customer", "currency"], name="balance_unique_currency")]
         indexes = [models.Index(fields=["merchant", "currency", "outstanding", "customer"], name="balance_sort"),
                    # Several merchants at once (the list's order, aging by customer's candidates).
-                   models.Index(fields=["currency", "outstanding", "customer"], name="balance_sort_any")]
+                   models.Index(fields=["currency", "outstanding", "customer"], name="balance_sort_any"),
+                   # The worklist: who owes something overdue, with what its priority is computed
+                   # from (an index-only scan; customers owing nothing overdue are not in it).
+                   models.Index(fields=["merchant", "currency"], include=["overdue", "overdue_weight", "customer"],
+                                condition=Q(overdue__gt=0), name="balance_overdue")]
 
 
 class DuplicateSuspect(models.Model):

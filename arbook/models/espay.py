@@ -8,6 +8,8 @@ the same `rq_uuid` and the same lines, never as a new request.
 """
 from __future__ import annotations
 
+from collections import defaultdict
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -195,3 +197,29 @@ class EspayVirtualAccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bank_code} {self.va_number}"
+
+
+def ways_to_pay(invoices: list) -> dict[int, tuple[str, ...]]:
+    """Checkout links (Xendit, Munio) and Espay VA numbers per bank, by invoice id (one query): what
+    a statement and a reminder tell the customer to pay with."""
+    ways: dict[int, list[str]] = defaultdict(list)
+    espay: dict[tuple[int, str], int] = {}
+    for inv in invoices:
+        if inv.checkout_url:
+            ways[inv.pk].append(inv.checkout_url)
+        if inv.provider == "espay":
+            espay[(inv.credential_id, inv.external_id)] = inv.pk
+    if espay:
+        condition = Q()
+        for credential_id, doc_no in espay:
+            condition |= Q(line__batch__credential_id=credential_id, line__doc_no=doc_no)
+        vas = (EspayVirtualAccount.objects.filter(condition)
+               .values_list("line__batch__credential_id", "line__doc_no", "bank_code", "va_number")
+               .order_by("line__doc_no", "bank_code", "-line_id").distinct())
+        seen = set()
+        for credential_id, doc_no, bank, number in vas:
+            key = (credential_id, doc_no, bank)
+            if key not in seen:
+                seen.add(key)
+                ways[espay[(credential_id, doc_no)]].append(f"VA {bank} {number}")
+    return {k: tuple(v) for k, v in ways.items()}

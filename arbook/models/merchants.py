@@ -40,6 +40,8 @@ class Merchant(models.Model):
     #: Until when the customers' overdue balances count every invoice that fell due
     #: (`customers_age` moves it on; the worklist says when it last did).
     customers_aged_at = models.DateTimeField(null=True, blank=True, editable=False)
+    #: The last day (its own zone) its reminders went out (`arbook.services.reminders`).
+    reminders_run_on = models.DateField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]

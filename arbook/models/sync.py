@@ -15,6 +15,7 @@ class SyncRun(models.Model):
         ADMIN = "admin", "Admin action"
         COMMAND = "command", "Command line"
         NOTIFICATION = "notification", "Notification"
+        REMINDER = "reminder", "Re-check before a reminder"
 
     #: Values, labels and badge colours: arbook.status (the status registry).
     Status = SyncRunStatus

@@ -18,7 +18,17 @@ from django.db.models import Max, Min, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from arbook.models import PROVIDER_CHOICES, Customer, CustomerBalance, CustomerIdentity, Invoice, InvoiceEvent, Note, Notification
+from arbook.models import (
+    PROVIDER_CHOICES,
+    Customer,
+    CustomerBalance,
+    CustomerIdentity,
+    Invoice,
+    InvoiceEvent,
+    Note,
+    Notification,
+    ReminderMessage,
+)
 from arbook.scoping import get_scoped_or_404, scope, visible_merchants
 from arbook.selectors.paginator import Sort
 
@@ -150,13 +160,14 @@ def merge_candidates(*, customer: Customer, limit: int = MERGE_CANDIDATE_LIMIT) 
 @dataclass(frozen=True)
 class TimelineEntry:
     at: dt.datetime
-    kind: str  # "payment" | "change" | "notification" | "note"
+    kind: str  # "payment" | "change" | "notification" | "note" | "reminder"
     invoice_id: int | None
     invoice_number: str
     event: InvoiceEvent | None = None
     notification: Notification | None = None
     paid: Decimal | None = None
     note: Note | None = None
+    reminder: ReminderMessage | None = None
 
 
 def _latest_changed(customer: Customer, limit: int) -> list[int]:
@@ -176,7 +187,8 @@ def _latest_changed(customer: Customer, limit: int) -> list[int]:
 
 def customer_timeline(*, customer: Customer, limit: int = TIMELINE_LIMIT) -> list[TimelineEntry]:
     """The newest `limit` status changes, payments (a drop of the outstanding) and payment
-    notifications of its invoices, and collectors' notes, newest first (bounded queries on the invoices' indexes)."""
+    notifications of its invoices, collectors' notes and the reminders written to it (with their
+    text), newest first (bounded queries on the invoices' indexes)."""
     events = (InvoiceEvent.objects.filter(invoice_id__in=_latest_changed(customer, limit))
               .select_related("invoice").only("id", "seen_at", "status_before", "status_after", "outstanding_before",
                                                "outstanding_after", "source", "note", "invoice__id",
@@ -202,5 +214,9 @@ def customer_timeline(*, customer: Customer, limit: int = TIMELINE_LIMIT) -> lis
         out.append(TimelineEntry(at=n.created_at, kind="note", invoice_id=n.invoice_id,
                                  invoice_number=(n.invoice.number or n.invoice.external_id) if n.invoice else "",
                                  note=n))
+    for m in (ReminderMessage.objects.filter(customer=customer).select_related("step")
+              .order_by("-created_at", "-id")[:limit]):
+        out.append(TimelineEntry(at=m.sent_at or m.created_at, kind="reminder", invoice_id=None, invoice_number="",
+                                 reminder=m))
     out.sort(key=lambda t: t.at, reverse=True)
     return out[:limit]

@@ -7,13 +7,13 @@ and the same report the aging page shows), so a statement can never disagree wit
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db.models import F, Q
 
-from arbook.models import PROVIDER_CHOICES, Customer, CustomerIdentity, EspayVirtualAccount, Invoice, InvoiceEvent
+from arbook.models import PROVIDER_CHOICES, Customer, CustomerIdentity, Invoice, InvoiceEvent
+from arbook.models.espay import ways_to_pay
 from arbook.selectors import aging
 
 #: At most this many open invoices are listed per statement (the totals always cover all of them).
@@ -71,31 +71,6 @@ def _local(moment: dt.datetime | None, tz) -> dt.date | None:
     return None if moment is None else moment.astimezone(tz).date()
 
 
-def _ways_to_pay(invoices: list[Invoice]) -> dict[int, tuple[str, ...]]:
-    """Checkout links (Xendit, Munio) and Espay VA numbers per bank, by invoice id (one query)."""
-    ways: dict[int, list[str]] = defaultdict(list)
-    espay: dict[tuple[int, str], int] = {}
-    for inv in invoices:
-        if inv.checkout_url:
-            ways[inv.pk].append(inv.checkout_url)
-        if inv.provider == "espay":
-            espay[(inv.credential_id, inv.external_id)] = inv.pk
-    if espay:
-        condition = Q()
-        for credential_id, doc_no in espay:
-            condition |= Q(line__batch__credential_id=credential_id, line__doc_no=doc_no)
-        vas = (EspayVirtualAccount.objects.filter(condition)
-               .values_list("line__batch__credential_id", "line__doc_no", "bank_code", "va_number")
-               .order_by("line__doc_no", "bank_code", "-line_id").distinct())
-        seen = set()
-        for credential_id, doc_no, bank, number in vas:
-            key = (credential_id, doc_no, bank)
-            if key not in seen:
-                seen.add(key)
-                ways[espay[(credential_id, doc_no)]].append(f"VA {bank} {number}")
-    return {k: tuple(v) for k, v in ways.items()}
-
-
 def customer_statement(*, customer: Customer, as_of: dt.date, start: dt.date, end: dt.date, tz,
                        bounds: tuple[int, ...] = aging.DEFAULT_BOUNDS) -> Statement:
     """The statement of `customer` (already scoped by the caller) on `as_of`, payments in [start, end]."""
@@ -115,7 +90,7 @@ def customer_statement(*, customer: Customer, as_of: dt.date, start: dt.date, en
     rows = list(owed_then[:MAX_LINES + 1])
     truncated = len(rows) > MAX_LINES
     rows = rows[:MAX_LINES]
-    ways = _ways_to_pay(rows)
+    ways = ways_to_pay(rows)
     buckets = report.buckets
     for inv in rows:
         due = _local(inv.due_at, tz)

@@ -196,6 +196,8 @@ def customers_assign(*, customers: Sequence[Customer], collector, user, now: dt.
 
 # -- promises to pay -----------------------------------------------------------------------------
 State = Promise.State
+#: Above the money columns' 16 digits before the point.
+MAX_AMOUNT = Decimal(10) ** 16
 #: The invoice states a payment leaves behind (an event into one of them that lowers what is owed
 #: is a payment; a cancellation or an expiry is not).
 PAYMENT_STATES = (st.PAID, st.PARTIALLY_PAID)
@@ -217,6 +219,8 @@ def _money(value) -> Decimal:
         raise CollectionsError("the amount is not a number") from None
     if not amount.is_finite() or amount <= 0:
         raise CollectionsError("a promise is for an amount above zero")
+    if amount >= MAX_AMOUNT:
+        raise CollectionsError("that amount is too large")
     return amount
 
 

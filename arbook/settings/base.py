@@ -260,4 +260,23 @@ CELERY_BEAT_SCHEDULE = {
     "enqueue-due-syncs": {"task": "arbook.sync_enqueue_due", "schedule": 60.0},
     # Broken promises and newly overdue invoices reach the worklist within ten minutes.
     "collections-tick": {"task": "arbook.collections_tick", "schedule": 600.0},
+    # Reminders: each merchant's run goes out once a day (the first tick after 08:00 its time).
+    "reminders-tick": {"task": "arbook.reminders_tick", "schedule": 900.0},
 }
+
+# -- e-mail (reminders) ---------------------------------------------------------------------
+# EMAIL_URL (django-environ: smtp://user:pass@host:587, smtp+tls://..., smtp+ssl://...) or the
+# usual EMAIL_* settings. With neither, development writes each message as a file under
+# var/mail/ (`make run` says where); production defaults to SMTP on localhost:25.
+if env.str("EMAIL_URL", default=""):
+    vars().update(env.email_url("EMAIL_URL"))
+else:
+    EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend")
+    EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+    EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+    EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+    EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+    EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_FILE_PATH = str(VAR_DIR / "mail")
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="arbook reminders <reminders@localhost>")

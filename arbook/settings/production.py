@@ -18,6 +18,8 @@ def _required(name: str) -> str:
 
 
 DEBUG = False
+if not env.str("EMAIL_URL", default="") and not env.str("EMAIL_BACKEND", default=""):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"  # reminders go out by SMTP
 SECRET_KEY = _required("SECRET_KEY")
 ARBOOK_ENCRYPTION_KEYS = [k for k in _required("ARBOOK_ENCRYPTION_KEYS").split(",") if k.strip()]
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])

@@ -32,6 +32,7 @@ from arbook.selectors.invoices import PAGE_SIZES, SORT_FIELDS as INVOICE_SORT_FI
 from arbook.selectors.paginator import keyset_page, read_position
 from arbook.selectors.statements import customer_statement as statement_of
 from arbook.services.customers import customer_merge, customer_split
+from arbook.services.reminders import customer_email
 from arbook.tables import CustomerTable, InvoiceTable
 from arbook.views.downloads import download, export_asked, export_response
 
@@ -108,6 +109,7 @@ def customer_detail(request, pk: int):
         "note_limit": collections.NOTE_LIMIT,
         "holds": collections.customer_holds(customer=customer),
         "promises": collections.customer_promises(customer=customer),
+        "reminder_email": customer_email(customer),
         "today": selectors.merchant_today(customer.merchant, now=now)[1],
         "hold_form": HoldForm(reasons=collections.hold_reasons(merchant=customer.merchant)),
         "note_form": NoteForm(),

@@ -23,6 +23,7 @@ from arbook.forms.customers import HoldForm, NoteForm
 from arbook.selectors import collections
 from arbook.selectors import invoices as selectors
 from arbook.selectors.espay import invoice_virtual_accounts
+from arbook.selectors.reminders import invoice_reminders
 from arbook.tables import InvoiceTable
 from arbook.templatetags.money import days_overdue
 from arbook.views.downloads import download, export_asked
@@ -79,6 +80,7 @@ def invoice_detail(request, pk: int):
         "checkout_url": checkout,
         "notes": collections.invoice_notes(invoice=invoice),
         "holds": collections.invoice_holds(invoice=invoice),
+        "reminders": invoice_reminders(invoice=invoice),
         "hold_form": HoldForm(reasons=collections.hold_reasons(merchant=invoice.merchant)) if invoice.customer_id else None,
         "note_form": NoteForm(),
         "now": timezone.now(),

@@ -14,7 +14,7 @@ from django.db import models
 from django.template import Context, Template, TemplateSyntaxError
 from django.utils.html import escape
 
-from arbook.models import EspayBatch, EspayChunk, EspayLine, Invoice, InvoiceEvent, Notification, Promise, SyncRun
+from arbook.models import EspayBatch, EspayChunk, EspayLine, Invoice, InvoiceEvent, Notification, Promise, ReminderMessage, SyncRun
 from arbook.status import (
     COLOURS,
     KINDS,
@@ -40,11 +40,12 @@ STATEFUL = {
     "notification_verification": Notification.Verification,
     "notification_outcome": Notification.Outcome,
     "promise": Promise.State,
+    "reminder": ReminderMessage.State,
 }
 #: Model fields with choices that are not states (nothing shows them as a badge).
 NOT_STATES = {("merchant", "timezone"), ("gatewaycredential", "provider"), ("invoice", "provider"),
               ("syncrun", "trigger"), ("invoiceevent", "source"), ("customeridentity", "kind"),
-              ("auditentry", "action")}
+              ("auditentry", "action"), ("reminderdrop", "reason")}
 
 
 def render(text: str, **context) -> str:

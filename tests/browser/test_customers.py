@@ -49,7 +49,7 @@ def test_customer_list_to_statement_pdf(live_server, page, tmp_path):
     page.get_by_role("link", name="PT Sinar Jaya").click()
     page.wait_for_url(f"**/customers/{customer.pk}/")
     assert page.get_by_role("heading", name="PT Sinar Jaya", exact=True).is_visible()
-    assert page.get_by_text("AP@sinar.id").is_visible()
+    assert page.get_by_test_id("identities").get_by_text("AP@sinar.id").is_visible()
     assert page.locator("[data-testid=invoices] table tbody tr").count() == 2
 
     with page.expect_download() as info:

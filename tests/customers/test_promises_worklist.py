@@ -83,6 +83,8 @@ def test_a_promise_needs_an_owed_currency_a_day_from_today_an_amount_and_the_cus
         dict(amount="0", currency="IDR", promised_for=today),
         dict(amount="-5", currency="IDR", promised_for=today),
         dict(amount="abc", currency="IDR", promised_for=today),
+        dict(amount="1e20", currency="IDR", promised_for=today),
+        dict(amount="NaN", currency="IDR", promised_for=today),
         dict(amount="100", currency="IDR", promised_for=today, invoices=[foreign]),
     ]
     for refused in refusals:

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from arbook.models import GatewayCredential, Merchant
+from arbook.services.reminders import reminder_steps_default
 from gateways.sandbox import CREDENTIALS, OPTIONS
 
 DEMO = [
@@ -41,6 +42,7 @@ class Command(BaseCommand):
         for name, slug, tz, providers in DEMO:
             merchant, _ = Merchant.objects.get_or_create(slug=slug, defaults={"name": name, "timezone": tz})
             merchant.members.add(*admins)
+            reminder_steps_default(merchant=merchant)
             for provider in providers:
                 if merchant.credentials.filter(provider=provider).exists():
                     continue
@@ -51,5 +53,6 @@ class Command(BaseCommand):
                     options=dict(OPTIONS.get(provider, {})), sync_interval_minutes=5,
                 )
         self.stdout.write(self.style.SUCCESS(
-            f"Demo data: {len(DEMO)} merchants with credentials pointing at the gateway sandbox at {sandbox_url}."
+            f"Demo data: {len(DEMO)} merchants with credentials pointing at the gateway sandbox at {sandbox_url}, "
+            "each with the default reminder sequence."
         ))
