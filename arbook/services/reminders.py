@@ -24,17 +24,20 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import smtplib
+import threading
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
-from django.core.mail.message import make_msgid
+from django.core.mail.message import DNS_NAME
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
 from django.template import Context, Engine, TemplateSyntaxError
 from django.utils import timezone
 
@@ -64,6 +67,11 @@ Reason = ReminderDrop.Reason
 State = ReminderMessage.State
 #: A run goes out at the first scheduler tick after this hour, the merchant's time.
 SEND_HOUR = 8
+#: Customers re-checked, written and sent per batch of a run; messages marked per SMTP batch.
+RUN_BATCH = 500
+SEND_BATCH = 100
+#: Gateway lookups in flight at once during the re-check.
+LOOKUP_THREADS = 8
 #: A message whose connection SMTP refused this many times is given up ("failed").
 MAX_ATTEMPTS = 5
 #: Invoice states that end the chase: a reminder never goes out for one of these.
@@ -187,7 +195,7 @@ def reminders_choose(*, merchant: Merchant, day: dt.date, now: dt.datetime | Non
         invoices = (Invoice.objects.filter(q, merchant=merchant, status__in=st.RECEIVABLE, customer__isnull=False)
                     .filter(Q(outstanding__gt=0) | Q(outstanding__isnull=True, amount__gt=0))
                     .exclude(reminder_items__step=step).select_related("customer", "credential")
-                    .order_by("customer_id", "due_at", "pk"))
+                    .defer("raw").order_by("customer_id", "due_at", "pk"))
         for invoice in invoices:
             customers.setdefault(invoice.customer_id, invoice.customer)
             groups[(invoice.customer_id, k)].append(invoice)
@@ -222,6 +230,36 @@ def _state(invoice: Invoice) -> tuple:
     return (invoice.status, invoice.outstanding, invoice.paid_at)
 
 
+def _lookups(credential, invoices: list[Invoice]) -> tuple[list, dict[int, str], int]:
+    """Look each invoice up at its gateway, LOOKUP_THREADS at a time (each thread its own client:
+    the calls wait on the network, not on this process). Returns (found, unreachable, calls)."""
+    local = threading.local()
+
+    def one(invoice: Invoice):
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = credential_client(credential=credential)
+        ref = InvoiceRef(external_id=invoice.external_id, status=invoice.status, issued_at=invoice.issued_at,
+                         due_at=invoice.due_at, customer_ref=invoice.customer_ref)
+        try:
+            return invoice, client.lookup(ref), None
+        except gateways.GatewayError as exc:
+            return invoice, None, str(exc)[:200] or type(exc).__name__
+
+    found, unreachable, calls = [], {}, 0
+    with ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as pool:
+        for invoice, remote, error in pool.map(one, invoices):
+            if error is not None:
+                unreachable[invoice.pk] = error
+                continue
+            calls += 1
+            if remote is None or remote.external_id != invoice.external_id:
+                unreachable[invoice.pk] = "the gateway no longer knows this invoice"
+            else:
+                found.append(remote)
+    return found, unreachable, calls
+
+
 def _recheck(choice: Choice, now: dt.datetime) -> None:
     """Read every chosen invoice again at its gateway (where it can be looked up), write what it
     says through the write path, and drop what is settled, changed, or could not be checked."""
@@ -235,25 +273,13 @@ def _recheck(choice: Choice, now: dt.datetime) -> None:
         if not gateways.client_class(credential.provider).can_lookup:
             continue  # Espay: no lookup in its documents; its payment reports keep the store current
         try:
-            client = credential_client(credential=credential)
+            credential_client(credential=credential)
         except Exception as exc:  # noqa: BLE001 (no secrets, a bad configuration: nothing can be checked)
             unreachable.update({i.pk: f"{credential}: {type(exc).__name__}" for i in invoices})
             continue
         run = SyncRun.objects.create(credential=credential, trigger=SyncRun.Trigger.REMINDER, started_at=now)
-        found = []
-        for invoice in invoices:
-            ref = InvoiceRef(external_id=invoice.external_id, status=invoice.status, issued_at=invoice.issued_at,
-                             due_at=invoice.due_at, customer_ref=invoice.customer_ref)
-            try:
-                remote = client.lookup(ref)
-            except gateways.GatewayError as exc:
-                unreachable[invoice.pk] = str(exc)[:200] or type(exc).__name__
-                continue
-            run.lookups += 1
-            if remote is None or remote.external_id != invoice.external_id:
-                unreachable[invoice.pk] = "the gateway no longer knows this invoice"
-            else:
-                found.append(remote)
+        found, missing, run.lookups = _lookups(credential, invoices)
+        unreachable.update(missing)
         with transaction.atomic():
             if found:
                 counts = invoices_write(credential=credential, pages=[Page(invoices=found)], run=run, seen_at=now)
@@ -262,7 +288,7 @@ def _recheck(choice: Choice, now: dt.datetime) -> None:
                     customers_settle(customer_ids=counts.customers, credential=credential)
             run.status, run.finished_at = SyncRun.Status.SUCCEEDED, timezone.now()
             run.save()
-    fresh = Invoice.objects.in_bulk([i.pk for c in choice.chosen for i in c.invoices])
+    fresh = Invoice.objects.defer("raw").in_bulk([i.pk for c in choice.chosen for i in c.invoices])
     kept_chosen = []
     for chosen in choice.chosen:
         kept = []
@@ -286,11 +312,18 @@ def _recheck(choice: Choice, now: dt.datetime) -> None:
     choice.chosen = kept_chosen
 
 
-def render_reminder(*, step: ReminderStep, customer: Customer, invoices: list[Invoice], day: dt.date) -> tuple[str, str]:
+@lru_cache(maxsize=256)
+def _compiled(text: str):
+    return ENGINE.from_string("{% load money %}" + text)
+
+
+def render_reminder(*, step: ReminderStep, customer: Customer, invoices: list[Invoice], day: dt.date,
+                    ways: dict[int, tuple[str, ...]] | None = None) -> tuple[str, str]:
     """(subject, body) of the step's templates for these invoices. Context: `customer`, `merchant`,
-    `step`, `today`, `invoices` (each with `ways`: its checkout link, Espay VA numbers) and
-    `totals` (currency, amount) pairs, never added across currencies."""
-    ways = ways_to_pay(invoices)
+    `step`, `today`, `invoices` (each with `ways`: its checkout link, Espay VA numbers; `ways`
+    given: read for many customers at once) and `totals` (currency, amount) pairs, never added
+    across currencies."""
+    ways = ways_to_pay(invoices) if ways is None else ways
     for invoice in invoices:
         invoice.ways = ways.get(invoice.pk, ())
     totals: dict[str, Decimal] = defaultdict(Decimal)
@@ -298,8 +331,8 @@ def render_reminder(*, step: ReminderStep, customer: Customer, invoices: list[In
         totals[invoice.currency] += invoice.outstanding if invoice.outstanding is not None else (invoice.amount or 0)
     context = Context({"customer": customer, "merchant": customer.merchant, "step": step, "today": day,
                        "invoices": invoices, "totals": sorted(totals.items())})
-    subject = ENGINE.from_string("{% load money %}" + step.subject).render(context)
-    body = ENGINE.from_string("{% load money %}" + step.body).render(context)
+    subject = _compiled(step.subject).render(context)
+    body = _compiled(step.body).render(context)
     return " ".join(subject.split())[:255], body
 
 
@@ -313,47 +346,62 @@ def check_templates(*, subject: str, body: str) -> None:
 
 
 def _write(choice: Choice, now: dt.datetime) -> list[ReminderMessage]:
-    """The outbox rows of a choice (and its drops), committed together."""
-    written = []
+    """The outbox rows of a choice (and its drops), committed together: a few statements for the
+    whole batch (the ways to pay, the messages, their items), whatever its size."""
     with transaction.atomic():
         ReminderDrop.objects.bulk_create([
             ReminderDrop(merchant=choice.merchant, customer=customer, invoice=invoice, step=step, day=choice.day,
                          reason=reason, detail=detail[:255], at=now)
             for customer, invoice, step, reason, detail in choice.dropped])
-        for chosen in choice.chosen:
-            subject, body = render_reminder(step=chosen.step, customer=chosen.customer, invoices=chosen.invoices,
-                                            day=choice.day)
-            message, created = ReminderMessage.objects.get_or_create(
-                customer=chosen.customer, step=chosen.step, day=choice.day,
-                defaults={"merchant": choice.merchant, "to": chosen.to, "subject": subject, "body": body,
-                          "created_at": now})
-            if not created:
-                continue  # a run of the same day already wrote it
-            ReminderItem.objects.bulk_create([
-                ReminderItem(message=message, invoice=invoice, step=chosen.step, outstanding=invoice.outstanding,
-                             currency=invoice.currency) for invoice in chosen.invoices])
-            written.append(message)
-    return written
+        if not choice.chosen:
+            return []
+        done = set(ReminderMessage.objects.filter(day=choice.day, customer_id__in={c.customer.pk for c in choice.chosen})
+                   .values_list("customer_id", "step_id"))  # a run of the same day wrote these already
+        chosen = [c for c in choice.chosen if (c.customer.pk, c.step.pk) not in done]
+        ways = ways_to_pay([i for c in chosen for i in c.invoices])
+        messages = []
+        for c in chosen:
+            c.customer.merchant = choice.merchant
+            subject, body = render_reminder(step=c.step, customer=c.customer, invoices=c.invoices, day=choice.day,
+                                            ways=ways)
+            messages.append(ReminderMessage(merchant=choice.merchant, customer=c.customer, step=c.step,
+                                            day=choice.day, to=c.to, subject=subject, body=body, created_at=now))
+        ReminderMessage.objects.bulk_create(messages)
+        ReminderItem.objects.bulk_create([
+            ReminderItem(message=message, invoice=invoice, step=c.step, outstanding=invoice.outstanding,
+                         currency=invoice.currency)
+            for message, c in zip(messages, chosen) for invoice in c.invoices])
+    return messages
 
 
 def reminders_run(*, merchant: Merchant, day: dt.date | None = None, now: dt.datetime | None = None,
-                  statement: Callable[[Customer, dt.date], tuple[str, bytes]] | None = None) -> dict:
+                  statement: Callable[[Customer, dt.date], tuple[str, bytes]] | None = None, send: bool = True) -> dict:
     """Choose, re-check, write and send the merchant's reminders of `day` (default: today in its
-    zone). `statement(customer, day)` gives the (file name, PDF bytes) a step attaches."""
+    zone), RUN_BATCH customers at a time (memory stays flat whatever their number; what a batch
+    wrote is sent before the next one is re-checked). `statement(customer, day)` gives the
+    (file name, PDF bytes) a step attaches. `send=False` leaves the messages queued (the
+    benchmark times the sending apart)."""
     now = now or timezone.now()
     day = day or merchant_day(merchant, now)
     choice = reminders_choose(merchant=merchant, day=day, now=now)
-    _recheck(choice, now)
-    written = _write(choice, now)
-    sent = reminders_send(merchant=merchant, statement=statement, now=now)
-    logger.info("reminders merchant=%s day=%s written=%s dropped=%s sent=%s", merchant.pk, day, len(written),
-                len(choice.dropped), sent)
-    return {"written": len(written), "dropped": len(choice.dropped), "sent": sent}
+    written = sent = 0
+    dropped = len(choice.dropped)
+    _write(Choice(merchant=merchant, day=day, dropped=choice.dropped), now)
+    for start in range(0, len(choice.chosen), RUN_BATCH):
+        part = Choice(merchant=merchant, day=day, chosen=choice.chosen[start:start + RUN_BATCH])
+        _recheck(part, now)
+        written += len(_write(part, now))
+        dropped += len(part.dropped)
+        if send:
+            sent += reminders_send(merchant=merchant, statement=statement, now=now)
+    logger.info("reminders merchant=%s day=%s written=%s dropped=%s sent=%s", merchant.pk, day, written, dropped, sent)
+    return {"written": written, "dropped": dropped, "sent": sent}
 
 
 def _email(message: ReminderMessage, statement) -> EmailMessage:
     email = EmailMessage(subject=message.subject, body=message.body, from_email=settings.DEFAULT_FROM_EMAIL,
-                         to=[message.to], headers={"X-Arbook-Reminder": str(message.pk), "Message-ID": make_msgid()})
+                         to=[message.to], headers={"X-Arbook-Reminder": str(message.pk),
+                                                   "Message-ID": f"<reminder-{message.pk}@{DNS_NAME}>"})
     if message.step.attach_statement and statement is not None:
         name, pdf = statement(message.customer, message.day)
         email.attach(name, pdf, "application/pdf")
@@ -363,51 +411,77 @@ def _email(message: ReminderMessage, statement) -> EmailMessage:
 def reminders_send(*, merchant: Merchant | None = None, statement=None, now: dt.datetime | None = None) -> int:
     """Hand the queued messages to SMTP, each exactly once; returns how many SMTP accepted.
 
-    Each is marked "unknown" and committed before it is handed over, and "sent" once SMTP took
-    it: a crash in between leaves "unknown", which no run resends. A connection SMTP refuses
-    leaves the messages queued (the next run retries the same rows)."""
-    queued = ReminderMessage.objects.filter(state=State.QUEUED).select_related("step", "customer", "customer__merchant")
+    One statement per message, committed before the message is handed over, marks it "unknown"
+    and the one before it (which SMTP accepted) "sent": whenever the process dies, only the message
+    SMTP had at that moment is left "unknown", and no run resends an unknown one. A connection SMTP
+    refuses leaves the messages queued (the next run retries the same rows)."""
+    queued = ReminderMessage.objects.filter(state=State.QUEUED)
     if merchant is not None:
         queued = queued.filter(merchant=merchant)
-    queued = list(queued.order_by("pk"))
-    if not queued:
+    ids = list(queued.order_by("pk").values_list("pk", flat=True))
+    if not ids:
         return 0
     connection = get_connection(fail_silently=False)
     try:
         connection.open()
     except (OSError, smtplib.SMTPException) as exc:
-        ReminderMessage.objects.filter(pk__in=[m.pk for m in queued]).update(error=f"SMTP: {exc}"[:500])
-        for message in queued:
+        for message in ReminderMessage.objects.filter(pk__in=ids):
             _attempted(message, f"could not connect to SMTP: {exc}")
         logger.warning("reminders: SMTP refused the connection: %s", exc)
         return 0
-    sent = 0
+    sent, accepted = 0, None
     try:
-        for message in queued:
-            email = _email(message, statement)
-            with transaction.atomic():  # committed before the hand-off
-                claimed = ReminderMessage.objects.filter(pk=message.pk, state=State.QUEUED).update(
-                    state=State.UNKNOWN, handed_at=timezone.now(), attempts=message.attempts + 1)
-            if not claimed:
-                continue  # another worker took it
-            try:
-                accepted = connection.send_messages([email])
-            except smtplib.SMTPRecipientsRefused as exc:
-                ReminderMessage.objects.filter(pk=message.pk).update(state=State.FAILED, error=str(exc)[:500])
-                continue
-            except (OSError, smtplib.SMTPException) as exc:
-                # Handed over, no answer: it may have gone out. Left "unknown", never resent by itself.
-                ReminderMessage.objects.filter(pk=message.pk).update(error=f"no answer from SMTP: {exc}"[:500])
-                logger.warning("reminder id=%s outcome unknown: %s", message.pk, exc)
-                break
-            if accepted:
-                ReminderMessage.objects.filter(pk=message.pk).update(
-                    state=State.SENT, sent_at=timezone.now(), error="",
-                    message_id=email.extra_headers["Message-ID"][:255])
-                sent += 1
+        for start in range(0, len(ids), SEND_BATCH):
+            for message in (ReminderMessage.objects.filter(pk__in=ids[start:start + SEND_BATCH], state=State.QUEUED)
+                            .select_related("step", "customer", "customer__merchant").order_by("pk")):
+                email = _email(message, statement)
+                if not _hand_over(message.pk, accepted):
+                    accepted = None
+                    continue  # another worker took it
+                sent += accepted is not None
+                accepted = None
+                try:
+                    if connection.send_messages([email]):
+                        accepted = message.pk
+                except smtplib.SMTPRecipientsRefused as exc:
+                    ReminderMessage.objects.filter(pk=message.pk).update(state=State.FAILED, error=str(exc)[:500])
+                except (OSError, smtplib.SMTPException) as exc:
+                    # Handed over, no answer: it may have gone out. Left "unknown", never resent by itself.
+                    ReminderMessage.objects.filter(pk=message.pk).update(error=f"no answer from SMTP: {exc}"[:500])
+                    logger.warning("reminder id=%s outcome unknown: %s", message.pk, exc)
+                    return sent
     finally:
+        if accepted is not None:
+            _hand_over(None, accepted)
+            sent += 1
         connection.close()
     return sent
+
+
+def _hand_over(claim: int | None, accepted: int | None) -> bool:
+    """In one committed statement: `claim` from queued to unknown (about to be handed to SMTP)
+    and `accepted` from unknown to sent. True when `claim` was still queued (or is None)."""
+    moment = timezone.now()
+    q = Q(pk=claim, state=State.QUEUED) if claim is not None else Q(pk__in=[])
+    if accepted is not None:
+        q |= Q(pk=accepted, state=State.UNKNOWN)
+    field = ReminderMessage._meta.get_field
+
+    def pick(name: str, pk: int | None, value):
+        """`value` for row `pk`, the column as it is for the other."""
+        if pk is None:
+            return F(name)
+        return Case(When(pk=pk, then=value), default=F(name), output_field=field(name))
+
+    changed = ReminderMessage.objects.filter(q).update(
+        state=Case(When(pk=claim, then=Value(State.UNKNOWN)), default=Value(State.SENT), output_field=field("state"))
+        if claim is not None else Value(State.SENT),
+        handed_at=pick("handed_at", claim, Value(moment)),
+        attempts=pick("attempts", claim, F("attempts") + 1),
+        sent_at=pick("sent_at", accepted, Value(moment)),
+        error=pick("error", accepted, Value("")),
+        message_id=pick("message_id", accepted, Value(f"<reminder-{accepted}@{DNS_NAME}>")))
+    return claim is None or changed > (1 if accepted is not None else 0)
 
 
 def _attempted(message: ReminderMessage, error: str) -> None:

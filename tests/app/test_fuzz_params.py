@@ -4,7 +4,7 @@ Hypothesis throws dates at the edges of the calendar, huge, negative, NaN and in
 junk text (NUL, control characters, other scripts' digits, bytes that are no UTF-8), tampered
 base64 page cursors (NaN, Infinity, moments whose offset overflows the year, ids past 2**63),
 unknown choices and repeated parameters at `/invoices/` (the page, `_export=csv`, `_export=xlsx`,
-`_totals=1`), `/aging/` (and its exports), `/`, `/syncs/` (and its status JSON) and the Espay
+`_totals=1`), `/aging/` (and its exports), `/`, `/syncs/` (and its status JSON), `/worklist/`, `/reminders/`, `/views/` and the Espay
 batch list and detail pages, as a signed-in user with data on two merchants in the time zones
 furthest apart, and requires an answer below 500 with its whole body read (an export streams, so
 its errors would come late).
@@ -26,7 +26,7 @@ import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import quote, quote_from_bytes
+from urllib.parse import quote, quote_from_bytes, urlencode
 
 import pytest
 from django.db import connection
@@ -305,6 +305,31 @@ def test_espay_batch_detail(signed_in, world):
     @given(batch=st.sampled_from(world["batches"]), query=queries(spec))
     def run(batch, query):
         _check(signed_in, f"/espay/batches/{batch}/?{query}")
+
+    run()
+
+
+def test_worklist(signed_in, world):
+    merchants = [str(pk) for pk in world["merchants"]]
+    spec = {"collector": either(["me", "all", "none", "1", "2"], numbers),
+            "merchant": either(merchants, numbers), "currency": either(["IDR", "USD", "idr", "XXX"]),
+            "page": either(["1", "2", "20", "21"], numbers)}
+
+    @settings(FUZZ, max_examples=30)
+    @given(query=queries(spec))
+    def run(query):
+        _check(signed_in, "/worklist/?" + query)
+
+    run()
+
+
+def test_reminders_and_saving_a_view(signed_in, world):
+    @settings(FUZZ, max_examples=20)
+    @given(preview=either(["1", "2"], numbers), url=either(["/invoices/?status=open", "/aging/", "//x", "/admin/"],
+                                                             raw_bytes))
+    def run(preview, url):
+        _check(signed_in, "/reminders/?" + urlencode({"preview": preview}))
+        _check(signed_in, "/views/?" + urlencode({"url": url}))
 
     run()
 
