@@ -777,6 +777,41 @@ def _apply_change(notification: Notification, invoice: Invoice, change: dict[str
     return _finish(notification, Out.APPLIED, invoice=invoice)
 
 
+@transaction.atomic
+def invoice_confirmed(*, invoice: Invoice, run: SyncRun, status: str, provider_status: str,
+                      amount: Decimal | None, paid_amount: Decimal | None, paid_at: datetime | None,
+                      seen_at: datetime) -> bool:
+    """Write what a provider's own per-order status API says of one invoice (Espay's Check Payment
+    Status, asked before a reminder: Espay has no list to read it from), like a read: the money
+    rules hold, an event in `run` records the change. Returns whether the invoice changed."""
+    invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    total = amount if amount is not None else invoice.amount
+    paid = paid_amount or Decimal(0)
+    outstanding = None if total is None else total - paid
+    after_state = {"amount": total, "outstanding": outstanding, "paid_amount": paid, "status": status}
+    if money_rule_violations(**after_state) or (is_regression(invoice.status, status) and not paid):
+        return False
+    before = (invoice.status, invoice.outstanding, invoice.paid_at)
+    updates = {**after_state, "provider_status": provider_status[:64]}
+    if paid_at and (invoice.paid_at is None or paid_at > invoice.paid_at):
+        updates["paid_at"] = paid_at
+    changed = [name for name, value in updates.items() if getattr(invoice, name) != value]
+    if not changed:
+        return False
+    for name in changed:
+        setattr(invoice, name, updates[name])
+    invoice.save(update_fields=changed)
+    after = (invoice.status, invoice.outstanding, invoice.paid_at)
+    if after != before:
+        InvoiceEvent.objects.append([_event(invoice.pk, before, after, source=InvoiceEvent.Source.SYNC,
+                                            seen_at=seen_at, sync_run=run,
+                                            note=f"{invoice.get_provider_display()} status check: {provider_status}"[:255])])
+        customers_refresh(customer_ids=[invoice.customer_id])
+        if invoice.status in PAYMENT_STATES:
+            promises_observe(customer_ids=[invoice.customer_id])
+    return after != before
+
+
 def notifications_apply_pending(*, credential: GatewayCredential) -> int:
     """Apply the credential's notifications that wait for an invoice which now exists.
 

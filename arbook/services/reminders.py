@@ -6,9 +6,9 @@ A run for a merchant and a day (its own zone):
    the step's offset ago and not yet the next step's, never reminded at that step; grouped per
    customer. Left out, with the reason recorded (`ReminderDrop`): invoices on hold, under an open
    promise, of a customer who opted out or has no e-mail address.
-2. **re-check** (`_recheck`): each chosen invoice is read again from its gateway where the
-   gateway can look one up, and written through the one write path (`invoices_write`, in a
-   `SyncRun` with trigger "reminder"). An invoice then found settled (paid, processing,
+2. **re-check** (`_recheck`): each chosen invoice is read again from its gateway (a lookup;
+   Espay: its Check Payment Status), and written through the one write path (`invoices_write`,
+   `invoice_confirmed`, in a `SyncRun` with trigger "reminder"). An invoice then found settled (paid, processing,
    cancelled, ...) or changed in any way since it was chosen is dropped; one whose gateway cannot
    be reached is dropped too: never chased on stale data.
 3. **write** one `ReminderMessage` per customer and step, rendered from the step's templates,
@@ -25,6 +25,7 @@ import datetime as dt
 import logging
 import smtplib
 import threading
+import uuid
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Callable
@@ -58,7 +59,7 @@ from arbook.models import (
 )
 from arbook.models.espay import ways_to_pay
 from arbook.services.credentials import credential_client
-from arbook.services.invoice_write import customers_settle, invoices_write
+from arbook.services.invoice_write import customers_settle, invoice_confirmed, invoices_write
 from gateways import InvoiceRef, Page
 from gateways import status as st
 
@@ -260,6 +261,36 @@ def _lookups(credential, invoices: list[Invoice]) -> tuple[list, dict[int, str],
     return found, unreachable, calls
 
 
+def _status_checks(credential, invoices: list[Invoice], run: SyncRun, now: dt.datetime) -> dict[int, str]:
+    """Espay: ask its Check Payment Status for each invoice (LOOKUP_THREADS at a time) and write
+    the answers through the write path (`invoice_confirmed`). Returns the invoices it could not
+    check, with why."""
+    local = threading.local()
+
+    def one(invoice: Invoice):
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = credential_client(credential=credential)
+        try:
+            return invoice, client.check_status(invoice.external_id, rq_uuid=uuid.uuid4().hex), None
+        except gateways.GatewayError as exc:
+            return invoice, None, str(exc)[:200] or type(exc).__name__
+
+    unreachable: dict[int, str] = {}
+    with ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as pool:
+        answers = list(pool.map(one, invoices))
+    for invoice, status, error in answers:
+        run.lookups += error is None
+        if error is not None or status is None:
+            unreachable[invoice.pk] = error or "Espay does not know this order"
+            continue
+        if (status.paid_amount or 0) <= 0 and status.status not in (st.EXPIRED, st.CANCELLED):
+            continue  # waiting for its payment ("IP", "WC"): still owed as stored
+        invoice_confirmed(invoice=invoice, run=run, status=status.status, provider_status=status.tx_status,
+                          amount=status.amount, paid_amount=status.paid_amount, paid_at=status.paid_at, seen_at=now)
+    return unreachable
+
+
 def _recheck(choice: Choice, now: dt.datetime) -> None:
     """Read every chosen invoice again at its gateway (where it can be looked up), write what it
     says through the write path, and drop what is settled, changed, or could not be checked."""
@@ -270,14 +301,20 @@ def _recheck(choice: Choice, now: dt.datetime) -> None:
     unreachable: dict[int, str] = {}
     for invoices in by_credential.values():
         credential = invoices[0].credential
-        if not gateways.client_class(credential.provider).can_lookup:
-            continue  # Espay: no lookup in its documents; its payment reports keep the store current
+        checks_status = credential.provider == "espay"  # no lookup; its Check Payment Status instead
+        if not checks_status and not gateways.client_class(credential.provider).can_lookup:
+            continue
         try:
             credential_client(credential=credential)
         except Exception as exc:  # noqa: BLE001 (no secrets, a bad configuration: nothing can be checked)
             unreachable.update({i.pk: f"{credential}: {type(exc).__name__}" for i in invoices})
             continue
         run = SyncRun.objects.create(credential=credential, trigger=SyncRun.Trigger.REMINDER, started_at=now)
+        if checks_status:
+            unreachable.update(_status_checks(credential, invoices, run, now))
+            run.status, run.finished_at = SyncRun.Status.SUCCEEDED, timezone.now()
+            run.save()
+            continue
         found, missing, run.lookups = _lookups(credential, invoices)
         unreachable.update(missing)
         with transaction.atomic():

@@ -1,9 +1,10 @@
 """The reminders page (dry run, what went out, what was left out, a step's preview), a customer's
 reminder settings, and reminders on the customer's timeline and the invoice's page.
 
-Espay invoices: Espay documents no lookup, so no gateway is asked here (the re-check against the
-sandbox is tested in tests/sync/test_reminders.py). Django's in-memory mail backend stands in
-for SMTP; the real SMTP server is in that file too."""
+Espay invoices, uploaded and sent to the gateway sandbox: every reminder is re-checked with
+Espay's Check Payment Status there (the re-check's drops are tested in tests/sync/test_reminders.py
+and tests/notifications/test_reminder_espay.py). Django's in-memory mail backend stands in for
+SMTP; the real SMTP server (aiosmtpd) is in tests/sync/test_reminders.py."""
 from __future__ import annotations
 
 import datetime as dt
@@ -19,7 +20,11 @@ from arbook.models import AuditEntry, Customer, CustomerIdentity, ReminderMessag
 from arbook.services.customers import customers_refresh
 from arbook.exports.statements import statement_attachment
 from arbook.services.reminders import DEFAULT_STEPS, check_templates, reminder_steps_default, reminders_run
-from tests.factories import CredentialFactory, InvoiceFactory, MerchantFactory
+from arbook.models import Invoice
+from arbook.services.espay_batch import espay_batch_confirm, espay_batch_create, espay_batch_send
+from tests.espay.helpers import csv_bytes, row
+from tests.factories import MerchantFactory, UserFactory
+from tests.notifications.conftest import make_credential, sandbox  # noqa: F401 (the sandbox fixture)
 
 pytestmark = pytest.mark.django_db
 JKT = zoneinfo.ZoneInfo("Asia/Jakarta")
@@ -33,14 +38,37 @@ def clock(settings):
         yield
 
 
-def customer_owing(merchant, name: str, email: str = "", days: int = 10) -> tuple[Customer, object]:
-    customer = Customer.objects.create(merchant=merchant, name=name)
+@pytest.fixture
+def espay(sandbox):
+    """Per merchant, an Espay credential on the sandbox (every reminder is re-checked at its gateway)."""
+    sandbox.sandbox.reset()  # the session's sandbox forgets the orders of earlier tests
+    made = {}
+
+    def credential(merchant):
+        if merchant.pk not in made:
+            made[merchant.pk] = make_credential(merchant, sandbox, "espay")
+        return made[merchant.pk]
+
+    return credential
+
+
+def customer_owing(espay, merchant, name: str, email: str = "", days: int = 10) -> tuple[Customer, object]:
+    """A customer owing one Espay invoice, uploaded and sent to the sandbox (it stays unpaid
+    there), `days` overdue."""
+    user = UserFactory()
+    batch = espay_batch_create(credential=espay(merchant), user=user, file_name="b.csv",
+                               content=csv_bytes([row(f"{name}-1", member_code=name, amount="250000")]))
+    assert espay_batch_confirm(batch=batch, user=user).ok
+    espay_batch_send(batch=batch)
+    invoice = Invoice.objects.get(external_id=f"{name}-1", merchant=merchant)
+    Invoice.objects.filter(pk=invoice.pk).update(due_at=NOW - dt.timedelta(days=days), number=f"{name}-1")
+    Customer.objects.filter(pk=invoice.customer_id).update(name=name)
+    customer = Customer.objects.get(pk=invoice.customer_id)
     if email:
+        CustomerIdentity.objects.filter(customer=customer, kind="email").delete()
         CustomerIdentity.objects.create(merchant=merchant, customer=customer, kind="email", value=email.lower(),
                                         shown=email)
-    invoice = InvoiceFactory(credential=CredentialFactory(merchant=merchant, provider="espay"), customer=customer,
-                             customer_name=name, number=f"{name}-1", currency="IDR", amount=Decimal(250_000),
-                             outstanding=Decimal(250_000), due_at=NOW - dt.timedelta(days=days))
+    invoice.refresh_from_db()
     customers_refresh(customer_ids=[customer.pk])
     return customer, invoice
 
@@ -53,10 +81,10 @@ def step(merchant, **fields) -> ReminderStep:
         **fields})
 
 
-def test_the_page_shows_the_dry_run_what_went_out_and_what_was_left_out(client, merchant, user):
+def test_the_page_shows_the_dry_run_what_went_out_and_what_was_left_out(espay, client, merchant, user):
     s = step(merchant)
-    budi, invoice = customer_owing(merchant, "Budi", "Budi@Example.id")
-    customer_owing(merchant, "Sari")  # no e-mail address
+    budi, invoice = customer_owing(espay, merchant, "Budi", "Budi@Example.id")
+    customer_owing(espay, merchant, "Sari")  # no e-mail address
     client.force_login(user)
     html = client.get(reverse("reminders")).content.decode()
     assert "1 e-mail would go out now" in html and "Budi@Example.id" in html and "1 invoice(s) overdue" in html
@@ -77,7 +105,7 @@ def test_the_page_shows_the_dry_run_what_went_out_and_what_was_left_out(client, 
     assert 'data-testid="preview"' in preview and "Dear " in preview
 
 
-def test_another_merchants_step_and_bad_parameters(client, merchant, user):
+def test_another_merchants_step_and_bad_parameters(espay, client, merchant, user):
     theirs = step(MerchantFactory())
     client.force_login(user)
     assert client.get(reverse("reminders"), {"preview": theirs.pk}).status_code == 404
@@ -86,9 +114,9 @@ def test_another_merchants_step_and_bad_parameters(client, merchant, user):
     assert client.post(reverse("reminders")).status_code == 405
 
 
-def test_staff_stop_a_customers_reminders_or_send_them_elsewhere(client, merchant, user):
+def test_staff_stop_a_customers_reminders_or_send_them_elsewhere(espay, client, merchant, user):
     step(merchant)
-    budi, _ = customer_owing(merchant, "Budi", "budi@example.id")
+    budi, _ = customer_owing(espay, merchant, "Budi", "budi@example.id")
     client.force_login(user)
     url = reverse("reminder_settings", args=[budi.pk])
     assert client.post(url, {"email": "not an address"}, follow=True).content.decode().count("valid e-mail") == 1
@@ -99,16 +127,16 @@ def test_staff_stop_a_customers_reminders_or_send_them_elsewhere(client, merchan
     budi.refresh_from_db()
     assert budi.reminders_opt_out
     assert list(AuditEntry.objects.filter(customer=budi).values_list("action", flat=True)) == ["reminders_set"] * 2
-    other, _ = customer_owing(MerchantFactory(), "Eko", "eko@example.id")
+    other, _ = customer_owing(espay, MerchantFactory(), "Eko", "eko@example.id")
     assert client.post(reverse("reminder_settings", args=[other.pk]), {"opt_out": "on"}).status_code == 404
 
 
-def test_steps_choose_the_latest_step_reached_and_a_step_never_repeats(merchant, user):
+def test_steps_choose_the_latest_step_reached_and_a_step_never_repeats(espay, merchant, user):
     step(merchant, offset_days=-3, name="Soon due", subject="Due soon", body="{{ invoices|length }}")
     step(merchant, offset_days=7, name="Overdue", subject="Overdue", body="{{ invoices|length }}")
-    _, soon = customer_owing(merchant, "Ani", "ani@example.id", days=-2)  # due in 2 days: the -3 step
-    _, late = customer_owing(merchant, "Budi", "budi@example.id", days=30)  # past +7: that step only
-    _, between = customer_owing(merchant, "Cici", "cici@example.id", days=3)  # past -3, before +7
+    _, soon = customer_owing(espay, merchant, "Ani", "ani@example.id", days=-2)  # due in 2 days: the -3 step
+    _, late = customer_owing(espay, merchant, "Budi", "budi@example.id", days=30)  # past +7: that step only
+    _, between = customer_owing(espay, merchant, "Cici", "cici@example.id", days=3)  # past -3, before +7
     reminders_run(merchant=merchant)
     assert sorted((m.to[0], m.subject) for m in mail.outbox) == [
         ("ani@example.id", "Due soon"), ("budi@example.id", "Overdue"), ("cici@example.id", "Due soon")]
@@ -124,14 +152,14 @@ def test_steps_choose_the_latest_step_reached_and_a_step_never_repeats(merchant,
     assert steps == {soon.pk: "Soon due", late.pk: "Overdue", between.pk: "Overdue"}
 
 
-def test_the_default_sequence_compiles_and_renders_with_ways_to_pay(merchant):
+def test_the_default_sequence_compiles_and_renders_with_ways_to_pay(espay, merchant):
     assert reminder_steps_default(merchant=merchant) == len(DEFAULT_STEPS)
     assert reminder_steps_default(merchant=merchant) == 0
     for _, _, subject, body, _ in DEFAULT_STEPS:
         check_templates(subject=subject, body=body)
     with pytest.raises(ValueError):
         check_templates(subject="{% if %}", body="")
-    customer, invoice = customer_owing(merchant, "Budi", "budi@example.id", days=8)
+    customer, invoice = customer_owing(espay, merchant, "Budi", "budi@example.id", days=8)
     invoice.checkout_url = "https://checkout.example/inv-1"
     invoice.save(update_fields=["checkout_url"])
     reminders_run(merchant=merchant)
@@ -140,9 +168,9 @@ def test_the_default_sequence_compiles_and_renders_with_ways_to_pay(merchant):
     assert "- Budi-1, due 25 Oct 2026: Rp 250.000\n    pay: https://checkout.example/inv-1" in message.body
 
 
-def test_a_step_that_says_so_attaches_the_statement_pdf(merchant):
+def test_a_step_that_says_so_attaches_the_statement_pdf(espay, merchant):
     step(merchant, attach_statement=True)
-    customer_owing(merchant, "Budi", "budi@example.id")
+    customer_owing(espay, merchant, "Budi", "budi@example.id")
     reminders_run(merchant=merchant, statement=statement_attachment)
     ((name, content, mimetype),) = mail.outbox[0].attachments
     assert (name, mimetype) == ("statement-2026-11-02.pdf", "application/pdf") and content.startswith(b"%PDF")
