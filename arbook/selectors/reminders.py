@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from arbook.models import Customer, Merchant, ReminderDrop, ReminderMessage, ReminderStep
-from arbook.services.reminders import Choice, merchant_day, render_reminder, reminders_choose
+from arbook.models import Customer, Invoice, Merchant, ReminderDrop, ReminderMessage, ReminderStep
+from arbook.services.reminders import Choice, chosen_load, merchant_day, render_reminder, reminders_choose
 
 #: The dry run shows this many e-mails per merchant (the count is of all of them).
 SHOWN = 50
@@ -47,13 +47,21 @@ def reminders_plan(*, merchants: list[Merchant], now: dt.datetime | None = None)
         day = merchant_day(merchant, now)
         choice: Choice = reminders_choose(merchant=merchant, day=day, now=now)
         planned = []
-        for chosen in choice.chosen[:SHOWN]:
+        for chosen in chosen_load(choice.chosen[:SHOWN]):
             subject, _ = render_reminder(step=chosen.step, customer=chosen.customer, invoices=chosen.invoices, day=day)
             planned.append(Planned(chosen.customer, chosen.step, chosen.to, subject, chosen.invoices))
         plans.append(MerchantPlan(merchant=merchant, day=day, ran=merchant.reminders_run_on == day,
-                                  emails=len(choice.chosen), planned=planned, dropped=choice.dropped[:SHOWN],
+                                  emails=len(choice.chosen), planned=planned, dropped=_dropped(choice.dropped[:SHOWN]),
                                   steps=steps))
     return plans
+
+
+def _dropped(dropped: list[tuple]) -> list[tuple]:
+    """(customer, invoice, step, reason, detail) of a choice's drops, with the objects (two queries)."""
+    customers = Customer.objects.in_bulk({d[0] for d in dropped})
+    invoices = Invoice.objects.defer("raw").in_bulk({d[1] for d in dropped})
+    return [(customers[c], invoices[i], step, reason, detail) for c, i, step, reason, detail in dropped
+            if c in customers and i in invoices]
 
 
 def recent_messages(*, merchant_ids: list[int], now: dt.datetime | None = None) -> list[ReminderMessage]:
@@ -75,6 +83,7 @@ def step_preview(*, step: ReminderStep, now: dt.datetime | None = None) -> tuple
     day = merchant_day(step.merchant, now)
     for chosen in reminders_choose(merchant=step.merchant, day=day, now=now).chosen:
         if chosen.step.pk == step.pk:
+            chosen_load([chosen])
             return (chosen.customer, *render_reminder(step=step, customer=chosen.customer, invoices=chosen.invoices,
                                                       day=day))
     customer = Customer.objects.filter(merchant=step.merchant, open_count__gt=0).order_by("pk").first()

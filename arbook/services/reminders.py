@@ -47,6 +47,7 @@ from arbook.models import (
     AuditEntry,
     Customer,
     CustomerIdentity,
+    GatewayCredential,
     Hold,
     Invoice,
     Merchant,
@@ -82,12 +83,16 @@ ENGINE = Engine(libraries={"money": "arbook.templatetags.money"}, autoescape=Fal
 
 @dataclass
 class Chosen:
-    """One customer's invoices at one step (what one e-mail will list)."""
+    """One customer's invoices at one step (what one e-mail will list). The choice holds ids only
+    (a day of 10,000 customers costs a few MB); `chosen_load` fills `customer` and `invoices` for
+    the batch being worked on."""
 
-    customer: Customer
+    customer_id: int
     step: ReminderStep
-    invoices: list[Invoice]
+    invoice_ids: list[int]
     to: str = ""
+    customer: Customer | None = None
+    invoices: list[Invoice] = field(default_factory=list)
 
 
 @dataclass
@@ -97,8 +102,22 @@ class Choice:
     merchant: Merchant
     day: dt.date
     chosen: list[Chosen] = field(default_factory=list)
-    #: (customer, invoice, step, reason, detail)
-    dropped: list[tuple[Customer, Invoice, ReminderStep, str, str]] = field(default_factory=list)
+    #: (customer id, invoice id, step, reason, detail)
+    dropped: list[tuple[int, int, ReminderStep, str, str]] = field(default_factory=list)
+
+
+def chosen_load(chosen: list[Chosen]) -> list[Chosen]:
+    """Fill in the customers and invoices (without their raw payloads) of these entries: three
+    queries, whatever their number; each credential is one object."""
+    customers = Customer.objects.in_bulk({c.customer_id for c in chosen})
+    invoices = Invoice.objects.defer("raw").in_bulk([i for c in chosen for i in c.invoice_ids])
+    credentials = GatewayCredential.objects.in_bulk({i.credential_id for i in invoices.values()})
+    for invoice in invoices.values():
+        invoice.credential = credentials[invoice.credential_id]
+    for c in chosen:
+        c.customer = customers.get(c.customer_id)
+        c.invoices = [invoices[i] for i in c.invoice_ids if i in invoices]
+    return chosen
 
 
 def _zone(merchant: Merchant) -> zoneinfo.ZoneInfo:
@@ -120,6 +139,23 @@ def customer_email(customer: Customer) -> str:
     identity = (CustomerIdentity.objects.filter(customer=customer, kind=CustomerIdentity.Kind.EMAIL)
                 .order_by("created_at", "pk").values_list("shown", "value").first())
     return (identity[0] or identity[1]) if identity else ""
+
+
+def customer_emails(customer_ids: list[int]) -> dict[int, str]:
+    """`customer_email` of many customers in two queries."""
+    out: dict[int, str] = {}
+    needs = []
+    for pk, email in Customer.objects.filter(pk__in=customer_ids).values_list("pk", "reminder_email"):
+        if email:
+            out[pk] = email
+        else:
+            needs.append(pk)
+    if needs:
+        for pk, shown, value in (CustomerIdentity.objects.filter(customer_id__in=needs, kind=CustomerIdentity.Kind.EMAIL)
+                                 .order_by("customer_id", "created_at", "pk")
+                                 .values_list("customer_id", "shown", "value")):
+            out.setdefault(pk, shown or value)
+    return out
 
 
 _LIST = ("{% for i in invoices %}- {{ i.number|default:i.external_id }}, due {{ i.due_at|date:'j M Y' }}: "
@@ -186,44 +222,42 @@ def reminders_choose(*, merchant: Merchant, day: dt.date, now: dt.datetime | Non
             promised_invoices.update(chosen)
         else:
             promised.add((promise.customer_id, promise.currency))
-    groups: dict[tuple[int, int], list[Invoice]] = defaultdict(list)
-    customers: dict[int, Customer] = {}
+    groups: dict[tuple[int, int], list[tuple[int, str]]] = defaultdict(list)
     for k, step in enumerate(steps):
         # Due on or before day - offset, and (when there is a next step) after day - next offset.
         q = Q(due_at__lt=_day_start(day - dt.timedelta(days=step.offset_days - 1), zone))
         if k + 1 < len(steps):
             q &= Q(due_at__gte=_day_start(day - dt.timedelta(days=steps[k + 1].offset_days - 1), zone))
-        invoices = (Invoice.objects.filter(q, merchant=merchant, status__in=st.RECEIVABLE, customer__isnull=False)
-                    .filter(Q(outstanding__gt=0) | Q(outstanding__isnull=True, amount__gt=0))
-                    .exclude(reminder_items__step=step).select_related("customer", "credential")
-                    .defer("raw").order_by("customer_id", "due_at", "pk"))
-        for invoice in invoices:
-            customers.setdefault(invoice.customer_id, invoice.customer)
-            groups[(invoice.customer_id, k)].append(invoice)
-    emails: dict[int, str] = {}
+        rows = (Invoice.objects.filter(q, merchant=merchant, status__in=st.RECEIVABLE, customer__isnull=False)
+                .filter(Q(outstanding__gt=0) | Q(outstanding__isnull=True, amount__gt=0))
+                .exclude(reminder_items__step=step).order_by("customer_id", "due_at", "pk")
+                .values_list("customer_id", "pk", "currency"))
+        for customer_id, pk, currency in rows:
+            groups[(customer_id, k)].append((pk, currency))
+    customer_ids = sorted({customer_id for customer_id, _ in groups})
+    opted_out = set(Customer.objects.filter(pk__in=customer_ids, reminders_opt_out=True).values_list("pk", flat=True))
+    emails = customer_emails([c for c in customer_ids if c not in opted_out])
     for (customer_id, k), invoices in sorted(groups.items()):
-        customer, step = customers[customer_id], steps[k]
+        step = steps[k]
         kept = []
-        for invoice in invoices:
+        for pk, currency in invoices:
             reason = None
-            if customer.reminders_opt_out:
+            if customer_id in opted_out:
                 reason = Reason.OPTED_OUT
-            elif invoice.pk in held_invoices or customer_id in held_customers:
+            elif pk in held_invoices or customer_id in held_customers:
                 reason = Reason.HELD
-            elif invoice.pk in promised_invoices or (customer_id, invoice.currency) in promised:
+            elif pk in promised_invoices or (customer_id, currency) in promised:
                 reason = Reason.PROMISED
             if reason:
-                choice.dropped.append((customer, invoice, step, reason, ""))
+                choice.dropped.append((customer_id, pk, step, reason, ""))
             else:
-                kept.append(invoice)
+                kept.append(pk)
         if not kept:
             continue
-        if customer_id not in emails:
-            emails[customer_id] = customer_email(customer)
-        if not emails[customer_id]:
-            choice.dropped.extend((customer, i, step, Reason.NO_EMAIL, "") for i in kept)
+        if not emails.get(customer_id):
+            choice.dropped.extend((customer_id, pk, step, Reason.NO_EMAIL, "") for pk in kept)
             continue
-        choice.chosen.append(Chosen(customer=customer, step=step, invoices=kept, to=emails[customer_id]))
+        choice.chosen.append(Chosen(customer_id=customer_id, step=step, invoice_ids=kept, to=emails[customer_id]))
     return choice
 
 
@@ -332,19 +366,21 @@ def _recheck(choice: Choice, now: dt.datetime) -> None:
         for invoice in chosen.invoices:
             now_state = fresh.get(invoice.pk)
             if invoice.pk in unreachable:
-                choice.dropped.append((chosen.customer, invoice, chosen.step, Reason.UNREACHABLE,
+                choice.dropped.append((chosen.customer_id, invoice.pk, chosen.step, Reason.UNREACHABLE,
                                        unreachable[invoice.pk]))
             elif now_state is None or now_state.status in SETTLED:
-                choice.dropped.append((chosen.customer, invoice, chosen.step, Reason.SETTLED,
+                choice.dropped.append((chosen.customer_id, invoice.pk, chosen.step, Reason.SETTLED,
                                        f"now {now_state.status if now_state else 'gone'}"))
             elif _state(now_state) != _state(invoice):
-                choice.dropped.append((chosen.customer, invoice, chosen.step, Reason.CHANGED,
+                choice.dropped.append((chosen.customer_id, invoice.pk, chosen.step, Reason.CHANGED,
                                        f"{invoice.status} {invoice.outstanding} -> {now_state.status} "
                                        f"{now_state.outstanding}"))
             else:
+                now_state.credential = invoice.credential
                 kept.append(now_state)
         if kept:
             chosen.invoices = kept
+            chosen.invoice_ids = [i.pk for i in kept]
             kept_chosen.append(chosen)
     choice.chosen = kept_chosen
 
@@ -387,14 +423,14 @@ def _write(choice: Choice, now: dt.datetime) -> list[ReminderMessage]:
     whole batch (the ways to pay, the messages, their items), whatever its size."""
     with transaction.atomic():
         ReminderDrop.objects.bulk_create([
-            ReminderDrop(merchant=choice.merchant, customer=customer, invoice=invoice, step=step, day=choice.day,
-                         reason=reason, detail=detail[:255], at=now)
-            for customer, invoice, step, reason, detail in choice.dropped])
+            ReminderDrop(merchant=choice.merchant, customer_id=customer_id, invoice_id=invoice_id, step=step,
+                         day=choice.day, reason=reason, detail=detail[:255], at=now)
+            for customer_id, invoice_id, step, reason, detail in choice.dropped])
         if not choice.chosen:
             return []
-        done = set(ReminderMessage.objects.filter(day=choice.day, customer_id__in={c.customer.pk for c in choice.chosen})
+        done = set(ReminderMessage.objects.filter(day=choice.day, customer_id__in={c.customer_id for c in choice.chosen})
                    .values_list("customer_id", "step_id"))  # a run of the same day wrote these already
-        chosen = [c for c in choice.chosen if (c.customer.pk, c.step.pk) not in done]
+        chosen = [c for c in choice.chosen if (c.customer_id, c.step.pk) not in done]
         ways = ways_to_pay([i for c in chosen for i in c.invoices])
         messages = []
         for c in chosen:
@@ -425,10 +461,12 @@ def reminders_run(*, merchant: Merchant, day: dt.date | None = None, now: dt.dat
     dropped = len(choice.dropped)
     _write(Choice(merchant=merchant, day=day, dropped=choice.dropped), now)
     for start in range(0, len(choice.chosen), RUN_BATCH):
-        part = Choice(merchant=merchant, day=day, chosen=choice.chosen[start:start + RUN_BATCH])
+        part = Choice(merchant=merchant, day=day, chosen=chosen_load(choice.chosen[start:start + RUN_BATCH]))
         _recheck(part, now)
         written += len(_write(part, now))
         dropped += len(part.dropped)
+        for entry in part.chosen:  # done with: let the batch's objects go
+            entry.customer, entry.invoices = None, []
         if send:
             sent += reminders_send(merchant=merchant, statement=statement, now=now)
     logger.info("reminders merchant=%s day=%s written=%s dropped=%s sent=%s", merchant.pk, day, written, dropped, sent)
