@@ -35,6 +35,7 @@ from functools import lru_cache
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.mail import EmailMessage, get_connection
 from django.core.mail.message import DNS_NAME
 from django.db import transaction
@@ -72,6 +73,8 @@ SEND_HOUR = 8
 #: Customers re-checked, written and sent per batch of a run; messages marked per SMTP batch.
 RUN_BATCH = 500
 SEND_BATCH = 100
+#: A merchant's run holds its lock at most this long (a run that dies frees it then).
+RUN_LOCK_SECONDS = 3600
 #: Gateway lookups in flight at once during the re-check.
 LOOKUP_THREADS = 8
 #: A message whose connection SMTP refused this many times is given up ("failed").
@@ -572,8 +575,16 @@ def reminders_tick(*, now: dt.datetime | None = None, statement=None) -> dict[in
     done = {}
     for merchant in reminders_due_merchants(now=now):
         day = merchant_day(merchant, now)
-        done[merchant.pk] = reminders_run(merchant=merchant, day=day, now=now, statement=statement)
-        reminders_mark_run(merchant=merchant, day=day)
+        # Two schedulers (or a tick that overlaps a slow one) never run one merchant's day twice at
+        # once; the outbox's unique keys would refuse the second anyway, this saves its gateway calls.
+        lock = f"arbook:reminders-run:{merchant.pk}:{day.isoformat()}"
+        if not cache.add(lock, "1", timeout=RUN_LOCK_SECONDS):
+            continue
+        try:
+            done[merchant.pk] = reminders_run(merchant=merchant, day=day, now=now, statement=statement)
+            reminders_mark_run(merchant=merchant, day=day)
+        finally:
+            cache.delete(lock)
     reminders_send(statement=statement, now=now)
     return done
 

@@ -174,3 +174,23 @@ def test_a_step_that_says_so_attaches_the_statement_pdf(espay, merchant):
     reminders_run(merchant=merchant, statement=statement_attachment)
     ((name, content, mimetype),) = mail.outbox[0].attachments
     assert (name, mimetype) == ("statement-2026-11-02.pdf", "application/pdf") and content.startswith(b"%PDF")
+
+
+def test_the_scheduler_runs_each_merchants_day_once_from_eight_and_not_while_another_tick_runs_it(espay, merchant):
+    from django.core.cache import cache
+
+    from arbook.services.reminders import reminders_tick
+
+    step(merchant)
+    customer_owing(espay, merchant, "Budi", "budi@example.id")
+    with time_machine.travel(NOW.replace(hour=7, minute=59), tick=False):
+        assert reminders_tick() == {}  # before 08:00 in Jakarta
+    lock = f"arbook:reminders-run:{merchant.pk}:{NOW.date().isoformat()}"
+    cache.add(lock, "1")  # another scheduler is running this merchant's day
+    try:
+        assert reminders_tick() == {} and mail.outbox == []
+    finally:
+        cache.delete(lock)
+    assert reminders_tick()[merchant.pk]["sent"] == 1
+    assert reminders_tick() == {}  # the day is done
+    assert len(mail.outbox) == 1
