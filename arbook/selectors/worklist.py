@@ -112,7 +112,8 @@ def worklist(*, user, merchants: list[Merchant], collector: str = "me", currency
     holds = Hold.objects.filter(active_q(now), merchant_id__in=merchant_ids)
     held_whole = set(holds.filter(invoice__isnull=True).values_list("customer_id", flat=True))
     held_invoices = list(
-        Invoice.objects.filter(pk__in=holds.filter(invoice__isnull=False).values("invoice_id"),
+        Invoice.objects.filter(_whose(collector, user, "customer__"),
+                               pk__in=holds.filter(invoice__isnull=False).values("invoice_id"),
                                status__in=RECEIVABLE, due_at__lt=now)
         .exclude(customer_id__in=held_whole)
         .values_list("customer_id", "currency", Coalesce("outstanding", "amount"), "due_at"))

@@ -307,7 +307,17 @@ def promise_payments(promise: Promise) -> Decimal:
 
 
 def _settle(promise: Promise, now: dt.datetime) -> bool:
-    """Bring one promise up to date with its payments and the clock; True when its state changed."""
+    """Bring one promise up to date with its payments and the clock; True when its state changed.
+    Re-read under a row lock: a payment's write and the scheduler's pass never overwrite each
+    other's verdict, and a promise cancelled meanwhile is left alone."""
+    with transaction.atomic():
+        locked = Promise.objects.select_for_update().filter(pk=promise.pk, state__in=Promise.OBSERVED).first()
+        if locked is None:
+            return False
+        return _settle_locked(locked, now)
+
+
+def _settle_locked(promise: Promise, now: dt.datetime) -> bool:
     paid = promise_payments(promise)
     if paid >= promise.amount:
         state = State.KEPT

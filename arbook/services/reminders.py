@@ -38,7 +38,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import EmailMessage, get_connection
 from django.core.mail.message import DNS_NAME
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.template import Context, Engine, TemplateSyntaxError
 from django.utils import timezone
@@ -80,7 +80,9 @@ LOOKUP_THREADS = 8
 #: A message whose connection SMTP refused this many times is given up ("failed").
 MAX_ATTEMPTS = 5
 #: Invoice states that end the chase: a reminder never goes out for one of these.
-SETTLED = frozenset(st.ALL) - frozenset(st.RECEIVABLE)
+SETTLED = (frozenset(st.ALL) - frozenset(st.RECEIVABLE)) | {st.PROCESSING}
+#: The states a reminder is written for: owed, and no payment on its way.
+CHASED = tuple(s for s in st.RECEIVABLE if s not in SETTLED)
 ENGINE = Engine(libraries={"money": "arbook.templatetags.money"}, autoescape=False)
 
 
@@ -120,7 +122,8 @@ def chosen_load(chosen: list[Chosen]) -> list[Chosen]:
     for c in chosen:
         c.customer = customers.get(c.customer_id)
         c.invoices = [invoices[i] for i in c.invoice_ids if i in invoices]
-    return chosen
+    # A customer merged away (or an invoice gone) since the choice: nothing to write to it.
+    return [c for c in chosen if c.customer is not None and c.invoices]
 
 
 def _zone(merchant: Merchant) -> zoneinfo.ZoneInfo:
@@ -231,7 +234,7 @@ def reminders_choose(*, merchant: Merchant, day: dt.date, now: dt.datetime | Non
         q = Q(due_at__lt=_day_start(day - dt.timedelta(days=step.offset_days - 1), zone))
         if k + 1 < len(steps):
             q &= Q(due_at__gte=_day_start(day - dt.timedelta(days=steps[k + 1].offset_days - 1), zone))
-        rows = (Invoice.objects.filter(q, merchant=merchant, status__in=st.RECEIVABLE, customer__isnull=False)
+        rows = (Invoice.objects.filter(q, merchant=merchant, status__in=CHASED, customer__isnull=False)
                 .filter(Q(outstanding__gt=0) | Q(outstanding__isnull=True, amount__gt=0))
                 .exclude(reminder_items__step=step).order_by("customer_id", "due_at", "pk")
                 .values_list("customer_id", "pk", "currency"))
@@ -340,6 +343,7 @@ def _recheck(choice: Choice, now: dt.datetime) -> None:
         credential = invoices[0].credential
         checks_status = credential.provider == "espay"  # no lookup; its Check Payment Status instead
         if not checks_status and not gateways.client_class(credential.provider).can_lookup:
+            unreachable.update({i.pk: f"{credential.provider} cannot be re-checked" for i in invoices})
             continue
         try:
             credential_client(credential=credential)
@@ -354,14 +358,21 @@ def _recheck(choice: Choice, now: dt.datetime) -> None:
             continue
         found, missing, run.lookups = _lookups(credential, invoices)
         unreachable.update(missing)
-        with transaction.atomic():
-            if found:
-                counts = invoices_write(credential=credential, pages=[Page(invoices=found)], run=run, seen_at=now)
-                run.fetched, run.updated, run.unchanged = counts.fetched, counts.updated, counts.unchanged
-                if counts.customers:
-                    customers_settle(customer_ids=counts.customers, credential=credential)
-            run.status, run.finished_at = SyncRun.Status.SUCCEEDED, timezone.now()
+        try:
+            with transaction.atomic():
+                if found:
+                    counts = invoices_write(credential=credential, pages=[Page(invoices=found)], run=run,
+                                            seen_at=now)
+                    run.fetched, run.updated, run.unchanged = counts.fetched, counts.updated, counts.unchanged
+                    if counts.customers:
+                        customers_settle(customer_ids=counts.customers, credential=credential)
+                run.status, run.finished_at = SyncRun.Status.SUCCEEDED, timezone.now()
+                run.save()
+        except (gateways.GatewayError, DatabaseError) as exc:  # what the gateway said could not be stored
+            logger.warning("reminders: re-check of credential=%s not written: %s", credential.pk, exc)
+            run.status, run.finished_at, run.error = SyncRun.Status.FAILED, timezone.now(), str(exc)[:500]
             run.save()
+            unreachable.update({i.pk: "the gateway's answer could not be stored" for i in invoices})
     fresh = Invoice.objects.defer("raw").in_bulk([i.pk for c in choice.chosen for i in c.invoices])
     kept_chosen = []
     for chosen in choice.chosen:
@@ -461,6 +472,7 @@ def reminders_run(*, merchant: Merchant, day: dt.date | None = None, now: dt.dat
     day = day or merchant_day(merchant, now)
     choice = reminders_choose(merchant=merchant, day=day, now=now)
     written = sent = 0
+    smtp_down = False
     dropped = len(choice.dropped)
     _write(Choice(merchant=merchant, day=day, dropped=choice.dropped), now)
     for start in range(0, len(choice.chosen), RUN_BATCH):
@@ -470,10 +482,21 @@ def reminders_run(*, merchant: Merchant, day: dt.date | None = None, now: dt.dat
         dropped += len(part.dropped)
         for entry in part.chosen:  # done with: let the batch's objects go
             entry.customer, entry.invoices = None, []
-        if send:
-            sent += reminders_send(merchant=merchant, statement=statement, now=now)
+        if send and not smtp_down:
+            sent, smtp_down = _send_batch(merchant, statement, now, sent)
+    if send and not smtp_down:  # and what waited from before (a refused connection, an empty day)
+        sent, smtp_down = _send_batch(merchant, statement, now, sent)
     logger.info("reminders merchant=%s day=%s written=%s dropped=%s sent=%s", merchant.pk, day, written, dropped, sent)
     return {"written": written, "dropped": dropped, "sent": sent}
+
+
+def _send_batch(merchant: Merchant, statement, now: dt.datetime, sent: int) -> tuple[int, bool]:
+    """Send what is queued; (sent so far, whether SMTP refused the connection: then the rest of
+    the run waits for the next tick, one attempt per message and tick)."""
+    more = reminders_send(merchant=merchant, statement=statement, now=now)
+    down = not more and ReminderMessage.objects.filter(merchant=merchant, state=State.QUEUED,
+                                                       error__startswith="could not connect").exists()
+    return sent + more, down
 
 
 def _email(message: ReminderMessage, statement) -> EmailMessage:
@@ -512,12 +535,18 @@ def reminders_send(*, merchant: Merchant | None = None, statement=None, now: dt.
         for start in range(0, len(ids), SEND_BATCH):
             for message in (ReminderMessage.objects.filter(pk__in=ids[start:start + SEND_BATCH], state=State.QUEUED)
                             .select_related("step", "customer", "customer__merchant").order_by("pk")):
-                email = _email(message, statement)
-                if not _hand_over(message.pk, accepted):
-                    accepted = None
-                    continue  # another worker took it
+                try:
+                    email = _email(message, statement)
+                    email.message()  # the addresses and headers are checked here, before the claim
+                except Exception as exc:  # noqa: BLE001 (one bad message must not stop the others)
+                    ReminderMessage.objects.filter(pk=message.pk, state=State.QUEUED).update(
+                        state=State.FAILED, error=f"could not be built: {exc}"[:500])
+                    continue
+                claimed = _hand_over(message.pk, accepted)
                 sent += accepted is not None
                 accepted = None
+                if not claimed:
+                    continue  # another worker took it
                 try:
                     if connection.send_messages([email]):
                         accepted = message.pk
@@ -575,17 +604,21 @@ def reminders_tick(*, now: dt.datetime | None = None, statement=None) -> dict[in
     done = {}
     for merchant in reminders_due_merchants(now=now):
         day = merchant_day(merchant, now)
+        merchant.refresh_from_db(fields=["reminders_run_on"])
         # Two schedulers (or a tick that overlaps a slow one) never run one merchant's day twice at
         # once; the outbox's unique keys would refuse the second anyway, this saves its gateway calls.
         lock = f"arbook:reminders-run:{merchant.pk}:{day.isoformat()}"
         if not cache.add(lock, "1", timeout=RUN_LOCK_SECONDS):
             continue
         try:
+            if Merchant.objects.filter(pk=merchant.pk, reminders_run_on=day).exists():
+                continue  # a tick that held the lock just before this one ran the day
             done[merchant.pk] = reminders_run(merchant=merchant, day=day, now=now, statement=statement)
             reminders_mark_run(merchant=merchant, day=day)
         finally:
             cache.delete(lock)
-    reminders_send(statement=statement, now=now)
+    for merchant in Merchant.objects.filter(reminder_steps__isnull=False).exclude(pk__in=list(done)).distinct():
+        reminders_send(merchant=merchant, statement=statement, now=now)  # what SMTP refused earlier
     return done
 
 

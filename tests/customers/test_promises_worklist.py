@@ -334,3 +334,11 @@ def test_an_open_promise_can_be_cancelled_once_and_another_merchants_is_a_404(cl
     assert (promise.state, foreign.state) == ("cancelled", "open")
     assert list(AuditEntry.objects.filter(customer=customer).order_by("pk").values_list("action", flat=True)) == [
         "promise_made", "promise_cancelled"]
+
+
+def test_another_collectors_held_customer_never_hides_one_of_mine(merchant, user):
+    owing(merchant, "Mine", (100, 5, "IDR"), collector=user)
+    theirs, (held,) = owing(merchant, "Theirs", (100, 5, "IDR"), collector=UserFactory())
+    hold_open(customer=theirs, user=user, reason="Amount disputed", invoice=held)
+    listing = worklist(user=user, merchants=[merchant])
+    assert (listing.total, [i.customer.name for i in listing.items]) == (1, ["Mine"])

@@ -194,3 +194,10 @@ def test_the_scheduler_runs_each_merchants_day_once_from_eight_and_not_while_ano
     assert reminders_tick()[merchant.pk]["sent"] == 1
     assert reminders_tick() == {}  # the day is done
     assert len(mail.outbox) == 1
+
+
+def test_an_invoice_whose_payment_is_processing_is_not_chased(espay, merchant):
+    step(merchant)
+    _, invoice = customer_owing(espay, merchant, "Budi", "budi@example.id")
+    Invoice.objects.filter(pk=invoice.pk).update(status="processing")
+    assert reminders_run(merchant=merchant)["written"] == 0 and mail.outbox == []
