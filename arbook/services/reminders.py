@@ -208,6 +208,53 @@ def customer_reminders_set(*, customer: Customer, user, opt_out: bool, email: st
     return customer
 
 
+def _left_out(merchant: Merchant, now: dt.datetime, customer_ids=None) -> tuple[set, set, set, set]:
+    """(held invoices, customers held as a whole, invoices under an open promise, (customer,
+    currency) pairs under an open promise on any of their invoices) now, for the merchant (or
+    only these customers)."""
+    holds = Hold.objects.filter(Q(released_at__isnull=True) & (Q(ends_at__isnull=True) | Q(ends_at__gt=now)),
+                                merchant=merchant)
+    promises = Promise.objects.filter(merchant=merchant, state=Promise.State.OPEN)
+    if customer_ids is not None:
+        holds, promises = holds.filter(customer_id__in=customer_ids), promises.filter(customer_id__in=customer_ids)
+    held_invoices, held_customers = set(), set()
+    for invoice_id, customer_id in holds.values_list("invoice_id", "customer_id"):
+        (held_invoices.add(invoice_id) if invoice_id else held_customers.add(customer_id))
+    promised_invoices: set[int] = set()
+    promised: set[tuple[int, str]] = set()
+    for promise in promises.prefetch_related("invoices"):
+        chosen = [i.pk for i in promise.invoices.all()]
+        if chosen:
+            promised_invoices.update(chosen)
+        else:
+            promised.add((promise.customer_id, promise.currency))
+    return held_invoices, held_customers, promised_invoices, promised
+
+
+def _still_wanted(part: Choice, now: dt.datetime) -> None:
+    """Just before a batch is written, the holds, promises and opt-outs recorded since the day's
+    choice (a run of thousands takes minutes) take effect too."""
+    ids = [c.customer_id for c in part.chosen]
+    held_invoices, held_customers, promised_invoices, promised = _left_out(part.merchant, now, ids)
+    opted_out = set(Customer.objects.filter(pk__in=ids, reminders_opt_out=True).values_list("pk", flat=True))
+    kept_chosen = []
+    for c in part.chosen:
+        kept = []
+        for invoice in c.invoices:
+            reason = (Reason.OPTED_OUT if c.customer_id in opted_out else
+                      Reason.HELD if invoice.pk in held_invoices or c.customer_id in held_customers else
+                      Reason.PROMISED if invoice.pk in promised_invoices or (c.customer_id, invoice.currency) in promised
+                      else None)
+            if reason:
+                part.dropped.append((c.customer_id, invoice.pk, c.step, reason, "since the day's choice"))
+            else:
+                kept.append(invoice)
+        if kept:
+            c.invoices, c.invoice_ids = kept, [i.pk for i in kept]
+            kept_chosen.append(c)
+    part.chosen = kept_chosen
+
+
 def reminders_choose(*, merchant: Merchant, day: dt.date, now: dt.datetime | None = None) -> Choice:
     """What the run of `day` would send for `merchant` (reads only: the dry run shows it as is)."""
     now = now or timezone.now()
@@ -216,18 +263,7 @@ def reminders_choose(*, merchant: Merchant, day: dt.date, now: dt.datetime | Non
     steps = list(ReminderStep.objects.filter(merchant=merchant, is_active=True).order_by("offset_days"))
     if not steps:
         return choice
-    holds = Hold.objects.filter(Q(released_at__isnull=True) & (Q(ends_at__isnull=True) | Q(ends_at__gt=now)),
-                                merchant=merchant)
-    held_invoices = set(holds.filter(invoice__isnull=False).values_list("invoice_id", flat=True))
-    held_customers = set(holds.filter(invoice__isnull=True).values_list("customer_id", flat=True))
-    promised_invoices: set[int] = set()
-    promised: set[tuple[int, str]] = set()
-    for promise in Promise.objects.filter(merchant=merchant, state=Promise.State.OPEN).prefetch_related("invoices"):
-        chosen = [i.pk for i in promise.invoices.all()]
-        if chosen:
-            promised_invoices.update(chosen)
-        else:
-            promised.add((promise.customer_id, promise.currency))
+    held_invoices, held_customers, promised_invoices, promised = _left_out(merchant, now)
     groups: dict[tuple[int, int], list[tuple[int, str]]] = defaultdict(list)
     for k, step in enumerate(steps):
         # Due on or before day - offset, and (when there is a next step) after day - next offset.
@@ -478,6 +514,7 @@ def reminders_run(*, merchant: Merchant, day: dt.date | None = None, now: dt.dat
     for start in range(0, len(choice.chosen), RUN_BATCH):
         part = Choice(merchant=merchant, day=day, chosen=chosen_load(choice.chosen[start:start + RUN_BATCH]))
         _recheck(part, now)
+        _still_wanted(part, now)
         written += len(_write(part, now))
         dropped += len(part.dropped)
         for entry in part.chosen:  # done with: let the batch's objects go

@@ -16,7 +16,7 @@ import time_machine
 from django.core import mail
 from django.urls import reverse
 
-from arbook.models import AuditEntry, Customer, CustomerIdentity, ReminderMessage, ReminderStep
+from arbook.models import AuditEntry, Customer, CustomerIdentity, ReminderDrop, ReminderMessage, ReminderStep
 from arbook.services.customers import customers_refresh
 from arbook.exports.statements import statement_attachment
 from arbook.services.reminders import DEFAULT_STEPS, check_templates, reminder_steps_default, reminders_run
@@ -201,3 +201,20 @@ def test_an_invoice_whose_payment_is_processing_is_not_chased(espay, merchant):
     _, invoice = customer_owing(espay, merchant, "Budi", "budi@example.id")
     Invoice.objects.filter(pk=invoice.pk).update(status="processing")
     assert reminders_run(merchant=merchant)["written"] == 0 and mail.outbox == []
+
+
+def test_a_hold_recorded_while_the_run_is_under_way_still_stops_the_reminder(espay, merchant, user, monkeypatch):
+    from arbook.services import reminders as service
+    from arbook.services.collections import hold_open
+
+    step(merchant)
+    budi, _ = customer_owing(espay, merchant, "Budi", "budi@example.id")
+    real = service._recheck
+
+    def recheck_then_a_collector_holds(part, now):
+        real(part, now)  # the gateway's answer, then a collector's hold before the batch is written
+        hold_open(customer=budi, user=user, reason="Amount disputed")
+
+    monkeypatch.setattr(service, "_recheck", recheck_then_a_collector_holds)
+    assert reminders_run(merchant=merchant)["written"] == 0 and mail.outbox == []
+    assert list(ReminderDrop.objects.values_list("reason", "detail")) == [("held", "since the day's choice")]
