@@ -285,24 +285,25 @@ def promise_payments(promise: Promise) -> Decimal:
 
     A payment is an event of the invoices' write path into a paid state that lowers what is owed;
     it counts when it was recorded after the promise was made and was paid (the provider's payment
-    time, else when it was recorded) by the end of the promised day."""
-    events = InvoiceEvent.objects.filter(seen_at__gte=promise.made_at, status_after__in=PAYMENT_STATES,
-                                         invoice__customer_id=promise.customer_id,
+    time, else when it was recorded) by the end of the promised day. An event that raises what is
+    owed again (a payment reversed, a read that contradicts a notification) takes it back, so a
+    payment undone and redone counts once."""
+    events = InvoiceEvent.objects.filter(seen_at__gte=promise.made_at, invoice__customer_id=promise.customer_id,
                                          invoice__currency=promise.currency)
     chosen = [i.pk for i in promise.invoices.all()]
     if chosen:
         events = events.filter(invoice_id__in=chosen)
     paid = Decimal(0)
-    for before, after, paid_at, seen_at, amount in events.values_list(
-            "outstanding_before", "outstanding_after", "paid_at_after", "seen_at", "invoice__amount"):
-        if (paid_at or seen_at) > promise.deadline:
-            continue
+    for status, before, after, paid_at, seen_at, amount in events.order_by("seen_at", "pk").values_list(
+            "status_after", "outstanding_before", "outstanding_after", "paid_at_after", "seen_at", "invoice__amount"):
         before = before if before is not None else amount
         if before is None:
             continue
-        taken = before - (after if after is not None else Decimal(0))
-        if taken > 0:
-            paid += taken
+        change = before - (after if after is not None else (Decimal(0) if status in PAYMENT_STATES else before))
+        if change > 0 and status in PAYMENT_STATES and (paid_at or seen_at) <= promise.deadline:
+            paid += change
+        elif change < 0:
+            paid = max(paid + change, Decimal(0))
     return paid
 
 

@@ -342,3 +342,21 @@ def test_another_collectors_held_customer_never_hides_one_of_mine(merchant, user
     hold_open(customer=theirs, user=user, reason="Amount disputed", invoice=held)
     listing = worklist(user=user, merchants=[merchant])
     assert (listing.total, [i.customer.name for i in listing.items]) == (1, ["Mine"])
+
+
+def test_a_payment_reversed_and_made_again_counts_once(merchant, user, clock):
+    customer, (invoice,) = owing(merchant, "Budi", (100_000, 40, "IDR"))
+    promise = promise_make(customer=customer, user=user, amount="150000", currency="IDR",
+                           promised_for=dt.date(2026, 11, 6))
+    clock.move_to(jakarta(3, 12))
+    pay(invoice, Decimal(100_000), at=jakarta(3, 12))
+    before = (invoice.status, invoice.outstanding, invoice.paid_at)
+    invoice.status, invoice.outstanding = "open", Decimal(100_000)  # the provider reversed it
+    invoice.save()
+    InvoiceEvent.objects.append([InvoiceEvent(
+        invoice=invoice, seen_at=jakarta(3, 13), source="sync", status_before=before[0], outstanding_before=before[1],
+        paid_at_before=before[2], status_after="open", outstanding_after=Decimal(100_000), paid_at_after=before[2])])
+    clock.move_to(jakarta(3, 14))
+    pay(invoice, Decimal(100_000), at=jakarta(3, 14))
+    promise.refresh_from_db()
+    assert (promise.state, promise.paid) == ("open", Decimal(100_000))
