@@ -307,54 +307,50 @@ def _state(invoice: Invoice) -> tuple:
     return (invoice.status, invoice.outstanding, invoice.paid_at)
 
 
-def _lookups(credential, invoices: list[Invoice]) -> tuple[list, dict[int, str], int]:
-    """Look each invoice up at its gateway, LOOKUP_THREADS at a time (each thread its own client:
-    the calls wait on the network, not on this process). Returns (found, unreachable, calls)."""
+def _ask_each(credential, invoices: list[Invoice], ask: Callable) -> list[tuple[Invoice, object, str | None]]:
+    """`ask(client, invoice)` for each invoice, LOOKUP_THREADS at a time (each thread its own
+    client: the calls wait on the network, not on this process): (invoice, answer, error)."""
     local = threading.local()
 
     def one(invoice: Invoice):
         client = getattr(local, "client", None)
         if client is None:
             client = local.client = credential_client(credential=credential)
-        ref = InvoiceRef(external_id=invoice.external_id, status=invoice.status, issued_at=invoice.issued_at,
-                         due_at=invoice.due_at, customer_ref=invoice.customer_ref)
         try:
-            return invoice, client.lookup(ref), None
+            return invoice, ask(client, invoice), None
         except gateways.GatewayError as exc:
             return invoice, None, str(exc)[:200] or type(exc).__name__
 
-    found, unreachable, calls = [], {}, 0
     with ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as pool:
-        for invoice, remote, error in pool.map(one, invoices):
-            if error is not None:
-                unreachable[invoice.pk] = error
-                continue
-            calls += 1
-            if remote is None or remote.external_id != invoice.external_id:
-                unreachable[invoice.pk] = "the gateway no longer knows this invoice"
-            else:
-                found.append(remote)
+        return list(pool.map(one, invoices))
+
+
+def _lookups(credential, invoices: list[Invoice]) -> tuple[list, dict[int, str], int]:
+    """Look each invoice up at its gateway. Returns (found, unreachable, calls)."""
+    def lookup(client, invoice: Invoice):
+        return client.lookup(InvoiceRef(external_id=invoice.external_id, status=invoice.status,
+                                        issued_at=invoice.issued_at, due_at=invoice.due_at,
+                                        customer_ref=invoice.customer_ref))
+
+    found, unreachable, calls = [], {}, 0
+    for invoice, remote, error in _ask_each(credential, invoices, lookup):
+        if error is not None:
+            unreachable[invoice.pk] = error
+            continue
+        calls += 1
+        if remote is None or remote.external_id != invoice.external_id:
+            unreachable[invoice.pk] = "the gateway no longer knows this invoice"
+        else:
+            found.append(remote)
     return found, unreachable, calls
 
 
 def _status_checks(credential, invoices: list[Invoice], run: SyncRun, now: dt.datetime) -> dict[int, str]:
-    """Espay: ask its Check Payment Status for each invoice (LOOKUP_THREADS at a time) and write
-    the answers through the write path (`invoice_confirmed`). Returns the invoices it could not
-    check, with why."""
-    local = threading.local()
-
-    def one(invoice: Invoice):
-        client = getattr(local, "client", None)
-        if client is None:
-            client = local.client = credential_client(credential=credential)
-        try:
-            return invoice, client.check_status(invoice.external_id, rq_uuid=uuid.uuid4().hex), None
-        except gateways.GatewayError as exc:
-            return invoice, None, str(exc)[:200] or type(exc).__name__
-
+    """Espay: ask its Check Payment Status for each invoice and write the answers through the write
+    path (`invoice_confirmed`). Returns the invoices it could not check, with why."""
     unreachable: dict[int, str] = {}
-    with ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as pool:
-        answers = list(pool.map(one, invoices))
+    answers = _ask_each(credential, invoices,
+                        lambda client, invoice: client.check_status(invoice.external_id, rq_uuid=uuid.uuid4().hex))
     for invoice, status, error in answers:
         run.lookups += error is None
         if error is not None or status is None:
