@@ -32,7 +32,8 @@ def sync_enqueue_due(*, now: datetime | None = None) -> list[int]:
     """Enqueue every active credential whose own interval has elapsed (the scheduler's tick).
 
     A credential that needs attention is left alone until it is changed; a full reconciliation
-    is asked for when its full interval has elapsed too."""
+    is asked for when its full interval has elapsed too. Each is claimed first (`sync_claim`), so
+    two schedulers never enqueue one credential twice for one tick."""
     now = now or timezone.now()
     due: list[int] = []
     polled = [p for p in gateways.PROVIDERS if gateways.client_class(p).lists_invoices]
@@ -42,6 +43,22 @@ def sync_enqueue_due(*, now: datetime | None = None) -> list[int]:
             continue
         full = (credential.last_full_sync_at is None
                 or now - credential.last_full_sync_at >= timedelta(hours=credential.full_sync_interval_hours))
-        sync_enqueue(credential=credential, full=full, trigger=SyncRun.Trigger.SCHEDULE)
+        if not sync_claim(credential=credential, now=now):
+            continue  # another scheduler's tick claimed it between our read and now
+        transaction.on_commit(lambda pk=credential.pk, full=full: enqueue(
+            SYNC_TASK, pk, full=full, trigger=str(SyncRun.Trigger.SCHEDULE)))
         due.append(credential.pk)
     return due
+
+
+def sync_claim(*, credential: GatewayCredential, now: datetime) -> bool:
+    """Mark the credential's scheduled sync as requested, only if nobody did since `credential`
+    was read (compare and set on `sync_requested_at`): two schedulers running the same tick (two
+    hosts, or a slow tick overlapping the next) enqueue it once."""
+    claimed = GatewayCredential.objects.filter(pk=credential.pk, sync_requested_at=credential.sync_requested_at) \
+        if credential.sync_requested_at is not None else \
+        GatewayCredential.objects.filter(pk=credential.pk, sync_requested_at__isnull=True)
+    if not claimed.update(sync_requested_at=now):
+        return False
+    credential.sync_requested_at = now
+    return True

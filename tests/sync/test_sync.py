@@ -15,7 +15,7 @@ from django.utils import timezone
 from arbook.models import GatewayCredential, Invoice, InvoiceEvent, SyncRun, SyncSeen
 from arbook.services.customers import LINK_STATEMENTS
 from arbook.services.sync import CredentialLock, invoices_sync
-from arbook.services.sync_schedule import SYNC_TASK, sync_enqueue_due
+from arbook.services.sync_schedule import SYNC_TASK, sync_claim, sync_enqueue_due
 from gateways import TransientError
 from tests.sync.conftest import POLLED, fast_client
 
@@ -375,6 +375,25 @@ def test_the_schedule_enqueues_each_credential_when_its_interval_elapsed(make_cr
     # Enqueued but not yet run: the next tick does not enqueue again.
     with django_capture_on_commit_callbacks(execute=True):
         assert sync_enqueue_due(now=now + timezone.timedelta(minutes=1)) == []
+
+
+def test_two_schedulers_on_one_tick_enqueue_a_credential_once(make_credential, monkeypatch,
+                                                              django_capture_on_commit_callbacks):
+    """Two hosts running beat read the same due credential; only the first claim enqueues it."""
+    sent = []
+    monkeypatch.setattr("arbook.services.sync_schedule.enqueue", lambda name, pk, **kw: sent.append(pk))
+    credential = make_credential("xendit", sync_interval_minutes=10)
+    first, second = (GatewayCredential.objects.get(pk=credential.pk) for _ in range(2))  # both read it as due
+    now = timezone.now()
+    assert sync_claim(credential=first, now=now) is True
+    assert sync_claim(credential=second, now=now) is False  # the other scheduler's read is stale now
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sync_enqueue_due(now=now) == []  # and a tick that reads afresh sees it requested
+    assert sent == []
+    GatewayCredential.objects.filter(pk=credential.pk).update(sync_requested_at=now - timezone.timedelta(minutes=11))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sync_enqueue_due(now=now) == [credential.pk]
+    assert sent == [credential.pk]
 
 
 def test_the_command_prints_a_summary_per_credential(sandbox, make_credential):
