@@ -104,6 +104,12 @@ class Hold(models.Model):
         now = now or timezone.now()
         return self.released_at is None and (self.ends_at is None or self.ends_at > now)
 
+    @staticmethod
+    def active_q(now, prefix: str = "") -> Q:
+        """Holds active at `now` (`is_active` in SQL): not released, not past their `until` day."""
+        return Q(**{f"{prefix}released_at__isnull": True}) & (
+            Q(**{f"{prefix}ends_at__isnull": True}) | Q(**{f"{prefix}ends_at__gt": now}))
+
 
 class Promise(models.Model):
     """A customer's promise to pay an amount in one currency by a day: on given invoices, or (none

@@ -18,9 +18,8 @@ AUDIT_LIMIT = 50
 
 
 def active_q(now: dt.datetime, prefix: str = "") -> Q:
-    """Holds active at `now`: not released, and not past the end of their `until` day."""
-    return Q(**{f"{prefix}released_at__isnull": True}) & (
-        Q(**{f"{prefix}ends_at__isnull": True}) | Q(**{f"{prefix}ends_at__gt": now}))
+    """Holds active at `now` (`Hold.active_q`)."""
+    return Hold.active_q(now, prefix)
 
 
 def customer_notes(*, customer: Customer, limit: int = NOTE_LIMIT) -> list[Note]:

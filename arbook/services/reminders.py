@@ -212,8 +212,7 @@ def _left_out(merchant: Merchant, now: dt.datetime, customer_ids=None) -> tuple[
     """(held invoices, customers held as a whole, invoices under an open promise, (customer,
     currency) pairs under an open promise on any of their invoices) now, for the merchant (or
     only these customers)."""
-    holds = Hold.objects.filter(Q(released_at__isnull=True) & (Q(ends_at__isnull=True) | Q(ends_at__gt=now)),
-                                merchant=merchant)
+    holds = Hold.objects.filter(Hold.active_q(now), merchant=merchant)
     promises = Promise.objects.filter(merchant=merchant, state=Promise.State.OPEN)
     if customer_ids is not None:
         holds, promises = holds.filter(customer_id__in=customer_ids), promises.filter(customer_id__in=customer_ids)
