@@ -13,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import URLPattern, include, path
 from django.views.decorators.http import require_safe
 
+from arbook.dbrouting import report_read
 from arbook.views import aging, collections, customers, espay, health, hooks, invoices, overview, reminders, syncs
 
 admin.site.site_header = "arbook administration"
@@ -28,10 +29,24 @@ READ_ONLY = frozenset({
 })
 
 
+#: Report reads (lists, totals, aging, overview, exports, customer pages): served from the read
+#: replica when `DATABASE_REPLICA_URL` configures one (arbook.dbrouting).
+REPORT_READS = frozenset({
+    "overview", "invoice_list", "invoice_detail", "aging",
+    "customer_list", "customer_detail", "customer_statement", "customer_suggestions",
+})
+
+
 def read_only(patterns: list) -> list:
-    """`patterns` with the views of the routes named in READ_ONLY wrapped in `require_safe`."""
-    return [URLPattern(p.pattern, require_safe(p.callback), p.default_args, p.name)
-            if isinstance(p, URLPattern) and p.name in READ_ONLY else p for p in patterns]
+    """`patterns` with the views of the routes named in READ_ONLY wrapped in `require_safe`, and
+    those named in REPORT_READS in `report_read`."""
+    out = []
+    for p in patterns:
+        if isinstance(p, URLPattern) and p.name in READ_ONLY:
+            view = report_read(p.callback) if p.name in REPORT_READS else p.callback
+            p = URLPattern(p.pattern, require_safe(view), p.default_args, p.name)
+        out.append(p)
+    return out
 
 
 urlpatterns = read_only([
@@ -54,5 +69,7 @@ urlpatterns = read_only([
 
 _routed = {p.name for module in (invoices, aging, syncs, espay, customers, collections, reminders)
            for p in module.urlpatterns} | {"overview"}
+if REPORT_READS - READ_ONLY:
+    raise ImproperlyConfigured(f"REPORT_READS must be read-only routes: {sorted(REPORT_READS - READ_ONLY)}")
 if READ_ONLY - _routed:  # a renamed route must not silently lose its method rule
     raise ImproperlyConfigured(f"READ_ONLY names routes that do not exist: {sorted(READ_ONLY - _routed)}")

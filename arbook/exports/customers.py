@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from arbook.dbrouting import report_db
 from arbook.models import CustomerBalance
 from arbook.selectors.customer_pages import balances_of, provider_labels
 from arbook.selectors.paginator import Sort, ordered
@@ -50,7 +51,7 @@ def customer_rows(queryset: QuerySet, *, sort: Sort, now: datetime | None = None
                            b.open_count if b else None, *common]
 
     if connection.vendor == "postgresql":  # a streaming server-side cursor needs a transaction there
-        with transaction.atomic():
+        with transaction.atomic(using=report_db()):
             yield from lines()
     else:
         yield from lines()

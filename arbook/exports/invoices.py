@@ -27,6 +27,7 @@ from django.db.models import (
 )
 from django.utils import timezone
 
+from arbook.dbrouting import report_db
 from arbook.exports import copy_csv_chunks, file_chunks, safe_text_sql
 from arbook.models import Invoice
 from arbook.selectors.invoices import PROVIDER_LABELS
@@ -89,7 +90,7 @@ def export_rows(queryset: QuerySet[Invoice], *, sort: Sort, now: datetime | None
             yield from qs.values_list(*fields).iterator(chunk_size=EXPORT_CHUNK)
 
     if connection.vendor == "postgresql":
-        with transaction.atomic():
+        with transaction.atomic(using=report_db()):
             yield from converted(segments())
     else:
         yield from converted(segments())

@@ -46,7 +46,7 @@ from decimal import Decimal
 from collections.abc import Collection, Iterator
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import (
     BooleanField,
     Case,
@@ -67,6 +67,7 @@ from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
 from arbook import params
+from arbook.dbrouting import report_db
 from arbook.models import PROVIDER_CHOICES, Customer, CustomerBalance, GatewayCredential, Invoice, Merchant
 from arbook.models.invoices import MONEY
 from arbook.status import APART, RECEIVABLE, STATUSES, InvoiceStatus
@@ -372,8 +373,9 @@ def reporting_query():
     if connection.vendor != "postgresql":
         yield
         return
-    with transaction.atomic():
-        with connection.cursor() as cursor:
+    using = report_db()
+    with transaction.atomic(using=using):
+        with connections[using].cursor() as cursor:
             cursor.execute("SELECT set_config('work_mem', '64MB', true), set_config('jit', 'off', true)")
         yield
 

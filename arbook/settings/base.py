@@ -73,6 +73,8 @@ MIDDLEWARE = [
     # Every page needs a signed-in user unless its view is marked @login_not_required.
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After a change, read from the primary for a while (arbook.dbrouting).
+    "arbook.dbrouting.ReplicaMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last (django-axes): turns a locked-out sign-in into the lock-out page.
     "axes.middleware.AxesMiddleware",
@@ -113,6 +115,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+# Optional read replica (PostgreSQL streaming replication): the report pages read from it, see
+# arbook/dbrouting.py. The suite never points this at a replica for the whole run (its TestCases
+# write in transactions a second connection cannot see); tests/scale/test_replica.py adds one.
+if env.str("DATABASE_REPLICA_URL", default=""):
+    DATABASES["replica"] = env.db_url("DATABASE_REPLICA_URL")
+    DATABASES["replica"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    DATABASES["replica"].setdefault("CONN_HEALTH_CHECKS", True)
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["arbook.dbrouting.ReplicaRouter"]
+#: After a change, this browser reads from the primary for this long (seconds).
+DATABASE_REPLICA_STICKY_SECONDS = env.int("DATABASE_REPLICA_STICKY_SECONDS", default=30)
+#: A replica further behind than this is skipped; the reports read from the primary meanwhile.
+DATABASE_REPLICA_MAX_LAG = env.int("DATABASE_REPLICA_MAX_LAG", default=300)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # -- broker and cache -----------------------------------------------------------------------

@@ -6,6 +6,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from arbook.charts import bucket_chart
+from arbook.dbrouting import replica_status
 from arbook.drilldown import attach_figure_links, attach_links
 from arbook.selectors.aging import invoice_aging
 from arbook.selectors.overview import overview_context
@@ -22,4 +23,6 @@ def overview(request):
         charts = [bucket_chart(t, report.buckets, report.bucket_labels, width=520, height=170) for t in report.tables]
     attach_figure_links(context["figures"], today=today, zone=zone)
     context["charts"] = charts
+    context["replica"] = replica_status()
+    context["reads_replica"] = getattr(request, "reads_replica", False)
     return render(request, "arbook/overview.html", context)
