@@ -31,6 +31,9 @@ WINDOW_OPTIONS: tuple[Field, ...] = (
     Field("owed_years_back", "Invoices still owed are read back this many years, whatever their age.",
           kind=INT, default=10, minimum=0),
 )
+#: Options that change how a listing is read, never what an invoice parses to: not in `digest_salt`
+#: (changing them must not make the next sync parse every invoice again).
+HOW_TO_READ = frozenset({"read_concurrency", "requests_per_minute"})
 logger = logging.getLogger("gateways")
 #: Changes whenever the clients' code does (the sandbox aside): part of `digest_salt`, so a new
 #: parser makes the next sync parse every invoice again instead of trusting digests of old parses.
@@ -95,7 +98,8 @@ class GatewayClient(ABC):
     def digest_salt(self) -> str:
         """What decides a parsed invoice besides its raw item: the provider, the clients' code
         and the credential's options (`Page.salt`). Secrets do not change a parse."""
-        options = json.dumps(self.options, sort_keys=True, default=str)
+        options = json.dumps({k: v for k, v in self.options.items() if k not in HOW_TO_READ}, sort_keys=True,
+                             default=str)
         return hashlib.sha1(f"{self.provider}\x1f{CODE_VERSION}\x1f{options}".encode()).hexdigest()
 
     def documented_base_url(self) -> str:

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
@@ -43,6 +44,10 @@ def _session_for(base_url: str) -> requests.Session:
     (requests' per-call lookup costs ~0.5 ms). NO_PROXY is honoured for this base URL; .netrc
     credentials are deliberately not picked up for a gateway."""
     session = requests.Session()
+    # Sliced full reads (gateways.slices) share one session from up to 16 threads.
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
     session.trust_env = False
     session.proxies.update(requests.utils.get_environ_proxies(base_url))
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
@@ -80,6 +85,38 @@ class HttpClient:
         self._secrets: set[str] = set()
         for value in secrets:
             self.add_secret(value)
+        # Shared by every thread using this client (a sliced read): a 429's Retry-After pauses
+        # them all, and `pace` spaces their calls.
+        self._gate = threading.Lock()
+        self._next_slot = 0.0  # pacing: the earliest start of the next call
+        self._paused_until = 0.0  # a 429's Retry-After, for the threads that did not get it
+        self._paused_by: int | None = None
+        self._interval = 0.0
+
+    def pace(self, per_minute: int | float | None) -> None:
+        """At most `per_minute` calls per minute from this client, whatever the thread (0: no cap)."""
+        self._interval = 60.0 / per_minute if per_minute else 0.0
+
+    def _wait_turn(self) -> None:
+        """Wait for this call's slot: the pacing interval, and any pause another thread's 429 asked for
+        (the thread that got the 429 sleeps its Retry-After itself)."""
+        with self._gate:
+            now = time.monotonic()
+            start = now
+            if self._paused_by != threading.get_ident():
+                start = max(start, self._paused_until)
+            if self._interval:
+                start = max(start, self._next_slot)
+                self._next_slot = start + self._interval
+        if start > now:
+            self.sleep(start - now)
+
+    def _pause_all(self, seconds: float) -> None:
+        with self._gate:
+            until = time.monotonic() + seconds
+            if until > self._paused_until:
+                self._paused_until, self._paused_by = until, threading.get_ident()
+        self.sleep(seconds)
 
     # -- masking -----------------------------------------------------------------------------
     def add_secret(self, value: Any) -> None:
@@ -121,6 +158,7 @@ class HttpClient:
         attempt = 0
         while True:
             attempt += 1
+            self._wait_turn()
             started = time.monotonic()
             try:
                 response = self.session.request(method, url, **kwargs)
@@ -167,7 +205,10 @@ class HttpClient:
                             provider=self.provider,
                             status_code=status,
                         )
-                    self.sleep(retry_after if retry_after is not None else self._backoff(attempt))
+                    if retry_after is not None:
+                        self._pause_all(retry_after)  # every thread of this client waits it out
+                    else:
+                        self.sleep(self._backoff(attempt))
                     continue
                 what = "rate limited" if status == 429 else "server error"
                 raise TransientError(

@@ -53,20 +53,23 @@ trap cleanup EXIT INT TERM
   || { cat "$tmp/pg/server.log" >&2; exit 1; }
 # A real streaming replica of it (pg_basebackup), for the read-replica tests (tests/scale/test_replica.py):
 # exported as ARBOOK_TEST_REPLICA_URL, not DATABASE_REPLICA_URL, so the rest of the suite reads one database.
-"${as_pg[@]}" "$pg_bin/pg_basebackup" -h 127.0.0.1 -p "$pg_port" -U postgres -D "$tmp/replica/data" -R -X stream \
-  >"$tmp/basebackup.log" 2>&1 || { cat "$tmp/basebackup.log" >&2; exit 1; }
-"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$tmp/replica/data" -l "$tmp/replica/server.log" -w start \
-  -o "-c listen_addresses=127.0.0.1 -p $replica_port -k $tmp/sock -c fsync=off -c max_connections=200 -c hot_standby_feedback=on" >/dev/null \
-  || { cat "$tmp/replica/server.log" >&2; exit 1; }
+# WITH_REPLICA=0 leaves it out (benchmarks: on one machine its replay competes for the same cores).
+if [ "${WITH_REPLICA:-1}" != 0 ]; then
+  "${as_pg[@]}" "$pg_bin/pg_basebackup" -h 127.0.0.1 -p "$pg_port" -U postgres -D "$tmp/replica/data" -R -X stream \
+    >"$tmp/basebackup.log" 2>&1 || { cat "$tmp/basebackup.log" >&2; exit 1; }
+  "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$tmp/replica/data" -l "$tmp/replica/server.log" -w start \
+    -o "-c listen_addresses=127.0.0.1 -p $replica_port -k $tmp/sock -c fsync=off -c max_connections=200 -c hot_standby_feedback=on" >/dev/null \
+    || { cat "$tmp/replica/server.log" >&2; exit 1; }
+  export ARBOOK_TEST_REPLICA_URL="postgres://postgres@127.0.0.1:$replica_port/arbook"
+fi
 redis-server --daemonize yes --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
   --dir "$tmp/redis" --pidfile "$tmp/redis/redis.pid" --logfile "$tmp/redis/redis.log"
 for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
 export DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/arbook"
 export REDIS_URL="redis://127.0.0.1:$redis_port/0"
-export ARBOOK_TEST_REPLICA_URL="postgres://postgres@127.0.0.1:$replica_port/arbook"
 export ARBOOK_VAR_DIR="$tmp/var"
-echo "with-services: PostgreSQL on 127.0.0.1:$pg_port (streaming replica on :$replica_port), Redis on 127.0.0.1:$redis_port" >&2
+echo "with-services: PostgreSQL on 127.0.0.1:$pg_port${ARBOOK_TEST_REPLICA_URL:+ (streaming replica on :$replica_port)}, Redis on 127.0.0.1:$redis_port" >&2
 set +e
 "$@"
 status=$?

@@ -42,7 +42,8 @@ def make(server, *, mode="appgregator", now=at_anchor, **overrides):
     kwargs = credential("xendit", server)
     if mode == "direct":
         kwargs["options"] = {"mode": "direct"}
-    kwargs["options"].update(overrides.pop("options", {}))
+    # Page after page unless a test asks for slices (the sliced reads are tested below).
+    kwargs["options"] = {"read_concurrency": 1, **kwargs["options"], **overrides.pop("options", {})}
     kwargs.update(overrides)
     return get_client("xendit", now=now, **FAST, **kwargs)
 
@@ -73,7 +74,8 @@ class FakeSession:
 
 def fake_client(session, *, mode="appgregator", secrets=None, options=None):
     options = options if options is not None else (dict(OPTIONS["xendit"]) if mode == "appgregator" else {"mode": mode})
-    options = {"owed_years_back": 0, **options}  # no owed pass before the window (its own test)
+    # No owed pass before the window (its own test); page after page (sliced reads: their own tests).
+    options = {"owed_years_back": 0, "read_concurrency": 1, **options}
     return Client(secrets=secrets or dict(SECRETS), options=options, session=session, now=at_anchor, **FAST)
 
 
@@ -739,3 +741,97 @@ def test_sandbox_without_old_debt():
             prov.mutate(some, {"status": "paid"})
     # and the seeded population is the same either way
     assert _read(with_debt)[:30] == _read(Sandbox(providers=("xendit",), size=30, anchor=ANCHOR, legacy=False))
+
+
+# -- sliced full reads (gateways.slices) --------------------------------------------------------
+
+def test_a_sliced_full_read_returns_exactly_what_the_sequential_one_does(sandbox_factory):
+    server = sandbox_factory(providers=("xendit",), size=2500)
+    sequential = read_all(make(server))
+    calls_before = server.sandbox.stats["xendit"]
+    client = make(server, options={"read_concurrency": 6})
+    pages = list(client.iter_pages())
+    sliced = [i for p in pages for i in p.invoices]
+    assert len(sliced) == len({i.external_id for i in sliced})  # no invoice twice
+    assert {i.external_id: i for i in sliced} == {i.external_id: i for i in sequential}
+    # One call opens each slice, and each full page asks for the next one: nothing more.
+    slices = client._slices(client._plan(None))
+    assert len(slices) == 6 * Client.SLICES_PER_READER + 6 * Client.SLICES_PER_READER // 4  # window + owed years
+    assert server.sandbox.stats["xendit"] - calls_before == len(slices) + sum(len(p.invoices) == 100 for p in pages)
+
+
+def test_slice_bounds_are_disjoint_and_leave_no_millisecond_out():
+    from gateways.slices import split_range
+    from gateways.xendit import parse_ms
+
+    parts = split_range(1_000, 1_010, 4)
+    assert parts[0][0] == 1_000 and parts[-1][1] == 1_010
+    assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+    client = fake_client(FakeSession((200, [])), options={**OPTIONS["xendit"], "read_concurrency": 2})
+    slices = client._slices(client._plan(None))
+    created = [s for s in slices if s["f"] == "created"]
+    # Xendit's pairs are strict: after < created < before. Each inner slice starts 1 ms before the
+    # previous one ends, so the instant `before` of one slice is inside the next.
+    for left, right in zip(created, created[1:]):
+        assert parse_ms(right["a"]) == parse_ms(left["b"]) - 1
+
+
+def test_a_sliced_read_resumes_every_slice_where_it_stopped(sandbox_factory):
+    server = sandbox_factory(providers=("xendit",), size=1800, legacy=False)
+    everything = {i.external_id for i in read_all(make(server, options={"read_concurrency": 4}))}
+    pages = list(make(server, options={"read_concurrency": 4}).iter_pages())
+    committed = pages[: len(pages) // 2]
+    marker = json.loads(committed[-1].resume)
+    assert len(marker["s"]) > 4 and any(s["d"] for s in marker["s"]) and not all(s["d"] for s in marker["s"])
+    rest = list(make(server, options={"read_concurrency": 4}).iter_pages(resume=committed[-1].resume))
+    before = [i.external_id for p in committed for i in p.invoices]
+    after = [i.external_id for p in rest for i in p.invoices]
+    assert not set(before) & set(after)  # nothing read twice ...
+    assert set(before) | set(after) == everything  # ... and nothing left out
+    assert list(make(server).iter_pages(resume=pages[-1].resume)) == []  # a finished marker: nothing left
+
+
+def test_slices_are_read_at_once(sandbox_factory):
+    server = sandbox_factory(providers=("xendit",), size=800, legacy=False)
+    started = time.perf_counter()
+    assert len(read_all(make(server, options={"read_concurrency": 1}))) == 800
+    _ = time.perf_counter() - started
+    server.sandbox.add_fault("xendit", Fault(kind="latency", seconds=0.1, times=10_000))
+    started = time.perf_counter()
+    assert len(read_all(make(server, options={"read_concurrency": 1}))) == 800
+    sequential = time.perf_counter() - started
+    started = time.perf_counter()
+    assert len(read_all(make(server, options={"read_concurrency": 8}))) == 800
+    sliced = time.perf_counter() - started
+    # 9 list calls page after page, ~35 (one per slice) in parallel: 8 at a time is ~5 rounds of 0.1 s.
+    assert sequential >= 0.9 and sliced < sequential
+
+
+def test_a_429_pauses_every_slice_reader(sandbox_factory):
+    server = sandbox_factory(providers=("xendit",), size=600, legacy=False)
+    server.sandbox.add_fault("xendit", Fault(kind="429", retry_after=1, times=1, after=3))
+    started = time.perf_counter()
+    invoices = read_all(make(server, options={"read_concurrency": 4}, retry_after_max=5))
+    assert len(invoices) == 600 == len({i.external_id for i in invoices})
+    assert time.perf_counter() - started >= 1.0  # Retry-After was waited out
+
+
+def test_a_failing_slice_fails_the_read_after_the_pages_before_it(sandbox_factory):
+    server = sandbox_factory(providers=("xendit",), size=600, legacy=False)
+    server.sandbox.add_fault("xendit", Fault(kind="bad_signature", times=1, after=5))
+    got = []
+    with pytest.raises(AuthError):
+        for page in make(server, options={"read_concurrency": 4}).iter_pages():
+            got.append(page)
+    assert got and all(json.loads(p.resume)["s"] for p in got)
+
+
+def test_requests_per_minute_paces_all_readers():
+    session = FakeSession((200, []))
+    client = fake_client(session, options={**OPTIONS["xendit"], "read_concurrency": 4, "requests_per_minute": 600})
+    sleeps = []
+    client.http.sleep = sleeps.append
+    list(client.iter_pages())
+    assert len(session.calls) == 4 * Client.SLICES_PER_READER
+    # One call every 0.1 s whatever the thread: the waits asked for add up to ~(calls - 1) x 0.1 s.
+    assert sum(sleeps) >= 0.1 * (len(session.calls) - 1) - 0.05

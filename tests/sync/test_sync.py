@@ -17,6 +17,7 @@ from arbook.services.customers import LINK_STATEMENTS
 from arbook.services.sync import CredentialLock, invoices_sync
 from arbook.services.sync_schedule import SYNC_TASK, sync_claim, sync_enqueue_due
 from gateways import TransientError
+from gateways.sandbox import OPTIONS
 from tests.sync.conftest import POLLED, fast_client
 
 pytestmark = pytest.mark.django_db
@@ -129,7 +130,8 @@ def test_rate_limits_and_server_errors_are_retried_within_the_run(kind, sandbox,
 def test_a_fault_mid_run_fails_cleanly_and_a_rerun_converges(kind, error_kind, sandbox, make_credential):
     from gateways.sandbox import Fault
 
-    credential = make_credential("xendit")
+    # Page after page, so "the first page committed" is one page (the sliced read: its own test below).
+    credential = make_credential("xendit", options={**OPTIONS["xendit"], "read_concurrency": 1})
     sandbox.sandbox.add_fault("xendit", Fault(kind=kind, after=1, times=5, seconds=2))
     run = invoices_sync(credential=credential, client=fast_client(credential, timeout=(1, 0.5)))
     assert run.status == SyncRun.Status.FAILED and run.error_kind == error_kind
@@ -149,6 +151,29 @@ def test_a_fault_mid_run_fails_cleanly_and_a_rerun_converges(kind, error_kind, s
     assert again.updated == 1  # the full reconciliation catches the change made behind the cursor
     assert_mirrors(sandbox, credential)
     assert Invoice.objects.filter(credential=credential).count() == len(truth_of(sandbox, "xendit"))
+
+
+@pytest.mark.parametrize("kind,error_kind", [("malformed", "bad_response"), ("503", "transient")])
+def test_a_fault_in_one_slice_fails_the_sliced_run_and_the_rerun_continues_every_slice(kind, error_kind, sandbox,
+                                                                                     make_credential):
+    """Xendit's full read runs in date slices (8 at once by default); a slice that fails ends the
+    run after the pages before it, and the rerun continues each slice from its own cursor."""
+    from gateways.sandbox import Fault
+
+    credential = make_credential("xendit")
+    sandbox.sandbox.add_fault("xendit", Fault(kind=kind, after=12, times=60))  # more than the retries of 8 readers
+    run = invoices_sync(credential=credential, client=fast_client(credential, timeout=(1, 0.5)))
+    assert run.status == SyncRun.Status.FAILED and run.error_kind == error_kind
+    assert Invoice.objects.filter(credential=credential).count() == run.created
+    credential.refresh_from_db()
+    marker = credential.sync_state["pending"]["resume"]
+    assert marker is None or "\"s\":" in marker  # one cursor per slice
+    sandbox.sandbox.clear_faults()
+    rerun = invoices_sync(credential=credential)
+    assert rerun.status == SyncRun.Status.SUCCEEDED and rerun.full, rerun.error
+    assert rerun.created == len(truth_of(sandbox, "xendit")) - run.created  # nothing read twice, nothing lost
+    assert rerun.missing == 0
+    assert_mirrors(sandbox, credential)
 
 
 class DyingClient:
@@ -336,7 +361,7 @@ def test_pages_are_written_in_batches_of_a_few_fixed_statements(sandbox, make_cr
         monkeypatch.setattr(sync, "WRITE_BATCH_ROWS", batch_rows)
         sandbox.sandbox.sizes["xendit"] = size
         sandbox.sandbox.legacy = False  # the seeded pages only: their count is what is measured
-        credential = make_credential("xendit")
+        credential = make_credential("xendit", options={**OPTIONS["xendit"], "read_concurrency": 1})
         with CaptureQueriesContext(connection) as queries:
             run = invoices_sync(credential=credential)
         assert run.status == SyncRun.Status.SUCCEEDED and run.created == size and run.pages == -(-size // 100)
