@@ -270,9 +270,13 @@ ARBOOK_SANDBOX_URL = env.str("ARBOOK_SANDBOX_URL", default="http://127.0.0.1:890
 # scans); SQLite ignores them, which is fine for the embedded default.
 SILENCED_SYSTEM_CHECKS = ["models.W040"]
 
-# The scheduler's only entry: every minute, enqueue the credentials whose own interval elapsed.
+# The scheduler's entries. Every minute, enqueue the credentials whose own interval elapsed.
+# Safe to run on two hosts at once (so losing one loses no tick): the sync tick claims each due
+# credential with a compare-and-set (`sync_claim`), the reminders tick runs a merchant's day under
+# a lock, and the collections tick is idempotent. ARBOOK_SYNC_TICK_SECONDS shortens the tick for
+# tests/scale/test_workers.py.
 CELERY_BEAT_SCHEDULE = {
-    "enqueue-due-syncs": {"task": "arbook.sync_enqueue_due", "schedule": 60.0},
+    "enqueue-due-syncs": {"task": "arbook.sync_enqueue_due", "schedule": env.float("ARBOOK_SYNC_TICK_SECONDS", default=60.0)},
     # Broken promises and newly overdue invoices reach the worklist within ten minutes.
     "collections-tick": {"task": "arbook.collections_tick", "schedule": 600.0},
     # Reminders: each merchant's run goes out once a day (the first tick after 08:00 its time).
