@@ -101,20 +101,21 @@ def forget() -> None:
 
 
 @contextmanager
-def reading_reports(on: bool = True):
-    """Within this block arbook's tables are read from the replica (when one is usable)."""
-    token = _reports.set(on)
+def reading_reports():
+    """Within this block arbook's tables are read from the replica, if one is usable on entry
+    (measured once here, not on every query)."""
+    token = _reports.set(replica_configured() and replica_status().usable)
     try:
         yield
     finally:
         _reports.reset(token)
 
 
-def on_replica_iter(chunks, on: bool = True):
+def _on_replica_iter(chunks):
     """Keep a streamed export on the replica: the flag is set around each chunk the server pulls."""
     iterator = iter(chunks)
     while True:
-        token = _reports.set(on)
+        token = _reports.set(True)
         try:
             chunk = next(iterator)
         except StopIteration:
@@ -125,7 +126,7 @@ def on_replica_iter(chunks, on: bool = True):
 
 
 def reads_from_replica() -> bool:
-    return _reports.get() and replica_configured() and replica_status().usable
+    return _reports.get()
 
 
 def report_db() -> str:
@@ -181,15 +182,14 @@ def report_read(view):
     """
     @wraps(view)
     def wrapped(request, *args, **kwargs):
-        on = (replica_configured() and request.method in ("GET", "HEAD")
-              and sticky_until(request) <= time.time())
-        request.reads_replica = on and replica_status().usable
-        if not on:
+        request.reads_replica = (replica_configured() and request.method in ("GET", "HEAD")
+                                 and sticky_until(request) <= time.time() and replica_status().usable)
+        if not request.reads_replica:
             return view(request, *args, **kwargs)
         with reading_reports():
             response = view(request, *args, **kwargs)
         if getattr(response, "streaming", False):
-            response.streaming_content = on_replica_iter(response.streaming_content)
+            response.streaming_content = _on_replica_iter(response.streaming_content)
         return response
 
     return wrapped
