@@ -103,10 +103,11 @@ def forget() -> None:
 @contextmanager
 def reading_reports():
     """Within this block arbook's tables are read from the replica, if one is usable on entry
-    (measured once here, not on every query)."""
-    token = _reports.set(replica_configured() and replica_status().usable)
+    (measured once here, not on every query); yields whether it is."""
+    on = replica_configured() and replica_status().usable
+    token = _reports.set(on)
     try:
-        yield
+        yield on
     finally:
         _reports.reset(token)
 
@@ -182,13 +183,13 @@ def report_read(view):
     """
     @wraps(view)
     def wrapped(request, *args, **kwargs):
-        request.reads_replica = (replica_configured() and request.method in ("GET", "HEAD")
-                                 and sticky_until(request) <= time.time() and replica_status().usable)
-        if not request.reads_replica:
+        request.reads_replica = False
+        if not (replica_configured() and request.method in ("GET", "HEAD") and sticky_until(request) <= time.time()):
             return view(request, *args, **kwargs)
-        with reading_reports():
+        with reading_reports() as on:
+            request.reads_replica = on
             response = view(request, *args, **kwargs)
-        if getattr(response, "streaming", False):
+        if on and getattr(response, "streaming", False):
             response.streaming_content = _on_replica_iter(response.streaming_content)
         return response
 
