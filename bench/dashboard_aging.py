@@ -10,7 +10,10 @@ DEBUG off), it measures the median server time of each page and, next to it, the
 the very SQL statements that page ran (captured during one request, re-executed in the same
 process), plus the query count.
 
-Target (issue 5): the aging report <= 300 ms, as of today and as of 90 days ago.
+Target (issue 5): the aging report <= 300 ms, as of today and as of 90 days ago; issue 19: the
+same at 10M, and the overview. On PostgreSQL the report reads the aging rollup when its filters
+allow; the "scanned" lines tick every status, which it cannot apply, so they show the same report
+read from the invoices in the same run.
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ def main() -> None:
     from django.test import Client
     from django.utils import timezone
 
-    from arbook.models import InvoiceEvent, Merchant
+    from arbook.models import Invoice, InvoiceEvent, Merchant
 
     total = seeded_database(args.rows)
     user, _ = get_user_model().objects.get_or_create(username="bench-accountant")
@@ -51,9 +54,14 @@ def main() -> None:
     cutoff = timezone.make_aware(dt.datetime.combine(today - dt.timedelta(days=89), dt.time.min))
     later_events = InvoiceEvent.objects.filter(seen_at__gte=cutoff).count()
 
+    # Every state ticked: the same invoices, but a filter the aging rollup cannot apply, so these
+    # pages scan the invoices as they did before it (the baseline beside the rollup's figures).
+    scan = {"status": [s for s, _label in Invoice._meta.get_field("status").choices]}
     cases = [
         ("/aging/", {}, "aging, as of today (due basis)"),
+        ("/aging/", scan, "  the same, scanned (no rollup)"),
         ("/aging/", {"as_of": past}, "aging, as of 90 days ago"),
+        ("/aging/", {"as_of": past, **scan}, "  the same, scanned (no rollup)"),
         ("/aging/", {"basis": "issued"}, "aging, as of today, issue basis"),
         ("/aging/", {"as_of": past, "basis": "issued"}, "aging, 90 days ago, issue basis"),
         ("/aging/", {"currency": "DKK"}, "aging, one currency (DKK)"),

@@ -9,7 +9,9 @@ Prints, for one provider's population of `--size` invoices:
 - the peak RSS of this process during the syncs (run with --size 1000000 to compare: the
   sync holds one page at a time, so it should stay flat);
 - measured in the same run, the rate of a plain `bulk_create(update_conflicts=True)` of the
-  same rows (DB write only, rows already in memory), so the sync's overhead shows as a ratio.
+  same rows (DB write only, rows already in memory), so the sync's overhead shows as a ratio;
+- what the aging rollup's triggers cost the first sync: the same first sync with them switched
+  off and on again (`--no-rollup-overhead` skips it).
 
 The sandbox runs in its own process, as a real provider would, so it does not compete with the
 sync for this interpreter's GIL.
@@ -78,6 +80,8 @@ def main() -> None:
     parser.add_argument("--provider", default="xendit", choices=["xendit", "faspay", "munio", "farpay"])
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the plain-upsert baseline (it holds every row in memory: slow at 1M)")
+    parser.add_argument("--no-rollup-overhead", action="store_true",
+                        help="skip the first sync with the aging rollup's triggers off and on")
     args = parser.parse_args()
 
     ensure_database()
@@ -132,6 +136,7 @@ def main() -> None:
         assert again.status == SyncRun.Status.SUCCEEDED and again.unchanged == again.fetched, again.error
         sync_peak = peak_rss_mb()
 
+        overhead = None if args.no_rollup_overhead else rollup_overhead(merchant, credential)
         if args.no_baseline:
             objects, plain_s = [], 0.0
         else:
@@ -139,6 +144,55 @@ def main() -> None:
     finally:
         sandbox.terminate()
     report(args, first, first_s, again, again_s, read_only, read_s, per_page, rss_before, sync_peak, objects, plain_s)
+    if overhead:
+        off, on = overhead
+        print(f"first sync, rollup triggers off / on: {off:.2f} s / {on:.2f} s  "
+              f"(the rollup costs {(on / off - 1) * 100:+.1f}%)")
+
+
+ROLLUP_TRIGGERS = ("arbook_aging_rollup_insert", "arbook_aging_rollup_update", "arbook_aging_rollup_delete")
+
+
+def rollup_overhead(merchant, template) -> tuple[float, float] | None:
+    """The first sync of a fresh account with the aging rollup's triggers off, then on, into the
+    same table (the earlier accounts' rows removed and vacuumed before each): (off s, on s)."""
+    from django.db import connection
+
+    from arbook.models import GatewayCredential, Invoice, SyncRun
+    from arbook.services.sync import invoices_sync
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regproc('arbook_aging_rollup_rebuild') IS NOT NULL")
+        if not cursor.fetchone()[0]:
+            return None
+
+    def triggers(state: str) -> None:
+        with connection.cursor() as cursor:
+            for name in ROLLUP_TRIGGERS:
+                cursor.execute(f"ALTER TABLE arbook_invoice {state} TRIGGER {name}")
+
+    seconds = []
+    for i, state in enumerate(("DISABLE", "ENABLE")):
+        triggers("DISABLE")
+        Invoice.objects.exclude(credential=template).delete()
+        triggers("ENABLE")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT arbook_aging_rollup_rebuild(NULL), arbook_day_rollup_rebuild(NULL)")
+            cursor.execute("VACUUM ANALYZE arbook_invoice")
+        credential = GatewayCredential.objects.create(
+            merchant=merchant, provider=template.provider, base_url=template.base_url, label=f"overhead {i}",
+            secrets=dict(template.secrets), options=dict(template.options))
+        triggers(state)
+        try:
+            started = time.perf_counter()
+            run = invoices_sync(credential=credential, full=True, trigger=SyncRun.Trigger.COMMAND)
+            seconds.append(time.perf_counter() - started)
+        finally:
+            triggers("ENABLE")
+        assert run.status == SyncRun.Status.SUCCEEDED, run.error
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT arbook_aging_rollup_rebuild(NULL), arbook_day_rollup_rebuild(NULL)")
+    return seconds[0], seconds[1]
 
 
 def baseline(credential, merchant, provider):

@@ -52,6 +52,30 @@ def admin_client_(client, superuser):
     return client
 
 
+@pytest.fixture(autouse=True)
+def _aging_rollup_exact(request):
+    """After every test that wrote invoices on PostgreSQL, the aging rollup its triggers kept
+    equals a recount: the whole suite (syncs, uploads, notifications, merges, deletes) is the
+    proof that no write path leaves it wrong."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or "live_server" in request.fixturenames or bool(
+        marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])))
+    if not (marker or {"db", "transactional_db"} & set(request.fixturenames)):
+        yield
+        return
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    yield
+    from django.db import connection
+
+    from tests.rollup_check import rollup_installed, rollup_mismatch
+
+    if connection.needs_rollback:
+        return  # the test left its transaction broken on purpose: nothing can be read in it
+    if rollup_installed():
+        mismatch = rollup_mismatch()
+        assert not mismatch, f"aging rollup differs from a recount: {sorted(mismatch.items())[:5]}"
+
+
 def pytest_collection_modifyitems(config, items):
     """Browser tests need the ORM from Playwright's sync page: allow it in tests only."""
     if any(item.get_closest_marker("browser") for item in items):

@@ -20,6 +20,7 @@ from arbook import params
 from arbook.filters import DRILLDOWN_FIELDS, InvoiceFilter
 from arbook.models import Invoice
 from arbook.selectors import aging as sel
+from arbook.selectors.aging_rollup import RollupScope, scope_for
 
 #: Query parameters of the report itself; everything else is an invoice-list filter.
 OPTION_KEYS = ("as_of", "basis", "buckets", "group", "rows", "top", "_export")
@@ -98,3 +99,12 @@ def filtered_invoices(request) -> tuple[QuerySet[Invoice], InvoiceFilter, list[s
     notes = [*filterset.error_messages(), *filterset.notices]
     applied = {k: v for k, v in data.lists() if any(x != "" for x in v) and k not in filterset.form.errors}
     return qs, filterset, notes, applied, filterset.merchants
+
+
+def rollup_scope(filterset: InvoiceFilter, applied: dict) -> RollupScope | None:
+    """The report's invoices in the aging rollup's terms, or None when the filters applied
+    (a search, a status, a date range, one it rejected) make it read the invoices themselves."""
+    if filterset.form.errors:
+        return None
+    return scope_for(merchants=filterset.merchants, applied=applied, cleaned=filterset.form.cleaned_data,
+                     filters=filterset.filters)

@@ -7,8 +7,9 @@ from .espay import EspayBatch, EspayChunk, EspayLine, EspayVirtualAccount
 from .notifications import Notification
 from .collections import AuditEntry, Hold, HoldReason, Note, NoteRevision, Promise, SavedView
 from .reminders import ReminderDrop, ReminderItem, ReminderMessage, ReminderStep
+from .rollup import AgingRollup, DayRollup
 
 __all__ = ["PROVIDER_CHOICES", "Merchant", "GatewayCredential", "Customer", "CustomerIdentity", "CustomerBalance", "DuplicateSuspect", "Invoice", "InvoiceEvent", "SyncRun", "SyncSeen",
            "EspayBatch", "EspayChunk", "EspayLine", "EspayVirtualAccount", "Notification",
            "Note", "NoteRevision", "HoldReason", "Hold", "Promise", "SavedView", "AuditEntry",
-           "ReminderStep", "ReminderMessage", "ReminderItem", "ReminderDrop"]
+           "ReminderStep", "ReminderMessage", "ReminderItem", "ReminderDrop", "AgingRollup", "DayRollup"]

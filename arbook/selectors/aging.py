@@ -71,6 +71,7 @@ from arbook.dbrouting import report_db
 from arbook.models import PROVIDER_CHOICES, Customer, CustomerBalance, GatewayCredential, Invoice, Merchant
 from arbook.models.invoices import MONEY
 from arbook.status import APART, RECEIVABLE, STATUSES, InvoiceStatus
+from arbook.selectors.aging_rollup import RollupScope, day_range_q, existing_unchanged, rollup_rows, rows_q
 from arbook.selectors.collections import held_invoice_ids, held_invoices_q
 
 PAID = InvoiceStatus.PAID
@@ -442,7 +443,8 @@ def _empty_cells(buckets: list[Bucket], row: str) -> list[Cell]:
 
 def invoice_aging(*, queryset: QuerySet[Invoice], as_of: dt.date, basis: str = "due",
                   bounds: tuple[int, ...] = DEFAULT_BOUNDS, group: str = "", rows: str = "receivable",
-                  top: int = DEFAULT_TOP, tz=None, merchant_ids: Collection[int] | None = None) -> AgingReport:
+                  top: int = DEFAULT_TOP, tz=None, merchant_ids: Collection[int] | None = None,
+                  rollup: RollupScope | None = None) -> AgingReport:
     """Aging tables per currency of `queryset` (already scoped and filtered by the caller).
 
     Ungrouped: one aggregate query for every currency's table (GROUP BY currency, row, bucket).
@@ -451,6 +453,10 @@ def invoice_aging(*, queryset: QuerySet[Invoice], as_of: dt.date, basis: str = "
     per currency table, showing the `top` groups by amount and an "others" line for the rest.
     By customer, when the caller names the merchants `queryset` is within (`merchant_ids`), the
     top customers are found from their stored balances instead (`_ranked_customers`).
+
+    `rollup`: when the caller can say which invoices `queryset` holds in the rollup's terms
+    (`arbook.selectors.aging_rollup.scope_for`), the sums come from the rollup rather than from
+    the invoices (`_rollup_summary`); by customer, only the totals do.
     """
     zone = _zone(tz)
     as_of = parse_as_of(as_of, tz=zone)
@@ -462,14 +468,25 @@ def invoice_aging(*, queryset: QuerySet[Invoice], as_of: dt.date, basis: str = "
     live = _is_live(as_of, zone)
     state = _with_state(queryset, as_of=as_of, tz=zone)
     aggregates = _bucket_aggregates(basis=basis, as_of=as_of, tz=zone, buckets=buckets)
-    summary = _summary(queryset, as_of=as_of, tz=zone, row_set=row_set, live=live, aggregates=aggregates)
+    kept = rollup_rows(rollup, zone=zone)
     ranking = None
     if group == "customer" and merchant_ids is not None and _balances_bound(row_set, merchant_ids):
         changed = None if live else _in_aging(_changed_since(queryset, as_of=as_of, tz=zone), row_set, live=False)
         ranking = Ranking(balances=CustomerBalance.objects.filter(merchant_id__in=list(merchant_ids)), changed=changed)
     with reporting_query():
+        if kept is not None:
+            summary = _rollup_summary(kept, queryset, as_of=as_of, tz=zone, basis=basis, buckets=buckets, live=live,
+                                      aggregates=aggregates)
+        else:
+            summary = _summary(queryset, as_of=as_of, tz=zone, row_set=row_set, live=live, aggregates=aggregates)
+        from_rollup = None
+        if kept is not None and group in ("merchant", "provider"):
+            from_rollup = RollupGroups(rows=kept.filter(rows_q(row_set, credit=CREDIT, credit_states=CREDIT_STATES)),
+                                       aggregates=_rollup_aggregates(basis=basis, as_of=as_of, buckets=buckets),
+                                       live=live, as_of=as_of, tz=zone)
         tables = _tables(list(summary), base=_in_aging(state, row_set, live=live), group=group, rows=rows,
-                         row_set=row_set, buckets=buckets, aggregates=aggregates, top=top, ranking=ranking)
+                         row_set=row_set, buckets=buckets, aggregates=aggregates, top=top, ranking=ranking,
+                         from_rollup=from_rollup)
     return AgingReport(as_of=as_of, basis=basis, buckets=buckets, group=group, rows=rows if group else ALL,
                        tz=zone, tables=tables, top=top, live=live)
 
@@ -509,6 +526,84 @@ def _summary(queryset: QuerySet[Invoice], *, as_of: dt.date, tz, row_set: tuple[
     return branches[0].union(*branches[1:], all=True) if len(branches) > 1 else branches[0]
 
 
+def _rollup_aggregates(*, basis: str, as_of: dt.date, buckets: list[Bucket]) -> dict[str, Any]:
+    """`_bucket_aggregates` over the rollup's day columns: per bucket, `a{i}` and `n{i}`."""
+    column = "due_day" if basis == "due" else "issued_day"
+    zero_money, zero = Value(Decimal("0"), output_field=_money), Value(0)
+    aggregates: dict[str, Any] = {}
+    for i, b in enumerate(buckets):
+        in_bucket = day_range_q(column, as_of=as_of, lo=b.lo, hi=b.hi)
+        aggregates[f"a{i}"] = Coalesce(Sum("amount", filter=in_bucket), zero_money, output_field=_money)
+        aggregates[f"n{i}"] = Coalesce(Sum("count", filter=in_bucket), zero)
+    return aggregates
+
+
+def _rollup_summary(kept, queryset: QuerySet[Invoice], *, as_of: dt.date, tz, basis: str, buckets: list[Bucket],
+                    live: bool, aggregates: dict) -> list[dict]:
+    """`_summary`'s rows from the rollup: as of today, its rows alone (a few hundred thousand at
+    ten million invoices, against millions of index entries); as of a past date, its rows of the
+    invoices unchanged since the cutoff plus the changed invoices read from their history (the
+    same split as `_summary`'s, with the rollup in place of the unchanged invoices' scan)."""
+    source = kept if live else existing_unchanged(kept, as_of)
+    blank = {"k_before": "", "k_after": "", "k_paid_later": False}
+    # A key whose appended rows cancel out (its invoices all left it) holds no invoice: no row,
+    # as the invoices' scan has none.
+    out = [{**r, **blank} for r in source.values("currency", k_status=F("status"), k_negative=F("credit"))
+           .annotate(**_rollup_aggregates(basis=basis, as_of=as_of, buckets=buckets))
+           .alias(k_count=Sum("count")).exclude(k_count=0).order_by()]
+    if not live:
+        out += list(_grouped(_changed_since(queryset, as_of=as_of, tz=tz), aggregates))
+    return out
+
+
+@dataclass
+class RollupGroups:
+    """What a table grouped by merchant or gateway reads from the rollup (`_rollup_group_rows`):
+    the groups of every currency at once (`by_currency`, filled on the first table's call)."""
+
+    rows: QuerySet  # the rollup's rows in the report's rows
+    aggregates: dict
+    live: bool
+    as_of: dt.date
+    tz: dt.tzinfo
+    by_currency: dict[str, list[dict]] | None = None
+
+    def groups(self, *, column: str, base: QuerySet, aggregates: dict) -> dict[str, list[dict]]:
+        """{currency: [group rows]}: summed from the rollup (as of a past date, its rows unchanged
+        since, plus the changed invoices' groups from `base`), in one query for each part."""
+        if self.by_currency is None:
+            rows = self.rows if self.live else existing_unchanged(self.rows, self.as_of)
+            parts = [rows.values("currency", column).annotate(**self.aggregates).order_by()]
+            if not self.live:
+                changed = base.filter(changed_at__gte=_cutoff(self.as_of, self.tz))
+                parts.append(changed.values("currency", column).annotate(**aggregates).order_by())
+            self.by_currency = {}
+            for part in parts:
+                for r in part:
+                    self.by_currency.setdefault(r["currency"], []).append(r)
+        return self.by_currency
+
+
+def _rollup_group_rows(source: RollupGroups, *, column: str, currency: str, base: QuerySet, aggregates: dict,
+                       top: int) -> list[dict]:
+    """The `top` groups of a table, by total then key, as `_grouped_lines` reads them from the
+    invoices, merged here from `source`'s parts (a merchant or gateway grouping has a few dozen
+    groups at most)."""
+    n = len([k for k in source.aggregates if k.startswith("a")])
+    merged: dict[Any, dict] = {}
+    for r in source.groups(column=column, base=base, aggregates=aggregates).get(currency, []):
+        g = merged.setdefault(r[column], {column: r[column], **{f"a{i}": Decimal("0") for i in range(n)},
+                                           **{f"n{i}": 0 for i in range(n)}})
+        for i in range(n):
+            g[f"a{i}"] += r[f"a{i}"] or Decimal("0")
+            g[f"n{i}"] += r[f"n{i}"] or 0
+    for g in merged.values():
+        g["total"] = sum((g[f"a{i}"] for i in range(n)), Decimal("0"))
+        g["count"] = sum(g[f"n{i}"] for i in range(n))
+    ranked = sorted((g for g in merged.values() if g["count"]), key=lambda g: (-g["total"], g[column]))
+    return ranked[:top]
+
+
 def _changed_since(queryset: QuerySet[Invoice], *, as_of: dt.date, tz) -> QuerySet[Invoice]:
     """The invoices changed since the end of the as-of day, with their state then: the part of a
     past-date report that reads history (the summary's second branch, the ranking's bound)."""
@@ -535,7 +630,8 @@ def _current_branches(state: QuerySet[Invoice], *, row_set: tuple[str, ...], agg
     return branches
 
 
-def _tables(summary, *, base, group, rows, row_set, buckets, aggregates, top, ranking=None) -> list[Table]:
+def _tables(summary, *, base, group, rows, row_set, buckets, aggregates, top, ranking=None,
+            from_rollup: RollupGroups | None = None) -> list[Table]:
     per_currency: dict[str, dict[str, list[Cell]]] = {}
     for r in summary:
         row = row_for(r["k_before"] or r["k_after"] or r["k_status"], r["k_negative"], r["k_paid_later"])
@@ -567,7 +663,8 @@ def _tables(summary, *, base, group, rows, row_set, buckets, aggregates, top, ra
             table.lines.append(_line(ALL, ROW_LABELS[ALL], totals, "total"))
         else:
             _grouped_lines(table, base=base, group=group, aggregates=aggregates, buckets=buckets,
-                           rows=rows or "receivable", top=top, totals=totals, ranking=ranking)
+                           rows=rows or "receivable", top=top, totals=totals, ranking=ranking,
+                           from_rollup=from_rollup)
         tables.append(table)
     return tables
 
@@ -579,13 +676,17 @@ def _line(key: str, label: str, cells: list[Cell], kind: str, group_value: Any =
     return Line(key=key, label=label, cells=cells, total=total, kind=kind, group_value=group_value)
 
 
-def _grouped_lines(table: Table, *, base, group, aggregates, buckets, rows, top, totals, ranking=None) -> None:
+def _grouped_lines(table: Table, *, base, group, aggregates, buckets, rows, top, totals, ranking=None,
+                   from_rollup: RollupGroups | None = None) -> None:
     column = GROUPS[group]
     grouped = (base.filter(currency=table.currency)
                .values(column).annotate(total=Coalesce(Sum("aging_outstanding"), Value(Decimal("0")),
                                                        output_field=_money),
                                         count=Count("currency"), **aggregates))
     groups = _ranked_customers(grouped, ranking=ranking, currency=table.currency, top=top) if ranking else None
+    if groups is None and from_rollup is not None:
+        groups = _rollup_group_rows(from_rollup, column=column, currency=table.currency, base=base,
+                                    aggregates=aggregates, top=top)
     if groups is None:
         groups = list(grouped.order_by("-total", column)[:top])
     labels = _group_labels(group, [g[column] for g in groups])

@@ -28,10 +28,11 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 import gateways
-from arbook.models import GatewayCredential, Notification, SyncRun
+from arbook.models import DayRollup, GatewayCredential, Notification, SyncRun
 from arbook.models.invoices import MONEY
 from arbook.scoping import scope, visible_merchants
 from arbook.selectors.aging import day_start, reporting_query
+from arbook.selectors.aging_rollup import RollupScope, day_rows, rollup_rows, window_days
 from arbook.selectors.invoices import scoped_invoices
 from arbook.status import RECEIVABLE, CredentialFreshness, InvoiceStatus
 
@@ -72,8 +73,13 @@ class Freshness:
         return f"{minutes} minutes"
 
 
-def currency_figures(*, queryset, now: dt.datetime, tz=None) -> list[CurrencyFigures]:
-    """The overview figures of `queryset` (already scoped) per currency, in one aggregate query."""
+def currency_figures(*, queryset, now: dt.datetime, tz=None, rollup: RollupScope | None = None) -> list[CurrencyFigures]:
+    """The overview figures of `queryset` (already scoped) per currency, in one aggregate query.
+
+    `rollup`: `queryset`'s invoices in the rollups' terms; when they can answer, the receivable
+    figures are summed from the aging rollup, and the collected and sales windows from the day
+    rollup (with the windows' partial first and last days from the invoices), in the same query.
+    """
     zone = tz or timezone.get_current_timezone()
     today = timezone.localdate(now, timezone=zone)
     today_start = day_start(today, zone)
@@ -114,11 +120,28 @@ def currency_figures(*, queryset, now: dt.datetime, tz=None) -> list[CurrencyFig
         "sales": Q(issued_at__gte=sales_since, issued_at__lte=now)
                  & ~Q(status__in=(InvoiceStatus.DRAFT, InvoiceStatus.CANCELLED)),
     }
+    kept = rollup_rows(rollup, zone=zone)
+    if kept is not None:
+        del branches["receivable"]
+    days = day_rows(rollup)
+    windows = {}
+    wheres = [(branch, where) for branch, where in branches.items()]
+    if days is not None:
+        # Whole days from the day rollup; the partial first and last day from the invoices, each
+        # its own plain range (an OR of the two would not be one index range).
+        wheres = [(b, w) for b, w in wheres if b not in ("collected", "sales")]
+        for branch, field, since in (("collected", "paid_at", collected_since), ("sales", "issued_at", sales_since)):
+            edges, windows[branch] = window_days(field, since=since, until=now)
+            wheres += [(branch, edge & branches[branch]) for edge in edges]
     parts = []
-    for branch, where in branches.items():
+    for branch, where in wheres:
         parts.append(queryset.filter(where).order_by().values("currency").annotate(**{
             name: aggregate if part == branch else Value(0, output_field=kind)
             for name, (aggregate, part, kind) in figures.items()}))
+    if kept is not None:
+        parts.insert(0, _receivable_from_rollup(kept, today=today, figures=figures))
+    if days is not None:
+        parts.insert(0, _windows_from_rollup(days, windows=windows, figures=figures))
     totals: dict[str, dict[str, Any]] = {}
     with reporting_query():
         for row in parts[0].union(*parts[1:], all=True):
@@ -137,6 +160,44 @@ def currency_figures(*, queryset, now: dt.datetime, tz=None) -> list[CurrencyFig
             due_soon_count=r["f_due_soon_count"], collected=r["f_collected"], collected_count=r["f_collected_count"],
             collected_unknown=r["f_collected_count"] - r["f_collected_known"], sales=r["f_sales"], dso=dso))
     return out
+
+
+def _receivable_from_rollup(kept, *, today: dt.date, figures: dict):
+    """The receivable figures per currency from the aging rollup's rows (days in its zone), in
+    the columns of `figures` (zero for the others), so that it joins the invoices' UNION ALL."""
+    overdue = Q(due_day__lt=today)
+    due_soon = Q(due_day__gte=today, due_day__lte=today + dt.timedelta(days=DUE_SOON_DAYS))
+    zero = Decimal("0")
+    sums = {
+        "f_outstanding": Coalesce(Sum("amount"), zero, output_field=_money),
+        "f_outstanding_count": Coalesce(Sum("count"), 0, output_field=IntegerField()),
+        "f_overdue": Coalesce(Sum("amount", filter=overdue), zero, output_field=_money),
+        "f_overdue_count": Coalesce(Sum("count", filter=overdue), 0, output_field=IntegerField()),
+        "f_due_soon": Coalesce(Sum("amount", filter=due_soon), zero, output_field=_money),
+        "f_due_soon_count": Coalesce(Sum("count", filter=due_soon), 0, output_field=IntegerField()),
+    }
+    # Currencies whose appended rows cancel out hold no invoice: no row, as the invoices' scan.
+    return (kept.filter(status__in=RECEIVABLE, credit=False).values("currency").order_by().annotate(**{
+        name: sums.get(name, Value(0, output_field=kind)) for name, (_aggregate, _part, kind) in figures.items()})
+        .alias(r_count=Sum("count")).exclude(r_count=0))
+
+
+def _windows_from_rollup(days, *, windows: dict[str, tuple[dt.date, dt.date]], figures: dict):
+    """The collected and sales figures of the windows' whole days from the day rollup, in the
+    columns of `figures` (zero for the others)."""
+    (c_first, c_last), (s_first, s_last) = windows["collected"], windows["sales"]
+    collected = Q(kind=DayRollup.Kind.COLLECTED, day__gte=c_first, day__lte=c_last)
+    sales = Q(kind=DayRollup.Kind.SALES, day__gte=s_first, day__lte=s_last)
+    zero = Decimal("0")
+    sums = {
+        "f_collected": Coalesce(Sum("amount", filter=collected), zero, output_field=_money),
+        "f_collected_count": Coalesce(Sum("count", filter=collected), 0, output_field=IntegerField()),
+        "f_collected_known": Coalesce(Sum("known", filter=collected), 0, output_field=IntegerField()),
+        "f_sales": Coalesce(Sum("amount", filter=sales), zero, output_field=_money),
+    }
+    return (days.filter(collected | sales).values("currency").order_by().annotate(**{
+        name: sums.get(name, Value(0, output_field=kind)) for name, (_aggregate, _part, kind) in figures.items()})
+        .alias(d_count=Sum("count")).exclude(d_count=0))
 
 
 def _lists_invoices(provider: str) -> bool:
@@ -173,7 +234,9 @@ def overview_context(*, user, now: dt.datetime | None = None) -> dict[str, Any]:
     runs = scope(SyncRun.objects.all(), user, merchant_field="credential__merchant")
     last = runs.aggregate(last=Max("finished_at"), first=Min("started_at"))
     invoices = scoped_invoices(user=user, merchant_ids=[m.pk for m in merchants])
-    figures = currency_figures(queryset=invoices, now=now) if merchants else []
+    # Every invoice of these merchants: what the aging rollup can answer for.
+    rollup = RollupScope(merchants=tuple((m.pk, m.timezone or "") for m in merchants))
+    figures = currency_figures(queryset=invoices, now=now, rollup=rollup) if merchants else []
     return {
         "merchants": merchants,
         "credentials": credentials,
@@ -183,6 +246,7 @@ def overview_context(*, user, now: dt.datetime | None = None) -> dict[str, Any]:
         "last_sync_finished_at": last["last"],
         "figures": figures,
         "invoices": invoices,
+        "rollup": rollup,
         "now": now,
         "dso_window": DSO_WINDOW_DAYS,
         "collected_window": COLLECTED_WINDOW_DAYS,

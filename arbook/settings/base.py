@@ -273,7 +273,7 @@ SILENCED_SYSTEM_CHECKS = ["models.W040"]
 # The scheduler's entries. Every minute, enqueue the credentials whose own interval elapsed.
 # Safe to run on two hosts at once (so losing one loses no tick): the sync tick claims each due
 # credential with a compare-and-set (`sync_claim`), the reminders tick runs a merchant's day under
-# a lock, and the collections tick is idempotent. ARBOOK_SYNC_TICK_SECONDS shortens the tick for
+# a lock, and the collections and rollup ticks are idempotent. ARBOOK_SYNC_TICK_SECONDS shortens the tick for
 # tests/scale/test_workers.py.
 CELERY_BEAT_SCHEDULE = {
     "enqueue-due-syncs": {"task": "arbook.sync_enqueue_due", "schedule": env.float("ARBOOK_SYNC_TICK_SECONDS", default=60.0)},
@@ -281,6 +281,8 @@ CELERY_BEAT_SCHEDULE = {
     "collections-tick": {"task": "arbook.collections_tick", "schedule": 600.0},
     # Reminders: each merchant's run goes out once a day (the first tick after 08:00 its time).
     "reminders-tick": {"task": "arbook.reminders_tick", "schedule": 900.0},
+    # The aging and day rollups' delta rows folded into one row per key (any two runs are safe).
+    "rollups-compact": {"task": "arbook.rollups_compact", "schedule": 60.0},
 }
 
 # -- e-mail (reminders) ---------------------------------------------------------------------

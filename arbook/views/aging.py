@@ -19,7 +19,7 @@ from arbook.charts import bucket_chart
 from arbook.drilldown import attach_links
 from arbook.exports import EXPORT_FORMATS
 from arbook.exports.aging import export_rows, export_stem
-from arbook.forms.aging import aging_options, filtered_invoices, merchant_scope, report_zone
+from arbook.forms.aging import aging_options, filtered_invoices, merchant_scope, report_zone, rollup_scope
 from arbook.selectors.aging import aging_on_hold, invoice_aging, mark_held
 from arbook.views.downloads import export_response
 
@@ -37,7 +37,7 @@ def aging(request):
     rejected = bool(option_errors or filterset.form.errors)
     report = invoice_aging(queryset=qs, as_of=options.as_of, basis=options.basis, bounds=options.bounds,
                            group=options.group, rows=options.rows, top=options.top, tz=zone,
-                           merchant_ids=merchant_scope(merchants, applied))
+                           merchant_ids=merchant_scope(merchants, applied), rollup=rollup_scope(filterset, applied))
     attach_links(report, applied)
     on_hold = None
     if applied.get("held", [""])[0] != "hide" and report.tables:

@@ -18,7 +18,7 @@ def overview(request):
     today = timezone.localdate(context["now"], timezone=zone)
     charts = []
     if context["figures"]:
-        report = invoice_aging(queryset=context.pop("invoices"), as_of=today, tz=zone)
+        report = invoice_aging(queryset=context.pop("invoices"), as_of=today, tz=zone, rollup=context.pop("rollup"))
         attach_links(report, {})
         charts = [bucket_chart(t, report.buckets, report.bucket_labels, width=520, height=170) for t in report.tables]
     attach_figure_links(context["figures"], today=today, zone=zone)

@@ -45,7 +45,7 @@ STATEFUL = {
 #: Model fields with choices that are not states (nothing shows them as a badge).
 NOT_STATES = {("merchant", "timezone"), ("gatewaycredential", "provider"), ("invoice", "provider"),
               ("syncrun", "trigger"), ("invoiceevent", "source"), ("customeridentity", "kind"),
-              ("auditentry", "action"), ("reminderdrop", "reason")}
+              ("auditentry", "action"), ("reminderdrop", "reason"), ("dayrollup", "kind")}
 
 
 def render(text: str, **context) -> str:

@@ -82,6 +82,7 @@ def test_query_count_is_fixed(signed_in, pop, django_assert_max_num_queries):
         CredentialFactory(merchant=pop["a"], label=f"extra{i}")
     from django.db import connection
 
+    signed_in.get("/")  # once per connection: the zones the aging rollup keeps (`_zone_facts`)
     # session, user, merchants, credentials, runs aggregate, figures, aging chart, notifications to
     # review, the navigation's saved views
     # (+ on PostgreSQL: the savepoint pair and the SET LOCAL of `reporting_query`, twice)

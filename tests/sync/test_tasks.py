@@ -19,7 +19,7 @@ def test_every_enqueued_or_scheduled_name_is_a_registered_task():
         assert name in app.tasks, name
     assert {app.tasks[n].__name__ for n in (SYNC_TASK, APPLY_TASK, SEND_TASK, *scheduled)} == {
         "invoices_sync_task", "notification_apply_task", "espay_batch_send_task", "sync_enqueue_due_task",
-        "collections_tick", "reminders_tick_task"}
+        "collections_tick", "reminders_tick_task", "rollups_compact_task"}
 
 
 @pytest.mark.django_db
