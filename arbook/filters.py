@@ -361,8 +361,10 @@ class InvoiceList(FilteredListMixin):
         rows_qs = list_queryset(self.queryset)
         if self.drilldown:
             rows_qs = rows_qs.annotate(owed_then=F("aging_outstanding"))
+        # Filtered: the page's ids first (`_walk`), so the filters are tested on index entries
+        # where a covering index has their columns; unfiltered, the sort index's first rows are the page.
         return keyset_page(rows_qs, sort=self.sort, size=self.size, after=self.after, before=self.before,
-                           last=self.last, fence=self.needs_fence)
+                           last=self.last, fence=self.needs_fence, ids_first=self.is_filtered)
 
     @property
     def needs_fence(self) -> bool:

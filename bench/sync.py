@@ -10,8 +10,8 @@ Prints, for one provider's population of `--size` invoices:
   sync holds one page at a time, so it should stay flat);
 - measured in the same run, the rate of a plain `bulk_create(update_conflicts=True)` of the
   same rows (DB write only, rows already in memory), so the sync's overhead shows as a ratio;
-- what the aging rollup's triggers cost the first sync: the same first sync with them switched
-  off and on again (`--no-rollup-overhead` skips it).
+- what the aging rollup's triggers and the overdue-list index cost the first sync: the same
+  first sync with each switched off and on, alternated twice (`--no-overheads` skips it).
 
 The sandbox runs in its own process, as a real provider would, so it does not compete with the
 sync for this interpreter's GIL.
@@ -22,6 +22,7 @@ import argparse
 import os
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -80,8 +81,8 @@ def main() -> None:
     parser.add_argument("--provider", default="xendit", choices=["xendit", "faspay", "munio", "farpay"])
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the plain-upsert baseline (it holds every row in memory: slow at 1M)")
-    parser.add_argument("--no-rollup-overhead", action="store_true",
-                        help="skip the first sync with the aging rollup's triggers off and on")
+    parser.add_argument("--no-overheads", action="store_true",
+                        help="skip the first syncs with the rollup triggers and the overdue-list index off and on")
     args = parser.parse_args()
 
     ensure_database()
@@ -136,7 +137,7 @@ def main() -> None:
         assert again.status == SyncRun.Status.SUCCEEDED and again.unchanged == again.fetched, again.error
         sync_peak = peak_rss_mb()
 
-        overhead = None if args.no_rollup_overhead else rollup_overhead(merchant, credential)
+        overheads = None if args.no_overheads else write_path_overheads(merchant, credential)
         if args.no_baseline:
             objects, plain_s = [], 0.0
         else:
@@ -144,18 +145,44 @@ def main() -> None:
     finally:
         sandbox.terminate()
     report(args, first, first_s, again, again_s, read_only, read_s, per_page, rss_before, sync_peak, objects, plain_s)
-    if overhead:
-        off, on = overhead
-        print(f"first sync, rollup triggers off / on: {off:.2f} s / {on:.2f} s  "
-              f"(the rollup costs {(on / off - 1) * 100:+.1f}%)")
+    for part, (off, on) in (overheads or {}).items():
+        print(f"first sync, {part} off / on, alternated: {' '.join(f'{s:.2f}' for s in off)} s / "
+              f"{' '.join(f'{s:.2f}' for s in on)} s  (it costs "
+              f"{(statistics.median(on) / statistics.median(off) - 1) * 100:+.1f}%, medians)")
 
 
 ROLLUP_TRIGGERS = ("arbook_aging_rollup_insert", "arbook_aging_rollup_update", "arbook_aging_rollup_delete")
 
 
-def rollup_overhead(merchant, template) -> tuple[float, float] | None:
-    """The first sync of a fresh account with the aging rollup's triggers off, then on, into the
-    same table (the earlier accounts' rows removed and vacuumed before each): (off s, on s)."""
+def _rollup_triggers(state: str) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for name in ROLLUP_TRIGGERS:
+            cursor.execute(f"ALTER TABLE arbook_invoice {state} TRIGGER {name}")
+
+
+def _receivable_index(state: str) -> None:
+    """Drop (DISABLE) or re-create (ENABLE) migration 0024's overdue-list index."""
+    from django.db import connection
+
+    from arbook.models import Invoice
+
+    index = next(i for i in Invoice._meta.indexes if i.name == "inv_receivable_issued")
+    with connection.schema_editor() as editor:
+        editor.execute(f"DROP INDEX IF EXISTS {index.name}")
+        if state == "ENABLE":
+            editor.add_index(Invoice, index)
+
+
+#: The write path's parts whose cost the first sync measures with each off and on.
+PARTS = {"rollup triggers": _rollup_triggers, "overdue-list index": _receivable_index}
+
+
+def write_path_overheads(merchant, template, rounds: int = 2) -> dict[str, tuple[list[float], list[float]]] | None:
+    """Per part of `PARTS`: the first sync of a fresh account with it off, then on, `rounds` times
+    alternated, into the same table (the earlier accounts' rows removed, the rollups recounted and
+    the table vacuumed before each): {part: ([off s], [on s])}."""
     from django.db import connection
 
     from arbook.models import GatewayCredential, Invoice, SyncRun
@@ -166,33 +193,31 @@ def rollup_overhead(merchant, template) -> tuple[float, float] | None:
         if not cursor.fetchone()[0]:
             return None
 
-    def triggers(state: str) -> None:
-        with connection.cursor() as cursor:
-            for name in ROLLUP_TRIGGERS:
-                cursor.execute(f"ALTER TABLE arbook_invoice {state} TRIGGER {name}")
-
-    seconds = []
-    for i, state in enumerate(("DISABLE", "ENABLE")):
-        triggers("DISABLE")
-        Invoice.objects.exclude(credential=template).delete()
-        triggers("ENABLE")
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT arbook_aging_rollup_rebuild(NULL), arbook_day_rollup_rebuild(NULL)")
-            cursor.execute("VACUUM ANALYZE arbook_invoice")
-        credential = GatewayCredential.objects.create(
-            merchant=merchant, provider=template.provider, base_url=template.base_url, label=f"overhead {i}",
-            secrets=dict(template.secrets), options=dict(template.options))
-        triggers(state)
-        try:
-            started = time.perf_counter()
-            run = invoices_sync(credential=credential, full=True, trigger=SyncRun.Trigger.COMMAND)
-            seconds.append(time.perf_counter() - started)
-        finally:
-            triggers("ENABLE")
-        assert run.status == SyncRun.Status.SUCCEEDED, run.error
+    out = {}
+    for part, switch in PARTS.items():
+        seconds: dict[str, list[float]] = {"DISABLE": [], "ENABLE": []}
+        for i, state in enumerate(("DISABLE", "ENABLE") * rounds):
+            _rollup_triggers("DISABLE")
+            Invoice.objects.exclude(credential=template).delete()
+            _rollup_triggers("ENABLE")
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT arbook_aging_rollup_rebuild(NULL), arbook_day_rollup_rebuild(NULL)")
+                cursor.execute("VACUUM ANALYZE arbook_invoice")
+            credential = GatewayCredential.objects.create(
+                merchant=merchant, provider=template.provider, base_url=template.base_url,
+                label=f"{part} {i}", secrets=dict(template.secrets), options=dict(template.options))
+            switch(state)
+            try:
+                started = time.perf_counter()
+                run = invoices_sync(credential=credential, full=True, trigger=SyncRun.Trigger.COMMAND)
+                seconds[state].append(time.perf_counter() - started)
+            finally:
+                switch("ENABLE")
+            assert run.status == SyncRun.Status.SUCCEEDED, run.error
+        out[part] = (seconds["DISABLE"], seconds["ENABLE"])
     with connection.cursor() as cursor:
         cursor.execute("SELECT arbook_aging_rollup_rebuild(NULL), arbook_day_rollup_rebuild(NULL)")
-    return seconds[0], seconds[1]
+    return out
 
 
 def baseline(credential, merchant, provider):

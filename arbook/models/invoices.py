@@ -9,7 +9,7 @@ from django.db.models import Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Greatest
 
 from arbook.jsonutil import RawJSONEncoder
-from arbook.status import InvoiceStatus
+from arbook.status import RECEIVABLE, InvoiceStatus
 
 from .merchants import PROVIDER_CHOICES, GatewayCredential, Merchant
 
@@ -90,6 +90,11 @@ class Invoice(models.Model):
             models.Index(fields=["issued_at"], include=ISSUED_INCLUDE, name="inv_issued_cover"),
             models.Index(fields=["paid_at"], include=PAID_INCLUDE, name="inv_paid_cover",
                          condition=Q(paid_at__isnull=False)),
+            # Overdue only, newest issued first (the collector's list): the receivables in issue
+            # order with the filter's columns, tested index-only (the list chooses a filtered
+            # page's ids first), not on every newer invoice's table row (migration 0024).
+            models.Index(fields=["-issued_at", "-id"], include=["due_at", "merchant", "status"],
+                         condition=Q(status__in=RECEIVABLE), name="inv_receivable_issued"),
             models.Index(fields=["customer_name"], name="inv_customer_name"),
             # A customer's page (its invoices newest first, a keyset page), its aging, statement and
             # summary: every invoice of one customer from one index range, index-only for the sums.

@@ -163,8 +163,15 @@ def ordered(qs: QuerySet, sort: Sort) -> Iterator[QuerySet]:
         yield segment_query(qs, sort, segment)
 
 
-def _walk(qs: QuerySet, sort: Sort, *, after: Cursor | None, reverse: bool, limit: int, fence: bool = False) -> list:
-    """Up to `limit` rows after `after` (None: from the start of the walk), forwards or backwards."""
+def _walk(qs: QuerySet, sort: Sort, *, after: Cursor | None, reverse: bool, limit: int, fence: bool = False,
+          ids_first: bool = False) -> list:
+    """Up to `limit` rows after `after` (None: from the start of the walk), forwards or backwards.
+
+    `ids_first` (implied by `fence`): choose the page's ids first, reading only the filter and
+    sort columns, then read just those rows. Walking the sort column's index, PostgreSQL tests the
+    filters on each row it passes; from a covering index (index-only) that costs an index entry,
+    from the table a table row: overdue only, newest issued first, passed 86k receivables not yet
+    due at 10M invoices, 311 ms from the table, 14 ms index-only."""
     parts = segments(sort, reverse=reverse)
     start = parts.index(after.segment) if after is not None else 0
     rows: list = []
@@ -173,12 +180,12 @@ def _walk(qs: QuerySet, sort: Sort, *, after: Cursor | None, reverse: bool, limi
         if need <= 0:
             break
         page = segment_query(qs, sort, parts[i], reverse=reverse, after=after if i == start else None, fence=fence)
-        if fence:
+        if fence or ids_first:
             # Choose the page's ids first, reading only the filter and sort columns (which a
             # covering index can answer without the table: 42k matches of a month of due dates
             # sat on 27k table pages), then read just those rows.
             page = segment_query(qs.filter(pk__in=page.values("pk")[:need]), sort, parts[i], reverse=reverse,
-                                 after=None, fence=True)
+                                 after=None, fence=fence)
         rows += list(page[:need])
     return rows
 
@@ -202,22 +209,24 @@ class KeysetPage:
 
 
 def keyset_page(qs: QuerySet, *, sort: Sort, size: int, after: Cursor | None = None, before: Cursor | None = None,
-                last: bool = False, fence: bool = False,
+                last: bool = False, fence: bool = False, ids_first: bool = False,
                 encode: Callable[[Cursor], str] = Cursor.encode) -> KeysetPage:
     """One page of `qs` in `sort` order (ties broken by id): after a cursor, before one, or the last.
 
+    `fence`, `ids_first`: how the rows are found (`segment_query`, `_walk`); the page is the same.
     `encode` writes the page's cursors as URL tokens (`Cursor.encode` unless the list has its own)."""
     if before is not None or last:
-        rows = _walk(qs, sort, after=before, reverse=True, limit=size + 1, fence=fence)
+        rows = _walk(qs, sort, after=before, reverse=True, limit=size + 1, fence=fence, ids_first=ids_first)
         more_before = len(rows) > size
         if before is not None and not more_before:
-            return keyset_page(qs, sort=sort, size=size, fence=fence, encode=encode)  # the start: a full first page
+            return keyset_page(qs, sort=sort, size=size, fence=fence, ids_first=ids_first,
+                               encode=encode)  # the start: a full first page
         rows = rows[:size][::-1]
         return KeysetPage(rows, size, sort,
                           next_cursor=None if last else encode(Cursor.of(rows[-1], sort)) if rows else None,
                           previous_cursor=encode(Cursor.of(rows[0], sort)) if more_before and rows else None,
                           is_last=last)
-    rows = _walk(qs, sort, after=after, reverse=False, limit=size + 1, fence=fence)
+    rows = _walk(qs, sort, after=after, reverse=False, limit=size + 1, fence=fence, ids_first=ids_first)
     more = len(rows) > size
     rows = rows[:size]
     return KeysetPage(rows, size, sort,

@@ -47,12 +47,14 @@ def _expected(invoices, sort: Sort) -> list[int]:
 SORTS = ["-issued_at", "issued_at", "due_at", "-due_at", "amount", "-amount", "number", "-number"]
 
 
-@pytest.mark.parametrize("fence", [False, True], ids=["index-order", "fenced"])
+@pytest.mark.parametrize("fence,ids_first", [(False, False), (True, False), (False, True)],
+                         ids=["index-order", "fenced", "ids-first"])
 @pytest.mark.parametrize("sort_param", SORTS)
-def test_walking_forward_and_back_visits_every_row_once(tied, sort_param, fence):
+def test_walking_forward_and_back_visits_every_row_once(tied, sort_param, fence, ids_first):
     sort = invoice_sort(sort_param)
     qs = Invoice.objects.all()
-    keyset_page = functools.partial(keyset_page_, fence=fence)  # the same walk, sort "fenced" or not
+    # The same walk, sort "fenced" or not, the page's ids chosen first or not.
+    keyset_page = functools.partial(keyset_page_, fence=fence, ids_first=ids_first)
 
     expected = _expected(tied, sort)
     seen, pages, page = [], [], keyset_page(qs, sort=sort, size=10)
