@@ -352,12 +352,27 @@ def aging_drilldown(queryset: QuerySet[Invoice], *, as_of: dt.date | str | None,
     basis = parse_basis(basis)
     rows = parse_row(row)
     b = parse_bucket(bucket)
+    live = _is_live(day, zone)
+    if not live:
+        queryset = queryset.filter(_may_be_in(rows, cutoff=_cutoff(day, zone)))
     qs = _with_state(queryset, as_of=day, tz=zone)
-    qs = _in_aging(qs, rows, live=_is_live(day, zone))
+    qs = _in_aging(qs, rows, live=live)
     if b is not None:
         qs = qs.filter(_bucket_q(basis=basis, as_of=day, tz=zone, bucket=b))
     # Selected (not only aliased) so that callers can aggregate it; for today it is the column.
     return qs.annotate(aging_outstanding=F("aging_outstanding"))
+
+
+def _may_be_in(rows: tuple[str, ...], *, cutoff: dt.datetime) -> Q:
+    """A plain-column superset of the invoices whose row at `cutoff` is in `rows`: those changed
+    since (`changed_at`), and those whose status now could be such a row (unchanged since, the
+    state then is the state now). The drill-down filters by it before joining the history, so
+    a covering index (`inv_due_cover_v2`) drops the rest before the list sorts its matches: of a
+    bucket's 400,000 invoices at 10M, those paid or cancelled long ago."""
+    states = {r for r in rows if r != CREDIT} & {*RECEIVABLE, *APART}
+    if CREDIT in rows:
+        states |= set(CREDIT_STATES)
+    return Q(changed_at__gte=cutoff) | Q(status__in=sorted(states))
 
 
 # -- the report -----------------------------------------------------------------------------

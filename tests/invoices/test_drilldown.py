@@ -65,6 +65,36 @@ def test_list_totals_equal_the_aging_cell_as_of_a_past_date(signed_in, user, pop
     assert (listed.count, listed.outstanding) == (cell.count, cell.amount)
 
 
+@pytest.mark.parametrize("row,bucket", [("open", "1-30"), ("open", "31-60"), ("failed", "1-30"), ("expired", "1-30"),
+                                        ("credit", "1-30"), ("receivable", "1-30"), ("partially_paid", "61-90"),
+                                        ("processing", "91-")])
+def test_the_list_equals_the_cell_as_of_a_past_date_for_every_row(signed_in, user, population, credential, row, bucket):
+    """Invoices that left the row since (cancelled, paid) and that entered it since are in the list
+    exactly when the cell counts them: the list's plain-column prefilter (`_may_be_in`) drops
+    only invoices unchanged since whose state now is not the row."""
+    from arbook.models import InvoiceEvent
+
+    now = timezone.now()
+    was_open = InvoiceFactory(credential=credential, number="WAS-OPEN", status="cancelled", outstanding=Decimal("0"),
+                              issued_at=now - timedelta(days=40), due_at=now - timedelta(days=15))
+    was_failed = InvoiceFactory(credential=credential, number="WAS-FAILED", status="open", outstanding=Decimal("900"),
+                                issued_at=now - timedelta(days=40), due_at=now - timedelta(days=15))
+    InvoiceEvent.objects.append([
+        InvoiceEvent(invoice=was_open, seen_at=now - timedelta(days=5), source="sync", status_before="open",
+                     status_after="cancelled", outstanding_before=Decimal("321000"), outstanding_after=Decimal("0")),
+        InvoiceEvent(invoice=was_failed, seen_at=now - timedelta(days=5), source="sync", status_before="failed",
+                     status_after="open", outstanding_before=Decimal("900"), outstanding_after=Decimal("900"))])
+    as_of = timezone.localdate() - timedelta(days=10)
+    cell = _cells(user, as_of)[(row, bucket)]
+    params = {"as_of": as_of.isoformat(), "basis": "due", "bucket": bucket, "row": row, "size": 100}
+    listed = [r.number for r in signed_in.get("/invoices/", params).context["page"].rows]
+    total = totals(signed_in.get("/invoices/", {**params, "_totals": "1"})).get("IDR")
+    assert len(listed) == cell.count and (total.count, total.outstanding) == (cell.count, cell.amount) if cell.count \
+        else not listed
+    assert ("WAS-OPEN" in listed) == (row in ("open", "receivable") and bucket == "1-30")
+    assert ("WAS-FAILED" in listed) == (row in ("failed", "receivable") and bucket == "1-30")
+
+
 def test_a_malformed_bucket_is_explained_not_applied(signed_in, population):
     response = signed_in.get("/invoices/", {"bucket": "lots", "row": "open"})
     assert response.status_code == 200
