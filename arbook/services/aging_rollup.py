@@ -10,12 +10,11 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import connection, transaction
 
-#: (table, its key columns, its sums, the recount function) per rollup.
-ROLLUPS = (
-    ("arbook_agingrollup", "zone, merchant_id, credential_id, provider, currency, status, credit, due_day, issued_day, "
-     "exist_day, changed_day", "amount, count", "arbook_aging_rollup_rebuild"),
-    ("arbook_dayrollup", "merchant_id, credential_id, currency, kind, day", "amount, count, known", "arbook_day_rollup_rebuild"),
-)
+from arbook.models import AgingRollup, DayRollup
+
+#: (model, its sums, the recount function) per rollup; every other column but id and delta is its key.
+ROLLUPS = ((AgingRollup, ("amount", "count"), "arbook_aging_rollup_rebuild"),
+           (DayRollup, ("amount", "count", "known"), "arbook_day_rollup_rebuild"))
 
 
 class RollupUnavailable(RuntimeError):
@@ -37,10 +36,12 @@ def rollup_rebuild(*, merchant_id: int | None = None, check_only: bool = False) 
         cursor.execute("CREATE OR REPLACE FUNCTION arbook_server_zone() RETURNS text LANGUAGE sql IMMUTABLE "
                        f"AS $$ SELECT '{zone}'::text $$")
         differing = 0
-        for table, key, sums, rebuild in ROLLUPS:
+        for model, sums, rebuild in ROLLUPS:
+            table = model._meta.db_table
+            key = ", ".join(f.column for f in model._meta.concrete_fields if f.column not in ("id", "delta", *sums))
             # One row per key with its sums (a key's delta rows folded), zero sums left out.
-            summed = ", ".join(f"SUM({c}) AS {c}" for c in sums.split(", "))
-            nonzero = " OR ".join(f"SUM({c}) <> 0" for c in sums.split(", "))
+            summed = ", ".join(f"SUM({c}) AS {c}" for c in sums)
+            nonzero = " OR ".join(f"SUM({c}) <> 0" for c in sums)
             by_key = f"SELECT {key}, {summed} FROM {table} {where} GROUP BY {key} HAVING {nonzero}"
             cursor.execute(f"CREATE TEMP TABLE before_recount ON COMMIT DROP AS {by_key}", args)
             cursor.execute(f"SELECT {rebuild}(%s)", [merchant_id])
