@@ -1,11 +1,14 @@
-"""First sync bound by the gateway, not by waiting on it: Xendit's full read in date slices.
+"""First sync bound by the gateway, not by waiting on it: a full read in slices read at once.
 
     bash scripts/with-services.sh .venv/bin/python bench/sync_slices.py [--size 100000] [--latency 0.2]
+        [--provider xendit|faspay|farpay] [--option details=never ...]
 
-The sandbox (its own process) answers every Xendit call after `--latency` seconds, as a real
-gateway does (100-500 ms a page). In one run it mirrors the same population twice into
-PostgreSQL, each time as a new credential:
-- sliced: the default, `read_concurrency` (8) date slices read at once;
+The sandbox (its own process) answers every call after `--latency` seconds, as a real gateway
+does (100-500 ms a page). In one run it mirrors the same population twice into PostgreSQL, each
+time as a new credential:
+- sliced: the default, `read_concurrency` (8) slices read at once (Xendit: creation-date ranges;
+  Faspay: invoice-date windows, each walking its status codes; FarPay: due-date windows, each
+  walking its statuses and its N/A difference, the details read by the slice's thread);
 - sequential: `read_concurrency=1`, page after page (what the sync did before).
 It prints both times, the calls each made, whether the sliced mirror equals the sequential one
 row for row (status, amounts, dates, content hash), and the peak RSS around each run.
@@ -44,7 +47,12 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2, help="seconds the sandbox waits before each answer")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--no-sequential", action="store_true", help="skip the page-after-page run")
+    parser.add_argument("--provider", default="xendit", choices=["xendit", "faspay", "farpay"])
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="a credential option for both runs (e.g. details=never for FarPay)")
     args = parser.parse_args()
+    provider = args.provider
+    extra = dict(item.split("=", 1) for item in args.option)
 
     ensure_database()
     import django
@@ -58,19 +66,19 @@ def main() -> None:
     from arbook.services.sync import invoices_sync
     from gateways.sandbox import CREDENTIALS, OPTIONS
 
-    sandbox, base_url = start_sandbox("xendit", args.size)
+    sandbox, base_url = start_sandbox(provider, args.size)
     results = {}
     try:
         merchant = Merchant.objects.create(name="Bench", slug="bench")
         plans = [("sliced", args.concurrency)] + ([] if args.no_sequential else [("sequential", 1)])
         for name, concurrency in plans:
             credential = GatewayCredential.objects.create(
-                merchant=merchant, provider="xendit", label=name, base_url=base_url,
-                secrets=dict(CREDENTIALS["xendit"]),
-                options={**OPTIONS["xendit"], "read_concurrency": concurrency})
-            control(base_url, "faults", {"provider": "xendit", "kind": "latency", "seconds": args.latency,
+                merchant=merchant, provider=provider, label=name, base_url=base_url,
+                secrets=dict(CREDENTIALS[provider]),
+                options={**OPTIONS.get(provider, {}), **extra, "read_concurrency": concurrency})
+            control(base_url, "faults", {"provider": provider, "kind": "latency", "seconds": args.latency,
                                          "times": 10_000_000})
-            calls_before = control(base_url, "stats").get("xendit", 0)
+            calls_before = control(base_url, "stats").get(provider, 0)
             rss_before = peak_rss_mb()
             started = time.perf_counter()
             run = invoices_sync(credential=credential, full=True, trigger=SyncRun.Trigger.COMMAND)
@@ -79,13 +87,14 @@ def main() -> None:
             urllib.request.urlopen(urllib.request.Request(base_url.rsplit("/", 1)[0] + "/_sandbox/faults",
                                                           method="DELETE"), timeout=10).close()
             results[name] = {"credential": credential, "run": run, "seconds": seconds,
-                             "calls": control(base_url, "stats").get("xendit", 0) - calls_before,
+                             "calls": control(base_url, "stats").get(provider, 0) - calls_before,
                              "rss": (rss_before, peak_rss_mb())}
     finally:
         sandbox.terminate()
 
     sliced = results["sliced"]
-    print(f"xendit first sync of {sliced['run'].fetched} invoices, {args.latency * 1000:.0f} ms per call")
+    print(f"{provider} first sync of {sliced['run'].fetched} invoices, {args.latency * 1000:.0f} ms per call"
+          + (f", options {extra}" if extra else ""))
     for name, r in results.items():
         run = r["run"]
         print(f"{name:>10}: {r['seconds']:7.1f} s  {run.fetched / r['seconds']:7.0f} invoices/s  "

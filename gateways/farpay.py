@@ -44,6 +44,8 @@ list item carries no payment status):
   saves those calls: currency comes from the `currency` option (DKK), customer fields stay empty
   and `issued_at` is the list's `Created`.
 - FarPay's list has no payment date, so `paid_at` stays None (the payment webhook carries it).
+- A full read's due windows are independent: `read_concurrency` of them are read at once
+  (`gateways.slices`), each window's steps (and their detail calls) in order in one thread.
 
 `verify_webhook`/`sign_webhook` implement FarPay's Standard Webhooks signing for the receiver and
 the sandbox.
@@ -57,6 +59,7 @@ import hmac
 import json
 import logging
 import re
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -71,6 +74,7 @@ from .base import WINDOW_OPTIONS, GatewayClient, add_months, to_datetime, to_dec
 from .errors import AuthError, BadResponseError, ConfigurationError
 from .fields import CHOICE, INT, Field
 from .models import InvoiceRef, Page, RemoteInvoice, SettledScope
+from .slices import read_slices
 
 logger = logging.getLogger("gateways.farpay")
 
@@ -167,6 +171,11 @@ class Client(GatewayClient):
               kind=CHOICE, default="always", choices=("always", "never")),
         Field("detail_cache_size", "Invoice details kept in memory during a sync.", kind=INT, default=5000, minimum=1),
         Field("currency", "Currency of invoices read without their detail (details=never).", default="DKK"),
+        Field("read_concurrency", "A full read is split into its due-date windows (and one for the undated "
+              "reads); this many are read at once, details included (1: one after another; at most 16).",
+              kind=INT, default=8, minimum=1),
+        Field("requests_per_minute", "At most this many calls per minute to FarPay (0: no cap of our own; a 429 "
+              "with Retry-After pauses every reader anyway).", kind=INT, default=0, minimum=0),
     )
     STATUS_MAP = STATUS_MAP
     zone = COPENHAGEN
@@ -175,7 +184,9 @@ class Client(GatewayClient):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self._details: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._details_lock = threading.Lock()  # a sliced read parses (and caches) in several threads
         self._missing_detail_logged = False
+        self.http.pace(self.settings["requests_per_minute"])
 
     # -- configuration -------------------------------------------------------------------------
     @property
@@ -199,6 +210,12 @@ class Client(GatewayClient):
         return f"Connected: {count} invoice{'' if count == 1 else 's'} due {today.isoformat()} visible"
 
     def iter_pages(self, *, since: datetime | None = None, resume: str | None = None) -> Iterator[Page]:
+        """One page per step that found invoices; a full read with `read_concurrency` > 1 reads
+        its windows side by side (`_iter_slices`)."""
+        sliced = self._parse_sliced_resume(resume) if resume else None
+        if sliced is not None or (not resume and since is None and self.settings["read_concurrency"] > 1):
+            yield from self._iter_slices(sliced if sliced is not None else self._slices(self._plan(None)))
+            return
         after = self._parse_resume(resume) if resume else None
         # Per window: the ids every status read returned, and which statuses were read, so the
         # N/A step can take the difference (rebuilt by re-reading when a run resumed mid-window).
@@ -255,6 +272,87 @@ class Client(GatewayClient):
                 statuses = LIST_STATUSES if undated == "all" else OWED_STATUSES
                 steps += [_Step(None, None, s, older if s in OWED_STATUSES else None) for s in statuses]
         return sorted(steps, key=lambda s: s.key)
+
+    def _slices(self, plan: list[_Step]) -> list[dict[str, Any]]:
+        """The plan as independent slices: one per due window, its steps in the plan's order (the
+        N/A step after the status reads whose difference it takes), and one for the undated
+        steps. An invoice belongs to one slice by its due date, so slices never overlap, and
+        inside a slice a status change mid-read is seen as in a sequential read."""
+        slices: dict[date | None, dict[str, Any]] = {}
+        for step in plan:
+            state = slices.setdefault(step.start, {
+                "w": None if step.start is None else [step.start.isoformat(), step.end.isoformat()],
+                "k": [], "o": None, "c": None, "d": False})
+            state["k"].append(step.status)
+            if step.older:
+                state["o"] = [step.older[0].isoformat(), step.older[1].isoformat()]
+        return list(slices.values())
+
+    @staticmethod
+    def _slice_step(state: dict[str, Any], index: int) -> _Step:
+        status = state["k"][index]
+        if state["w"] is not None:
+            return _Step(date.fromisoformat(state["w"][0]), date.fromisoformat(state["w"][1]), status)
+        older = state.get("o")
+        return _Step(None, None, status, (date.fromisoformat(older[0]), date.fromisoformat(older[1]))
+                     if older and status in OWED_STATUSES else None)
+
+    def _iter_slices(self, states: list[dict[str, Any]]) -> Iterator[Page]:
+        """Read the slices `read_concurrency` at once (`gateways.slices`); a slice's cursor is the
+        index of its next step. Each step is parsed (its details fetched) in the reader's thread,
+        so the details are read side by side too. Every page's marker holds each slice's cursor."""
+        number = 0
+
+        def fetch(state: dict[str, Any], cursor: int | None) -> tuple[list[RemoteInvoice], int | None]:
+            index = cursor or 0
+            step = self._slice_step(state, index)
+            seen, read = state.setdefault("_seen", set()), state.setdefault("_read", set())
+            if step.status == NA:  # the window's difference: re-read what a resumed run did not see
+                for missing in (s for s in LIST_STATUSES if s not in read):
+                    seen.update(_id(r) for r in self._read(_Step(step.start, step.end, missing)))
+                refs = [r for r in self._read(step) if _id(r) not in seen]
+            else:
+                refs = self._read(step)
+                if step.start is not None and NA in state["k"]:
+                    seen.update(_id(r) for r in refs)
+                    read.add(step.status)
+            invoices = [self.parse_invoice(ref, step.status) for ref in refs]
+            return invoices, (index + 1 if index + 1 < len(state["k"]) else None)
+
+        def page(invoices: list[RemoteInvoice], now_states: list[dict[str, Any]]) -> Page:
+            nonlocal number
+            number += 1
+            public = [{k: v for k, v in state.items() if not k.startswith("_")} for state in now_states]
+            return Page(invoices=invoices, number=number, resume=json.dumps({"sl": public}, separators=(",", ":")))
+
+        yield from read_slices(states, fetch=fetch, page=page, concurrency=self.settings["read_concurrency"])
+
+    def _parse_sliced_resume(self, resume: str) -> list[dict[str, Any]] | None:
+        """The slices of a sliced read's marker (checked), or None for a step marker."""
+        try:
+            data = json.loads(resume)
+        except ValueError:
+            raise ConfigurationError("farpay: the resume marker is not one this client wrote",
+                                     provider=self.provider) from None
+        if not isinstance(data, dict) or "sl" not in data:  # a step marker ({"w", "s"} or {"u"})
+            return None
+        try:
+            states = []
+            for raw in data["sl"]:
+                state = {"w": None if raw["w"] is None else [date.fromisoformat(x).isoformat() for x in raw["w"]],
+                         "k": [int(x) for x in raw["k"]],
+                         "o": None if raw.get("o") is None else [date.fromisoformat(x).isoformat() for x in raw["o"]],
+                         "c": None if raw.get("c") is None else int(raw["c"]), "d": bool(raw["d"])}
+                if any(len(bounds) != 2 for bounds in (state["w"], state["o"]) if bounds is not None):
+                    raise ValueError("bounds")
+                if not state["k"] or set(state["k"]) - set(_RANK) or (
+                        state["c"] is not None and not 0 <= state["c"] < len(state["k"])):
+                    raise ValueError("range")
+                states.append(state)
+        except (ValueError, KeyError, TypeError):
+            raise ConfigurationError("farpay: the resume marker is not one this client wrote",
+                                     provider=self.provider) from None
+        return states
 
     def _parse_resume(self, resume: str) -> tuple:
         try:
@@ -352,10 +450,11 @@ class Client(GatewayClient):
         """The immutable part of an invoice's detail (currency, recipient, dates), cached LRU."""
         if self.settings["details"] == "never":
             return None
-        cached = self._details.get(external_id)
-        if cached is not None:
-            self._details.move_to_end(external_id)
-            return cached
+        with self._details_lock:
+            cached = self._details.get(external_id)
+            if cached is not None:
+                self._details.move_to_end(external_id)
+                return cached
         data = self._get(f"{self._path}/{external_id}", missing_ok=True)
         if data is None:  # deleted between list and detail: keep the list's facts, say so once
             if not self._missing_detail_logged:
@@ -374,9 +473,10 @@ class Client(GatewayClient):
         recipient = data.get("Recepient") if data.get("Recepient") is not None else data.get("Recipient")
         if isinstance(recipient, dict):
             kept["Recepient"] = {k: recipient.get(k) for k in ("CustomerNumber", "Name", "Email")}
-        self._details[external_id] = kept
-        while len(self._details) > self.settings["detail_cache_size"]:
-            self._details.popitem(last=False)
+        with self._details_lock:
+            self._details[external_id] = kept
+            while len(self._details) > self.settings["detail_cache_size"]:
+                self._details.popitem(last=False)
         return kept
 
     # -- parsing -------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ The API (docs.faspay.co.id, Faspay Billing API > Get List Invoice; RESEARCH.md s
   `outstanding_amount` is known, and it may be negative (an overpayment credit), which is kept.
 - Naive datetimes are read as Asia/Jakarta (RESEARCH.md B5, INFERENCE: no page states a zone).
 - No production host is published; the default base URL is the documented development host.
+- A full read is independent invoice-date windows: `read_concurrency` of them are read at once
+  (`gateways.slices`), each walking its status codes in a bill's life order (`_slices`).
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from .base import JAKARTA, WINDOW_OPTIONS, GatewayClient, add_months, month_wind
 from .errors import AuthError, BadResponseError
 from .fields import CHOICE, INT, Field
 from .models import InvoiceRef, Page, RemoteInvoice, SettledScope
+from .slices import read_slices
 
 logger = logging.getLogger("gateways.faspay")
 
@@ -89,6 +92,14 @@ def signature(username: str, password: str) -> str:
 
 
 @dataclass(frozen=True)
+class _Batch:
+    """One answer of a sliced read: its rows and the status code asked for (which parses them)."""
+
+    code: int
+    rows: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class _Task:
     """One (status code, invoice-period window) query, walked page by page."""
 
@@ -118,6 +129,10 @@ class Client(GatewayClient):
               "many months before the last sync.", kind=INT, default=6, minimum=0),
         Field("period_format", "How the period window is sent: 'datetime' (the documented example) or 'date' "
               "(the parameter table).", kind=CHOICE, default="datetime", choices=("datetime", "date")),
+        Field("read_concurrency", "A full read is split into invoice-date windows; this many are read at once "
+              "(1: query after query; at most 16).", kind=INT, default=8, minimum=1),
+        Field("requests_per_minute", "At most this many calls per minute to Faspay (0: no cap of our own; a 429 "
+              "with Retry-After pauses every reader anyway).", kind=INT, default=0, minimum=0),
     )
     STATUS_MAP = STATUS_MAP
     zone = JAKARTA
@@ -132,6 +147,7 @@ class Client(GatewayClient):
         self.old_split_months = self.settings["old_split_months"]
         self.lookback_months = self.settings["incremental_lookback_months"]
         self.period_format = self.settings["period_format"]
+        self.http.pace(self.settings["requests_per_minute"])
 
     # -- public --------------------------------------------------------------------------------
     def iter_pages(self, *, since: datetime | None = None, resume: str | None = None) -> Iterator[Page]:
@@ -162,11 +178,20 @@ class Client(GatewayClient):
 
         `resume` carries the plan's bounds, so a resumed run walks the same queries even if the
         day (and so the window) has changed; it continues with the page after the committed one.
+
+        Slices (full reads with `read_concurrency` > 1): see `_iter_slices`.
         """
         if resume:
+            sliced = self._parse_sliced_resume(resume)
+            if sliced is not None:
+                yield from self._iter_slices(sliced)
+                return
             plan_bounds, task_index, page = self._parse_resume(resume)
         else:
             plan_bounds, task_index, page = self._plan_bounds(since), 0, 1
+            if since is None and self.settings["read_concurrency"] > 1:
+                yield from self._iter_slices(self._slices(plan_bounds))
+                return
         tasks = self._plan(*plan_bounds)
         number = 0
         while task_index < len(tasks):
@@ -207,24 +232,102 @@ class Client(GatewayClient):
             owed = self.owed_from().replace(day=1)
         return start, end, recent, owed
 
-    def _plan(self, start: date, end: date, recent: date | None, owed: date | None = None) -> list[_Task]:
-        tasks: list[_Task] = []
+    def _windows(self, start: date, end: date, recent: date | None, owed: date | None,
+                 months: int) -> list[tuple[date, date, tuple[int, ...], date | None]]:
+        """The read as invoice-date windows, oldest first: (from, to, status codes in read order,
+        the later start of the closed codes or None). An invoice belongs to one window (its
+        invoice date), and inside a window the codes follow a bill's life (`OPEN_CODES` first)."""
+        windows: list[tuple[date, date, tuple[int, ...], date | None]] = []
         if owed is not None and owed < start:  # the owed buckets before the window, oldest first
             for w_start, w_end in month_windows(owed, start - timedelta(days=1), months=self.old_split_months):
-                tasks.extend(_Task(code, w_start, w_end) for code in OPEN_CODES)
-        for w_start, w_end in month_windows(start, end, months=self.split_months):
-            tasks.extend(_Task(code, w_start, w_end) for code in OPEN_CODES)
+                windows.append((w_start, w_end, OPEN_CODES, None))
+        for w_start, w_end in month_windows(start, end, months=months):
             if recent is None:
-                tasks.extend(_Task(code, w_start, w_end) for code in CLOSED_CODES)
+                windows.append((w_start, w_end, ALL_CODES, None))
             elif w_end >= recent:
-                tasks.extend(_Task(code, max(w_start, recent), w_end) for code in CLOSED_CODES)
-        return tasks
+                windows.append((w_start, w_end, ALL_CODES, recent if recent > w_start else None))
+            else:
+                windows.append((w_start, w_end, OPEN_CODES, None))
+        return windows
+
+    def _plan(self, start: date, end: date, recent: date | None, owed: date | None = None) -> list[_Task]:
+        return [_Task(code, closed_from if closed_from and code in CLOSED_CODES else w_start, w_end)
+                for w_start, w_end, codes, closed_from in self._windows(start, end, recent, owed, self.split_months)
+                for code in codes]
+
+    #: A sliced full read cuts the window into about this many windows per reader.
+    SLICES_PER_READER = 2
+
+    def _slices(self, bounds: tuple[date, date, date | None, date | None]) -> list[dict[str, Any]]:
+        """A full read as independent slices, one per invoice-date window, each walking its status
+        codes in order (so a bill that moves on mid-read is still seen in its newer bucket, as in
+        the query-after-query read). The settled window is cut finer than `split_months` (about
+        `SLICES_PER_READER` windows per reader, whole months): the extra empty calls cost nothing
+        when read side by side."""
+        start, end, recent, owed = bounds
+        span = (end.year - start.year) * 12 + end.month - start.month + 1
+        parts = self.settings["read_concurrency"] * self.SLICES_PER_READER
+        months = max(1, min(self.split_months, -(-span // parts)))
+        return [{"a": w_start.isoformat(), "b": w_end.isoformat(), "k": list(codes),
+                 "r": closed_from.isoformat() if closed_from else None, "c": None, "d": False}
+                for w_start, w_end, codes, closed_from in self._windows(start, end, recent, owed, months)]
+
+    def _iter_slices(self, states: list[dict[str, Any]]) -> Iterator[Page]:
+        """Read the slices `read_concurrency` at once (`gateways.slices`). A slice's cursor is
+        [code index, page]; every page's marker holds each slice's cursor, so a resumed run
+        continues every slice where it stopped."""
+        number = 0
+
+        def fetch(state: dict[str, Any], cursor: list[int] | None) -> tuple[list[_Batch], list[int] | None]:
+            index, page = cursor or (0, 1)
+            code = state["k"][index]
+            start = state["r"] if state.get("r") and code in CLOSED_CODES else state["a"]
+            rows, total_pages = self._fetch(code, date.fromisoformat(start), date.fromisoformat(state["b"]), page)
+            if rows and page < total_pages:
+                following = [index, page + 1]
+            elif index + 1 < len(state["k"]):
+                following = [index + 1, 1]
+            else:
+                following = None
+            return ([_Batch(code, rows)] if rows else []), following
+
+        def page(items: list[_Batch], now_states: list[dict[str, Any]]) -> Page:
+            nonlocal number
+            number += 1
+            batch = items[0]
+            marker = json.dumps({"s": now_states}, separators=(",", ":"))
+            return Page(items=batch.rows, parse=functools.partial(self.parse_invoice, requested_code=batch.code),
+                        number=number, resume=marker, identify=self.identify,
+                        salt=f"{self.digest_salt}:{batch.code}")
+
+        yield from read_slices(states, fetch=fetch, page=page, concurrency=self.settings["read_concurrency"])
 
     def _resume_marker(self, bounds: tuple[date, date, date | None, date | None], index: int, page: int) -> str:
         start, end, recent, owed = bounds
         return json.dumps({"a": start.isoformat(), "b": end.isoformat(), "r": recent.isoformat() if recent else None,
                            "o": owed.isoformat() if owed else None, "n": self.split_months,
                            "m": self.old_split_months, "i": index, "p": page}, separators=(",", ":"))
+
+    def _parse_sliced_resume(self, resume: str) -> list[dict[str, Any]] | None:
+        """The slices of a sliced read's marker (checked), or None for a query-after-query marker."""
+        try:
+            data = json.loads(resume)
+        except ValueError:
+            raise ValueError("faspay: not a resume marker from this client (JSONDecodeError)") from None
+        if not isinstance(data, dict) or "s" not in data:
+            return None
+        try:
+            states = [{"a": date.fromisoformat(s["a"]).isoformat(), "b": date.fromisoformat(s["b"]).isoformat(),
+                       "k": [int(code) for code in s["k"]],
+                       "r": date.fromisoformat(s["r"]).isoformat() if s.get("r") else None,
+                       "c": None if s.get("c") is None else [int(s["c"][0]), int(s["c"][1])], "d": bool(s["d"])}
+                      for s in data["s"]]
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise ValueError(f"faspay: not a resume marker from this client ({type(exc).__name__})") from None
+        if any(set(s["k"]) - set(ALL_CODES) or not s["k"] or
+               (s["c"] is not None and not (0 <= s["c"][0] < len(s["k"]) and s["c"][1] >= 1)) for s in states):
+            raise ValueError("faspay: resume marker out of range")
+        return states
 
     def _parse_resume(self, resume: str) -> tuple[tuple[date, date, date | None, date | None], int, int]:
         """A marker from `_resume_marker`; the plan is rebuilt from its bounds and split sizes (a

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -66,14 +67,16 @@ def fake_client(handler, *, options=None, now=datetime(2018, 1, 15, tzinfo=timez
     adapter = FakeFarPay(handler)
     session = requests.Session()
     session.mount("https://", adapter)
-    client = get_client("farpay", base_url="", secrets=secrets or {"api_key": KEY}, options=options or {},
+    # One step after another unless a test asks for slices (the sliced reads: their own tests).
+    options = {"read_concurrency": 1, **(options or {})}
+    client = get_client("farpay", base_url="", secrets=secrets or {"api_key": KEY}, options=options,
                         session=session, now=lambda: now, **FAST)
     return client, adapter
 
 
 def sandbox_client(server, **options):
     kwargs = credential("farpay", server)
-    kwargs["options"].update(options)
+    kwargs["options"].update({"read_concurrency": 1, **options})  # sliced reads: their own tests
     return get_client("farpay", now=lambda: NOW, **kwargs, **FAST)
 
 
@@ -625,3 +628,76 @@ def test_sandbox_without_legacy_has_only_the_seeded_population(sandbox_factory):
         assert [big.record(big._index(eid))["Id"] for eid in LEGACY_IDS] == [int(e) for e in LEGACY_IDS]
         assert LEGACY_ID_BASE + 5 < ID_BASE and big.select(100, None, date(2024, 10, 31)) == [
             big._index(LEGACY_IDS[k]) for k in (0, 1, 2)]
+
+
+# -- sliced full reads (gateways.slices) --------------------------------------------------------
+
+@pytest.mark.parametrize("undated", ["all", "receivable", "none"])
+def test_a_sliced_full_read_returns_exactly_the_sandbox_population(sandbox_factory, undated):
+    server = sandbox_factory(providers=("farpay",), size=400)
+    truth = {t["external_id"]: t for t in server.sandbox.providers["farpay"].truth()}
+    sequential = read_all(sandbox_client(server, undated=undated))
+    sliced = read_all(sandbox_client(server, undated=undated, read_concurrency=6))  # asserts none twice
+    assert sliced == sequential
+    if undated == "all":
+        assert_matches_truth(sliced, truth)  # N/A (1000) included: each window's difference
+        assert {i.provider_status for i in sliced.values()} >= {"1000", "600"}
+
+
+def test_inside_a_slice_the_steps_keep_their_order():
+    """Per due window the statuses are read in order and N/A (the unfiltered read whose
+    difference it is) last; the undated reads are one slice of their own, whichever threads run."""
+    client, adapter = fake_client(lambda path, query: (200, []), options={"read_concurrency": 4})
+    assert list(client.iter_pages()) == []
+    asked: dict[str, list[str]] = {}
+    for _, query, _ in adapter.calls:
+        asked.setdefault(query.get("fromDueDate", "undated"), []).append(query.get("paymentStatus", "N/A"))
+    statuses = ["100", "200", "300", "400", "500", "600", "700"]
+    assert asked.pop("undated") == statuses
+    assert len(asked) == 37 and all(order == statuses + ["N/A"] for order in asked.values())
+
+
+def test_a_sliced_read_resumes_every_slice_where_it_stopped(sandbox_factory):
+    server = sandbox_factory(providers=("farpay",), size=600)
+    everything = set(read_all(sandbox_client(server)))
+    pages = list(sandbox_client(server, read_concurrency=4).iter_pages())
+    # Cut where a slice stopped between a window's status reads: its N/A step must re-learn them.
+    cut = next(n for n, p in enumerate(pages) if n >= len(pages) // 3 and any(
+        s["c"] and s["w"] and s["c"] < len(s["k"]) - 1 for s in json.loads(p.resume)["sl"]))
+    committed = pages[: cut + 1]
+    states = json.loads(committed[-1].resume)["sl"]
+    assert any(s["d"] for s in states) and not all(s["d"] for s in states)
+    rest = list(sandbox_client(server, read_concurrency=4).iter_pages(resume=committed[-1].resume))
+    before = [i.external_id for p in committed for i in p.invoices]
+    after = [i.external_id for p in rest for i in p.invoices]
+    assert not set(before) & set(after)  # nothing read twice (N/A included) ...
+    assert set(before) | set(after) == everything  # ... and nothing left out
+    assert list(sandbox_client(server).iter_pages(resume=pages[-1].resume)) == []
+
+
+@pytest.mark.parametrize("marker", [
+    '{"sl": [{"w": ["2026-01-01"], "k": [100], "o": null, "c": null, "d": false}]}',
+    '{"sl": [{"w": null, "k": [999], "o": null, "c": null, "d": false}]}',
+    '{"sl": [{"w": null, "k": [100], "o": null, "c": 4, "d": false}]}',
+    '{"sl": "everything"}',
+])
+def test_a_broken_sliced_marker_is_refused(marker):
+    client, adapter = fake_client(lambda path, query: (200, []), options={"read_concurrency": 4})
+    with pytest.raises(ConfigurationError):
+        list(client.iter_pages(resume=marker))
+    assert adapter.calls == []
+
+
+def test_slices_read_the_details_at_once_too(sandbox_factory):
+    server = sandbox_factory(providers=("farpay",), size=120, legacy=False)
+    server.sandbox.add_fault("farpay", Fault(kind="latency", seconds=0.03, times=100_000))
+    started = time.perf_counter()
+    sequential = read_all(sandbox_client(server, window_months="3"))
+    sequential_s = time.perf_counter() - started
+    calls = server.sandbox.stats["farpay"]
+    started = time.perf_counter()
+    sliced = read_all(sandbox_client(server, window_months="3", read_concurrency=8))
+    sliced_s = time.perf_counter() - started
+    assert sliced == sequential
+    assert server.sandbox.stats["farpay"] == 2 * calls  # the same calls: a detail per invoice, once
+    assert calls >= 120 + 13 * 8 + 7 and sequential_s >= calls * 0.03 and sliced_s < sequential_s / 2

@@ -66,13 +66,14 @@ def fake_client(responder, **options) -> tuple[Client, FakeSession]:
     options.setdefault("window_months_back", 0)
     options.setdefault("window_months_ahead", 0)  # one window: 7 calls, one per status code
     options.setdefault("owed_years_back", 0)  # no older owed reads (their own test below)
+    options.setdefault("read_concurrency", 1)  # query after query (sliced reads: their own tests)
     client = Client(secrets=dict(CREDENTIALS["faspay"]), options=options, session=session, now=lambda: NOW, **FAST)
     return client, session
 
 
 def sandbox_client(server, **options) -> Client:
     kwargs = credential("faspay", server)
-    kwargs["options"].update(options)
+    kwargs["options"].update({"read_concurrency": 1, **options})  # sliced reads: their own tests
     return get_client("faspay", now=lambda: NOW, **kwargs, **FAST)
 
 
@@ -789,3 +790,105 @@ def test_sandbox_old_debt_stays_cheap_at_a_million():
     assert time.perf_counter() - started < 10
     assert sandbox.mutate(LEGACY_NUMBERS[0], {"status": "paid"})["provider_status"] == "Paid"
     assert billing(sandbox, status=4, **OLD_WINDOW)["total_data"] == first["total_data"] - 1
+
+
+# -- sliced full reads (gateways.slices) --------------------------------------------------------
+
+def _days(tasks) -> set[tuple[int, date]]:
+    """Every (status code, invoice day) a list of (code, from, to) queries asks for."""
+    return {(code, start + timedelta(days=n)) for code, start, end in tasks for n in range((end - start).days + 1)}
+
+
+def test_a_sliced_full_read_returns_exactly_what_the_sequential_one_does(sandbox_factory):
+    server = sandbox_factory(providers=("faspay",), size=2500)
+    sequential = read_all(sandbox_client(server))
+    client = sandbox_client(server, read_concurrency=6)
+    pages = list(client.iter_pages())
+    sliced = [i for p in pages for i in p.invoices]
+    assert len(sliced) == len({i.external_id for i in sliced}) == 2500 + len(LEGACY_PLAN)  # none twice
+    assert {i.external_id: i for i in sliced} == {i.external_id: i for i in sequential}
+    assert [p.number for p in pages] == list(range(1, len(pages) + 1))
+    # The slices ask for exactly the (code, day) pairs of the query-after-query plan, each once:
+    # whole-month windows, disjoint, oldest first, the settled window cut finer (2 per reader).
+    bounds = client._plan_bounds(None)
+    slices = client._slices(bounds)
+    tasks = [(code, date.fromisoformat(s["r"] if s["r"] and code in (2, 3) else s["a"]), date.fromisoformat(s["b"]))
+             for s in slices for code in s["k"]]
+    assert _days(tasks) == _days([(t.code, t.start, t.end) for t in client._plan(*bounds)])
+    assert sum((end - start).days + 1 for _, start, end in tasks) == len(_days(tasks))
+    windows = [(date.fromisoformat(s["a"]), date.fromisoformat(s["b"])) for s in slices]
+    assert all(end + timedelta(days=1) == following for (_, end), (following, _) in zip(windows, windows[1:]))
+    assert all(start.day == 1 for start, _ in windows)
+    assert len([s for s in slices if len(s["k"]) == 7]) == 10  # 37 months for 6 x 2 slices: 4-month windows
+
+
+def test_inside_a_slice_the_codes_follow_a_bills_life():
+    """A bill that moves on while the read is under way is seen in its newer bucket: in every
+    window the codes are asked in `OPEN_CODES + CLOSED_CODES` order, whichever threads run."""
+    client, session = fake_client(lambda body: empty_page(), read_concurrency=4, window_months_back=11,
+                                  owed_years_back=2)
+    assert list(client.iter_pages()) == []
+    asked: dict[str, list[int]] = {}
+    for call in session.calls:
+        asked.setdefault(call["json"]["start_period"], []).append(call["json"]["status"])
+    assert len(asked) == 6 + 1  # 12 settled months for 4 x 2 slices (2-month windows), one old owed block
+    assert sorted(map(tuple, asked.values())) == [(0, 7, 1, 4, 5)] + [(0, 7, 1, 4, 5, 2, 3)] * 6
+
+
+def test_a_sliced_read_resumes_every_slice_where_it_stopped(sandbox_factory):
+    server = sandbox_factory(providers=("faspay",), size=2000, legacy=False)
+    everything = {i.external_id for i in read_all(sandbox_client(server))}
+    pages = list(sandbox_client(server, read_concurrency=4).iter_pages())
+    # Cut where a slice stopped inside a query's pages (and some slices are done, some not).
+    cut = next(n for n, p in enumerate(pages) if n >= len(pages) // 3 and any(
+        s["c"] and s["c"][1] > 1 for s in json.loads(p.resume)["s"]))
+    committed = pages[: cut + 1]
+    states = json.loads(committed[-1].resume)["s"]
+    assert any(s["d"] for s in states) and not all(s["d"] for s in states)
+    # A later day, a different option: the marker's slices are walked, not a new plan.
+    later = sandbox_client(server, read_concurrency=2, split_months=1)
+    later.now = lambda: NOW + timedelta(days=45)
+    rest = list(later.iter_pages(resume=committed[-1].resume))
+    before = [i.external_id for p in committed for i in p.invoices]
+    after = [i.external_id for p in rest for i in p.invoices]
+    assert not set(before) & set(after)  # nothing read twice ...
+    assert set(before) | set(after) == everything  # ... and nothing left out
+    assert list(sandbox_client(server).iter_pages(resume=pages[-1].resume)) == []  # finished: nothing left
+
+
+@pytest.mark.parametrize("marker", [
+    '{"s": [{"a": "2026-01-01"}]}',
+    '{"s": [{"a": "2026-01-01", "b": "2026-03-31", "k": [9], "r": null, "c": null, "d": false}]}',
+    '{"s": [{"a": "2026-01-01", "b": "2026-03-31", "k": [1], "r": null, "c": [3, 1], "d": false}]}',
+    '{"s": [{"a": "yesterday", "b": "2026-03-31", "k": [1], "r": null, "c": null, "d": false}]}',
+])
+def test_a_broken_sliced_marker_is_refused(marker):
+    client, session = fake_client(lambda body: empty_page(), read_concurrency=4)
+    with pytest.raises(ValueError):
+        list(client.iter_pages(resume=marker))
+    assert session.calls == []
+
+
+def test_slices_are_read_at_once(sandbox_factory):
+    from gateways.sandbox import Fault
+
+    server = sandbox_factory(providers=("faspay",), size=300, legacy=False)
+    server.sandbox.add_fault("faspay", Fault(kind="latency", seconds=0.1, times=10_000))
+    started = time.perf_counter()
+    sequential = read_all(sandbox_client(server))
+    sequential_s = time.perf_counter() - started
+    started = time.perf_counter()
+    sliced = read_all(sandbox_client(server, read_concurrency=8))
+    sliced_s = time.perf_counter() - started
+    assert sorted(i.external_id for i in sliced) == sorted(i.external_id for i in sequential)
+    # 38 queries one after another; 101 finer ones (13 windows x 7 + 2 x 5), 8 at a time.
+    assert sequential_s >= 3.8 and sliced_s < sequential_s
+
+
+def test_an_incremental_read_stays_query_after_query(sandbox_factory):
+    """Slices are for full reads; an incremental one asks the same queries as before, in order."""
+    client, session = fake_client(lambda body: empty_page(), read_concurrency=8, window_months_back=11)
+    list(client.iter_pages(since=NOW - timedelta(days=1)))
+    sequential, plain = fake_client(lambda body: empty_page(), window_months_back=11)
+    list(sequential.iter_pages(since=NOW - timedelta(days=1)))
+    assert [c["json"] for c in session.calls] == [c["json"] for c in plain.calls]
