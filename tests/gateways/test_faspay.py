@@ -809,7 +809,7 @@ def test_a_sliced_full_read_returns_exactly_what_the_sequential_one_does(sandbox
     assert {i.external_id: i for i in sliced} == {i.external_id: i for i in sequential}
     assert [p.number for p in pages] == list(range(1, len(pages) + 1))
     # The slices ask for exactly the (code, day) pairs of the query-after-query plan, each once:
-    # whole-month windows, disjoint, oldest first, the settled window cut finer (2 per reader).
+    # whole-month windows, disjoint, oldest first, the settled window cut finer (5 per reader).
     bounds = client._plan_bounds(None)
     slices = client._slices(bounds)
     tasks = [(code, date.fromisoformat(s["r"] if s["r"] and code in (2, 3) else s["a"]), date.fromisoformat(s["b"]))
@@ -819,7 +819,7 @@ def test_a_sliced_full_read_returns_exactly_what_the_sequential_one_does(sandbox
     windows = [(date.fromisoformat(s["a"]), date.fromisoformat(s["b"])) for s in slices]
     assert all(end + timedelta(days=1) == following for (_, end), (following, _) in zip(windows, windows[1:]))
     assert all(start.day == 1 for start, _ in windows)
-    assert len([s for s in slices if len(s["k"]) == 7]) == 10  # 37 months for 6 x 2 slices: 4-month windows
+    assert len([s for s in slices if len(s["k"]) == 7]) == 19  # 37 months for 6 x 5 slices: 2-month windows
 
 
 def test_inside_a_slice_the_codes_follow_a_bills_life():
@@ -831,8 +831,8 @@ def test_inside_a_slice_the_codes_follow_a_bills_life():
     asked: dict[str, list[int]] = {}
     for call in session.calls:
         asked.setdefault(call["json"]["start_period"], []).append(call["json"]["status"])
-    assert len(asked) == 6 + 1  # 12 settled months for 4 x 2 slices (2-month windows), one old owed block
-    assert sorted(map(tuple, asked.values())) == [(0, 7, 1, 4, 5)] + [(0, 7, 1, 4, 5, 2, 3)] * 6
+    assert len(asked) == 12 + 1  # 12 settled months for 4 x 5 slices (1-month windows), one old owed block
+    assert sorted(map(tuple, asked.values())) == [(0, 7, 1, 4, 5)] + [(0, 7, 1, 4, 5, 2, 3)] * 12
 
 
 def test_a_sliced_read_resumes_every_slice_where_it_stopped(sandbox_factory):
