@@ -257,14 +257,14 @@ class Client(GatewayClient):
 
     #: A sliced full read cuts the window into about this many windows per reader: with 8 readers
     #: a three-year window is read month by month, so no reader is left with a long last slice
-    #: (bench/sync_slices.py --provider faspay, 200 ms per call: 45-50 s with 5, 50-52 s with 2).
+    #: (bench/sync_slices.py --provider faspay, 200 ms per call: 43-50 s with 5, 50-52 s with 2).
     SLICES_PER_READER = 5
 
     def _slices(self, bounds: tuple[date, date, date | None, date | None]) -> list[dict[str, Any]]:
         """A full read as independent slices, one per invoice-date window, each walking its status
         codes in order (so a bill that moves on mid-read is still seen in its newer bucket, as in
         the query-after-query read). The settled window is cut finer than `split_months` (about
-        `SLICES_PER_READER` windows per reader, whole months): the extra empty calls cost nothing
+        `SLICES_PER_READER` windows per reader, whole months): the extra empty calls cost little
         when read side by side."""
         start, end, recent, owed = bounds
         span = (end.year - start.year) * 12 + end.month - start.month + 1
