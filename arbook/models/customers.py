@@ -94,15 +94,18 @@ class CustomerIdentity(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["merchant", "kind", "credential", "value"],
+            # Led by the credential (it belongs to one merchant): the one index a probe of a
+            # gateway reference can use, and the one that serves deleting a credential. A second
+            # index on the credential alone looked as cheap to the planner while the table grew
+            # past its statistics, and every probe then read all of that credential's keys.
+            models.UniqueConstraint(fields=["credential", "kind", "value"],
                                     condition=Q(credential__isnull=False), name="identity_unique_on_credential"),
             models.UniqueConstraint(fields=["merchant", "kind", "value"],
                                     condition=Q(credential__isnull=True), name="identity_unique_across"),
         ]
-        # Partial: most keys (e-mails, phones, every sync's) have neither, and a sync inserts tens of
-        # thousands; these only serve deleting a credential or a user.
+        # Partial: most keys (every sync's) have none, and a sync inserts tens of thousands; it
+        # only serves deleting a user.
         indexes = [
-            models.Index(fields=["credential"], condition=Q(credential__isnull=False), name="identity_credential"),
             models.Index(fields=["decided_by"], condition=Q(decided_by__isnull=False), name="identity_decided_by"),
         ]
 

@@ -176,8 +176,8 @@ _OWNERS_SQL = (
     "SELECT k.n, CASE WHEN k.cred IS NULL "
     f"  THEN (SELECT i.customer_id FROM {_IDENTITY_TABLE} AS i WHERE i.merchant_id = %s AND i.kind = k.kind"
     "         AND i.credential_id IS NULL AND i.value = k.value)"
-    f"  ELSE (SELECT i.customer_id FROM {_IDENTITY_TABLE} AS i WHERE i.merchant_id = %s AND i.kind = k.kind"
-    "         AND i.credential_id = k.cred AND i.value = k.value) END"
+    f"  ELSE (SELECT i.customer_id FROM {_IDENTITY_TABLE} AS i WHERE i.credential_id = k.cred AND i.kind = k.kind"
+    "         AND i.value = k.value AND i.merchant_id = %s) END"
     " FROM unnest(%s::varchar[], %s::bigint[], %s::varchar[]) WITH ORDINALITY AS k(kind, cred, value, n)")
 
 
