@@ -10,7 +10,9 @@ The caller writes pages in the order they come out of `read_slices`. Each page c
 marker that holds every slice's cursor as of that page, so after a crash the committed marker says
 exactly which slices are done and where each of the others stopped (one cursor per slice).
 
-Memory stays flat: the workers wait when `depth` pages are queued and not yet taken. Rate limits
+Memory stays flat: the workers wait when `depth` pages, or pages holding `max_items` items, are
+queued and not yet taken (FarPay answers a whole due window in one call, so its pages grow with the
+account and a bound in pages alone would not hold). Rate limits
 are the HTTP layer's (`HttpClient`: a 429's Retry-After pauses every thread of the client).
 """
 from __future__ import annotations
@@ -33,6 +35,7 @@ def read_slices(
     page: Callable[[list[Any], list[dict[str, Any]]], Any],
     concurrency: int,
     depth: int = 32,
+    max_items: int = 4000,
 ) -> Iterator[Any]:
     """Yield `page(items, states)` for every non-empty answer of every slice.
 
@@ -42,7 +45,9 @@ def read_slices(
     not touch `states`. `page` builds what is yielded from the items and the states *after* them
     (for its resume marker); it runs in the caller's thread, where `states` is updated.
 
-    An exception in a worker is raised here after the pages before it; the other workers stop.
+    A worker waits before queueing a page while the queued pages hold `max_items` items or more
+    (one page is always let through, however large). An exception in a worker is raised here
+    after the pages before it; the other workers stop.
     """
     concurrency = max(1, min(int(concurrency), MAX_CONCURRENCY))
     todo: queue.Queue = queue.Queue()
@@ -51,8 +56,15 @@ def read_slices(
             todo.put(index)
     out: queue.Queue = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
+    room = threading.Condition()
+    queued = [0]  # items in the pages queued and not yet taken
 
-    def put(item: Any) -> bool:
+    def put(item: Any, size: int = 0) -> bool:
+        if size:
+            with room:
+                while queued[0] and queued[0] + size > max_items and not stop.is_set():
+                    room.wait(timeout=0.2)
+                queued[0] += size
         while not stop.is_set():
             try:
                 out.put(item, timeout=0.2)
@@ -60,6 +72,12 @@ def read_slices(
             except queue.Full:
                 continue
         return False
+
+    def taken(size: int) -> None:
+        if size:
+            with room:
+                queued[0] -= size
+                room.notify_all()
 
     def work() -> None:
         try:
@@ -72,7 +90,7 @@ def read_slices(
                 cursor = state.get("c")
                 while not stop.is_set():
                     items, cursor = fetch(state, cursor)
-                    if not put((index, items, cursor)) or cursor is None:
+                    if not put((index, items, cursor), len(items)) or cursor is None:
                         break
         except BaseException as exc:  # handed to the caller, raised in its thread
             put(exc)
@@ -93,11 +111,14 @@ def read_slices(
             if isinstance(item, BaseException):
                 raise item
             index, items, cursor = item
+            taken(len(items))
             states[index] = {**states[index], "c": cursor, "d": cursor is None}
             if items:
                 yield page(items, states)
     finally:
         stop.set()
+        with room:
+            room.notify_all()
         for worker in workers:
             worker.join(timeout=5)
 

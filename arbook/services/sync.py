@@ -58,8 +58,10 @@ logger = logging.getLogger(__name__)
 LOCK_TTL_SECONDS = 15 * 60
 #: Pages are written in batches of at least this many invoices (see `batches`).
 WRITE_BATCH_ROWS = 1000
-#: How many pages the HTTP reader may run ahead of the writer (two batches of 100-invoice pages).
+#: How far the HTTP reader may run ahead of the writer: pages, and invoices in them (two batches
+#: of 100-invoice pages; FarPay's pages are whole due windows, so the pages alone are no bound).
 PREFETCH_PAGES = 20
+PREFETCH_ROWS = 2 * WRITE_BATCH_ROWS
 #: Looked-up invoices are written in batches of this many (each lookup is one or a few calls).
 LOOKUP_BATCH = 100
 
@@ -191,7 +193,7 @@ def _run(*, credential: GatewayCredential, full: bool, trigger: str, client: Any
                          region=region)
 
         pages_read = prefetch(client.iter_pages(since=since, resume=plan["resume"]), depth=PREFETCH_PAGES,
-                              prepare=prepare)
+                              prepare=prepare, max_rows=PREFETCH_ROWS)
         for pages in batches(pages_read, min_rows=1 if page_by_page else WRITE_BATCH_ROWS):
             seen_at = timezone.now()
             with transaction.atomic():
@@ -263,23 +265,32 @@ def batches(pages: Iterator[Page], *, min_rows: int) -> Iterator[list[Page]]:
 
 
 def prefetch(pages: Iterator[Page], depth: int = 2,
-             prepare: Callable[[Page], None] | None = None) -> Iterator[Page]:
+             prepare: Callable[[Page], None] | None = None, max_rows: int | None = None) -> Iterator[Page]:
     """Read the next pages over HTTP in a thread while this one is written to the database.
 
     The thread only runs the gateway client (HTTP and parsing, no database) and `prepare` (what
     the writer would compute from a page, computed while it waits on the database); an exception
     there is re-raised here, after the pages before it, so committed-page semantics are unchanged.
-    Stopping early (the unchanged-watermark rule) leaves the thread at most `depth` pages ahead.
+    Stopping early (the unchanged-watermark rule) leaves the thread at most `depth` pages ahead;
+    with `max_rows` it also waits while the pages ahead hold that many invoices (one page always
+    goes through).
     """
     buffer: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
     stop = threading.Event()
+    room = threading.Condition()
+    ahead = [0]  # invoices in the pages queued and not yet taken
 
     def produce() -> None:
         try:
             for page in pages:
                 if prepare is not None and not stop.is_set():
                     prepare(page)
+                if max_rows is not None:
+                    with room:
+                        while ahead[0] and ahead[0] + len(page) > max_rows and not stop.is_set():
+                            room.wait(timeout=0.2)
+                        ahead[0] += len(page)
                 while not stop.is_set():
                     try:
                         buffer.put(page, timeout=0.2)
@@ -301,6 +312,10 @@ def prefetch(pages: Iterator[Page], depth: int = 2,
                 return
             if isinstance(item, BaseException):
                 raise item
+            if max_rows is not None:
+                with room:
+                    ahead[0] -= len(item)
+                    room.notify_all()
             yield item
     finally:
         stop.set()
