@@ -80,6 +80,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--provider", default="xendit", choices=["xendit", "faspay", "munio", "farpay"])
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="a credential option (e.g. read_concurrency=1 to read page after page)")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the plain-upsert baseline (it holds every row in memory: slow at 1M)")
     parser.add_argument("--no-overheads", action="store_true",
@@ -105,6 +107,7 @@ def main() -> None:
         options = dict(OPTIONS.get(args.provider, {}))
         if args.provider == "farpay":
             options["details"] = "never"
+        options.update(item.split("=", 1) for item in args.option)
         credential = GatewayCredential.objects.create(merchant=merchant, provider=args.provider, base_url=base_url,
                                                       secrets=dict(CREDENTIALS[args.provider]), options=options)
         rss_before = peak_rss_mb()
