@@ -56,15 +56,10 @@ def read_slices(
             todo.put(index)
     out: queue.Queue = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
-    room = threading.Condition()
-    queued = [0]  # items in the pages queued and not yet taken
+    budget = Budget(max_items, stop)  # the items in the pages queued and not yet taken
 
     def put(item: Any, size: int = 0) -> bool:
-        if size:
-            with room:
-                while queued[0] and queued[0] + size > max_items and not stop.is_set():
-                    room.wait(timeout=0.2)
-                queued[0] += size
+        budget.hold(size)
         while not stop.is_set():
             try:
                 out.put(item, timeout=0.2)
@@ -72,12 +67,6 @@ def read_slices(
             except queue.Full:
                 continue
         return False
-
-    def taken(size: int) -> None:
-        if size:
-            with room:
-                queued[0] -= size
-                room.notify_all()
 
     def work() -> None:
         try:
@@ -111,16 +100,45 @@ def read_slices(
             if isinstance(item, BaseException):
                 raise item
             index, items, cursor = item
-            taken(len(items))
+            budget.release(len(items))
             states[index] = {**states[index], "c": cursor, "d": cursor is None}
             if items:
                 yield page(items, states)
     finally:
         stop.set()
-        with room:
-            room.notify_all()
+        budget.wake()
         for worker in workers:
             worker.join(timeout=5)
+
+
+class Budget:
+    """How many items a producer thread holds out for its consumer: `hold` waits while the held
+    ones and these would pass `limit` (with nothing held, any size passes, so one large batch
+    never blocks for ever); `release` gives them back once taken. `stop` ends every wait."""
+
+    def __init__(self, limit: int | None, stop: threading.Event) -> None:
+        self.limit, self.stop = limit, stop
+        self.held = 0
+        self._room = threading.Condition()
+
+    def hold(self, size: int) -> None:
+        if self.limit is None or not size:
+            return
+        with self._room:
+            while self.held and self.held + size > self.limit and not self.stop.is_set():
+                self._room.wait(timeout=0.2)
+            self.held += size
+
+    def release(self, size: int) -> None:
+        if self.limit is None or not size:
+            return
+        with self._room:
+            self.held -= size
+            self._room.notify_all()
+
+    def wake(self) -> None:
+        with self._room:
+            self._room.notify_all()
 
 
 def split_range(start_ms: int, end_ms: int, parts: int) -> list[tuple[int, int]]:

@@ -52,6 +52,7 @@ from arbook.services.invoice_write import (
 )
 from gateways import InvoiceRef, Page, RemoteInvoice, SettledScope
 from gateways import status as st
+from gateways.slices import Budget
 
 logger = logging.getLogger(__name__)
 
@@ -278,19 +279,14 @@ def prefetch(pages: Iterator[Page], depth: int = 2,
     buffer: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
     stop = threading.Event()
-    room = threading.Condition()
-    ahead = [0]  # invoices in the pages queued and not yet taken
+    budget = Budget(max_rows, stop)  # the invoices in the pages queued and not yet taken
 
     def produce() -> None:
         try:
             for page in pages:
                 if prepare is not None and not stop.is_set():
                     prepare(page)
-                if max_rows is not None:
-                    with room:
-                        while ahead[0] and ahead[0] + len(page) > max_rows and not stop.is_set():
-                            room.wait(timeout=0.2)
-                        ahead[0] += len(page)
+                budget.hold(len(page))
                 while not stop.is_set():
                     try:
                         buffer.put(page, timeout=0.2)
@@ -312,13 +308,11 @@ def prefetch(pages: Iterator[Page], depth: int = 2,
                 return
             if isinstance(item, BaseException):
                 raise item
-            if max_rows is not None:
-                with room:
-                    ahead[0] -= len(item)
-                    room.notify_all()
+            budget.release(len(item))
             yield item
     finally:
         stop.set()
+        budget.wake()
         close = getattr(pages, "close", None)
         thread.join(timeout=5)
         if close and not thread.is_alive():
