@@ -45,6 +45,26 @@ def _fields(model, columns: Sequence[str]) -> list[models.Field]:
     return [by_column[c] for c in columns]
 
 
+#: What `array` joins a text array with: a control character no identifier or name carries (a
+#: value that does holds it is sent as a plain list instead).
+_SEP = "\x1f"
+
+
+def array(values: Sequence[Any], *, of: str = "varchar") -> tuple[str, Any]:
+    """(SQL, parameter) of an array of `of` ("varchar" or "bigint") for a PostgreSQL statement.
+
+    Django binds parameters on the client, and psycopg quotes a list element by element in
+    Python: about 1 ms per 1,000 strings, paid by the sync's writer several times per batch. One
+    joined string is quoted in C (~20x cheaper) and split by `string_to_array`, which PostgreSQL
+    folds into a constant while planning, so the plan is that of a literal array."""
+    if of == "bigint":
+        return ("string_to_array(%s, ',', 'N')::bigint[]",
+                ",".join("N" if v is None else str(int(v)) for v in values))
+    if len(values) > 1 and all(type(v) is str and _SEP not in v for v in values):
+        return f"string_to_array(%s, chr(31))::{of}[]", _SEP.join(values)
+    return f"%s::{of}[]", list(values)
+
+
 def _copy(cursor, table: str, column_list: str, rows: Iterable[Sequence[Any]]) -> None:
     with cursor.copy(f"COPY {table} ({column_list}) FROM STDIN") as copy:
         for row in rows:
@@ -191,10 +211,16 @@ def select_in(model, columns: Sequence[str], *, where: dict[str, Any], key: str,
     one array parameter instead of a thousand placeholders)."""
     if is_postgresql():
         conditions = [f"{_qn(c)} IS NULL" if v is None else f"{_qn(c)} = %s" for c, v in where.items()]
-        conditions.append(f"{_qn(key)} = ANY(%s)")
+        if values and all(type(v) is str for v in values):
+            array_sql, array_param = array(values)
+        elif values and all(type(v) is int for v in values):
+            array_sql, array_param = array(values, of="bigint")
+        else:
+            array_sql, array_param = "%s", list(values)
+        conditions.append(f"{_qn(key)} = ANY({array_sql})")
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT {_column_list(columns)} FROM {_table(model)} WHERE {' AND '.join(conditions)}",
-                           [*(v for v in where.values() if v is not None), values])
+                           [*(v for v in where.values() if v is not None), array_param])
             return cursor.fetchall()
     names = {f.column: f.name for f in model._meta.concrete_fields}
     return list(model.objects.filter(**{names[c]: v for c, v in where.items()}, **{f"{names[key]}__in": values})

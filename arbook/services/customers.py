@@ -151,10 +151,17 @@ def _owners(merchant_id: int, keys: Iterable[Key]) -> dict[Key, int]:
         if not wanted:
             return {}
         with connection.cursor() as cursor:
-            cursor.execute(_OWNERS_SQL, [merchant_id, merchant_id, [k[0] for k in wanted], [k[1] for k in wanted],
-                                         [k[2] for k in wanted]])
+            cursor.execute(*owners_statement(merchant_id, wanted))
             return {wanted[n - 1]: customer_id for n, customer_id in cursor.fetchall() if customer_id is not None}
     return _owners_by_kind(merchant_id, keys)
+
+
+def owners_statement(merchant_id: int, keys: Sequence[Key]) -> tuple[str, list]:
+    """`_owners`' PostgreSQL statement and its parameters: (n, owner or NULL) of the n-th key."""
+    arrays = [bulk.array([k[0] for k in keys]), bulk.array([k[1] for k in keys], of="bigint"),
+              bulk.array([k[2] for k in keys])]
+    return (_OWNERS_SQL.format(*(sql for sql, _param in arrays)),
+            [merchant_id, merchant_id, *(param for _sql, param in arrays)])
 
 
 def _owners_by_kind(merchant_id: int, keys: Iterable[Key]) -> dict[Key, int]:
@@ -178,7 +185,7 @@ _OWNERS_SQL = (
     "         AND i.credential_id IS NULL AND i.value = k.value)"
     f"  ELSE (SELECT i.customer_id FROM {_IDENTITY_TABLE} AS i WHERE i.credential_id = k.cred AND i.kind = k.kind"
     "         AND i.value = k.value AND i.merchant_id = %s) END"
-    " FROM unnest(%s::varchar[], %s::bigint[], %s::varchar[]) WITH ORDINALITY AS k(kind, cred, value, n)")
+    " FROM unnest({}, {}, {}) WITH ORDINALITY AS k(kind, cred, value, n)")
 
 
 #: The columns of a new identity row, in the order `customers_link` builds them.
@@ -265,22 +272,24 @@ def _create_postgresql(merchant_id: int, provider: str, now: datetime, new_custo
         texts.append(value)
         shown.append(shown_as)
     customer_table, identity_table = Customer._meta.db_table, CustomerIdentity._meta.db_table
+    names = [bulk.array([c["name"] for c in new_customers]), bulk.array([c["name_key"] for c in new_customers])]
+    keys = [bulk.array(owner_ids, of="bigint"), bulk.array(new_indexes, of="bigint"), bulk.array(kinds),
+            bulk.array(creds, of="bigint"), bulk.array(texts), bulk.array(shown)]
     sql = (
         "WITH new AS MATERIALIZED ("
         f"  SELECT c.n, nextval(pg_get_serial_sequence('{customer_table}', 'id')) AS id, c.name, c.name_key"
-        "   FROM unnest(%s::varchar[], %s::varchar[]) WITH ORDINALITY AS c(name, name_key, n)"
+        f"   FROM unnest({', '.join(a for a, _p in names)}) WITH ORDINALITY AS c(name, name_key, n)"
         "), customers AS ("
         f"  INSERT INTO {customer_table} (id, {', '.join(columns)}) SELECT new.id, {', '.join(values)} FROM new"
         "), identities AS ("
         f"  INSERT INTO {identity_table} ({', '.join(_IDENTITY_COLUMNS)})"
         "   SELECT %s, COALESCE(new.id, k.owner), k.kind, k.cred, %s, k.value, k.shown, %s"
-        "   FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[], %s::bigint[], %s::varchar[], %s::varchar[])"
+        f"   FROM unnest({', '.join(a for a, _p in keys)})"
         "     AS k(owner, n, kind, cred, value, shown) LEFT JOIN new ON new.n = k.n"
         "   ON CONFLICT DO NOTHING RETURNING 1"
         ") SELECT (SELECT count(*) FROM identities), (SELECT array_agg(id ORDER BY n) FROM new)")
     with connection.cursor() as cursor:
-        cursor.execute(sql, [[c["name"] for c in new_customers], [c["name_key"] for c in new_customers], *params,
-                             merchant_id, provider, now, owner_ids, new_indexes, kinds, creds, texts, shown])
+        cursor.execute(sql, [*(p for _a, p in names), *params, merchant_id, provider, now, *(p for _a, p in keys)])
         inserted, ids = cursor.fetchone()
     return list(ids or []), inserted
 

@@ -187,9 +187,8 @@ def test_the_reference_probe_has_only_the_unique_index_to_take():
     _link(credential, [Party(f"B{n}", name=f"Debtor {n}", ref=f"S{n}") for n in range(4000)])
     keys = [("ref", credential.pk, f"S{n}") for n in range(0, 4000, 4)]
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + service._OWNERS_SQL,
-                       [credential.merchant_id, credential.merchant_id, [k[0] for k in keys], [k[1] for k in keys],
-                        [k[2] for k in keys]])
+        sql, params = service.owners_statement(credential.merchant_id, keys)
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
         [[plan]] = cursor.fetchall()
     probes = [n for n in _plan_nodes(plan[0]["Plan"])
               if n.get("Relation Name") == CustomerIdentity._meta.db_table and n.get("Actual Loops")]
