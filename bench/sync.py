@@ -10,9 +10,10 @@ Prints, for one provider's population of `--size` invoices:
   sync holds one page at a time, so it should stay flat);
 - measured in the same run, the rate of a plain `bulk_create(update_conflicts=True)` of the
   same rows (DB write only, rows already in memory), so the sync's overhead shows as a ratio;
-- what the aging rollup's triggers and the overdue-list index cost the first sync: the same
-  first sync with each switched off and on, in the order off, on, on, off (`--no-overheads`
-  skips it).
+- what the aging rollup's triggers, the overdue-list index and the customer link (issue 16:
+  the identity probe, the new customers and identities, the summaries at the end of the run)
+  cost the first sync: the same first sync of a new merchant's account with each switched off
+  and on, in the order off, on, on, off (`--no-overheads` skips it).
 
 The sandbox runs in its own process, as a real provider would, so it does not compete with the
 sync for this interpreter's GIL.
@@ -72,6 +73,21 @@ def start_sandbox(provider: str, size: int) -> tuple[subprocess.Popen, str]:
     return process, f"http://127.0.0.1:{port}/{provider}"
 
 
+def bench_account(args, base_url: str):
+    """(merchant, credential) of the benchmark's account on the sandbox, with `--option`s."""
+    from arbook.models import GatewayCredential, Merchant
+    from gateways.sandbox import CREDENTIALS, OPTIONS
+
+    merchant = Merchant.objects.create(name="Bench", slug="bench")
+    options = dict(OPTIONS.get(args.provider, {}))
+    if args.provider == "farpay":
+        options["details"] = "never"
+    options.update(item.split("=", 1) for item in args.option)
+    credential = GatewayCredential.objects.create(merchant=merchant, provider=args.provider, base_url=base_url,
+                                                  secrets=dict(CREDENTIALS[args.provider]), options=options)
+    return merchant, credential
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -84,8 +100,11 @@ def main() -> None:
                         help="a credential option (e.g. read_concurrency=1 to read page after page)")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the plain-upsert baseline (it holds every row in memory: slow at 1M)")
+    parser.add_argument("--part", action="append", choices=list(PARTS), metavar="PART",
+                        help=f"measure only this part's cost (repeatable; default all: {', '.join(PARTS)})")
     parser.add_argument("--no-overheads", action="store_true",
-                        help="skip the first syncs with the rollup triggers and the overdue-list index off and on")
+                        help="skip the first syncs with the rollup triggers, the overdue-list index and the customer "
+                             "link off and on")
     args = parser.parse_args()
 
     ensure_database()
@@ -97,19 +116,12 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
 
-    from arbook.models import GatewayCredential, Merchant, SyncRun
+    from arbook.models import SyncRun
     from arbook.services.sync import invoices_sync
-    from gateways.sandbox import CREDENTIALS, OPTIONS
 
     sandbox, base_url = start_sandbox(args.provider, args.size)
     try:
-        merchant = Merchant.objects.create(name="Bench", slug="bench")
-        options = dict(OPTIONS.get(args.provider, {}))
-        if args.provider == "farpay":
-            options["details"] = "never"
-        options.update(item.split("=", 1) for item in args.option)
-        credential = GatewayCredential.objects.create(merchant=merchant, provider=args.provider, base_url=base_url,
-                                                      secrets=dict(CREDENTIALS[args.provider]), options=options)
+        merchant, credential = bench_account(args, base_url)
         rss_before = peak_rss_mb()
         from arbook.services.credentials import credential_client
 
@@ -141,7 +153,8 @@ def main() -> None:
         assert again.status == SyncRun.Status.SUCCEEDED and again.unchanged == again.fetched, again.error
         sync_peak = peak_rss_mb()
 
-        overheads = None if args.no_overheads else write_path_overheads(merchant, credential)
+        overheads = None if args.no_overheads else write_path_overheads(merchant, credential,
+                                                                        parts=args.part or list(PARTS))
         if args.no_baseline:
             objects, plain_s = [], 0.0
         else:
@@ -179,19 +192,40 @@ def _receivable_index(state: str) -> None:
             editor.add_index(Invoice, index)
 
 
+_LINK = {}
+
+
+def _customer_link(state: str) -> None:
+    """Take the customers out of the write path (DISABLE: invoices written without a customer, no
+    summary refreshed at the end of the run) or put them back. A measurement only: what the link
+    (issue 16) costs a first sync, the rest of the write path unchanged."""
+    from arbook.services import invoice_write, sync
+
+    if not _LINK:
+        _LINK.update(link=invoice_write._link_customers, settle=sync.customers_settle)
+    if state == "DISABLE":
+        invoice_write._link_customers = lambda credential, written: [None] * len(written)
+        sync.customers_settle = lambda **kwargs: None
+    else:
+        invoice_write._link_customers, sync.customers_settle = _LINK["link"], _LINK["settle"]
+
+
 #: The write path's parts whose cost the first sync measures with each off and on.
-PARTS = {"rollup triggers": _rollup_triggers, "overdue-list index": _receivable_index}
+PARTS = {"rollup triggers": _rollup_triggers, "overdue-list index": _receivable_index,
+         "customer link": _customer_link}
 
 
-def write_path_overheads(merchant, template, rounds: int = 2) -> dict[str, tuple[list[float], list[float]]] | None:
+def write_path_overheads(merchant, template, rounds: int = 2,
+                         parts: list[str] | None = None) -> dict[str, tuple[list[float], list[float]]] | None:
     """Per part of `PARTS`: the first sync of a fresh account with it off and on, `rounds` times
-    in the order off, on, on, off (each run finds more customer identities left by the earlier
-    accounts, so a later run is slower: this order gives both sides the same mean position), into
-    the same table (the earlier accounts' invoices removed, the rollups recounted and the table
-    vacuumed before each): {part: ([off s], [on s])}."""
+    in the order off, on, on, off (a later run may be slower, its tables larger: this order gives
+    both sides the same mean position), into the same table (the earlier accounts' invoices
+    removed, the rollups recounted and the table vacuumed before each). Each account is a new
+    merchant's, so its customers are all new, as in a real first sync (in one merchant a later
+    account would find the earlier ones' customers and create almost none): {part: ([off s], [on s])}."""
     from django.db import connection
 
-    from arbook.models import GatewayCredential, Invoice, SyncRun
+    from arbook.models import GatewayCredential, Invoice, Merchant, SyncRun
     from arbook.services.sync import invoices_sync
 
     with connection.cursor() as cursor:
@@ -200,17 +234,22 @@ def write_path_overheads(merchant, template, rounds: int = 2) -> dict[str, tuple
             return None
 
     out = {}
-    for part, switch in PARTS.items():
+    for part in parts or list(PARTS):
+        switch = PARTS[part]
         seconds: dict[str, list[float]] = {"DISABLE": [], "ENABLE": []}
         for i, state in enumerate(("DISABLE", "ENABLE", "ENABLE", "DISABLE") * (rounds // 2)):
             _rollup_triggers("DISABLE")
             Invoice.objects.exclude(credential=template).delete()
+            Merchant.objects.exclude(pk=merchant.pk).delete()  # the earlier runs' customers and identities
             _rollup_triggers("ENABLE")
             with connection.cursor() as cursor:
                 cursor.execute("SELECT arbook_aging_rollup_rebuild(NULL), arbook_day_rollup_rebuild(NULL)")
-                cursor.execute("VACUUM ANALYZE arbook_invoice")
+                for table in ("arbook_invoice", "arbook_customer", "arbook_customeridentity", "arbook_customerbalance"):
+                    cursor.execute(f"VACUUM ANALYZE {table}")
+            fresh = Merchant.objects.create(name=f"{merchant.name} {part} {i}", slug=f"{merchant.slug}-{len(out)}-{i}",
+                                            country=merchant.country)
             credential = GatewayCredential.objects.create(
-                merchant=merchant, provider=template.provider, base_url=template.base_url,
+                merchant=fresh, provider=template.provider, base_url=template.base_url,
                 label=f"{part} {i}", secrets=dict(template.secrets), options=dict(template.options))
             switch(state)
             try:
