@@ -8,7 +8,8 @@ from arbook import bulk
 from arbook.models import Invoice
 from tests.factories import CredentialFactory, InvoiceFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db,
+              pytest.mark.skipif("connection.vendor != 'postgresql'", reason="the joined arrays are PostgreSQL's")]
 
 
 def _round_trip(values, of="varchar"):
@@ -23,7 +24,6 @@ def _round_trip(values, of="varchar"):
     ["has\x1funit separator", "plain"], [None, "x"], [str(n) for n in range(2500)],
 ])
 def test_text_arrays_round_trip_element_for_element(values):
-    assert connection.vendor == "postgresql"
     assert _round_trip(values) == values
 
 
